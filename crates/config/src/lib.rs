@@ -1,0 +1,479 @@
+//! weft's configuration: TOML into typed, validated settings. Unknown keys are errors, and every
+//! error names the exact key path that is wrong.
+#![forbid(unsafe_code)]
+
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
+
+/// A configuration error, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a value has the wrong type; `key` is the dotted path.
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tls: TlsConfig,
+    pub listen: ListenConfig,
+    pub c2s: C2sConfig,
+    pub websocket: WebSocketConfig,
+    pub limits: LimitsConfig,
+    pub host_meta: HostMetaConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: which domains weft hosts and where it keeps its files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Domains served by this instance. The first one is the default for CLI commands.
+    pub domains: Vec<String>,
+    /// Directory for the database and the generated certificate.
+    pub data_dir: PathBuf,
+    /// How long in-flight streams get to close on SIGTERM/SIGINT.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            domains: vec!["localhost".into()],
+            data_dir: PathBuf::from("weft-data"),
+            shutdown_grace: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite database file; defaults to `<data_dir>/weft.sqlite`.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+/// `[tls]`: a certificate chain and key in PEM. Without both, weft generates a self-signed
+/// certificate for its domains under `data_dir` on first start.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[listen]`: socket addresses for each listener; an empty list turns that listener off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Plain HTTP: host-meta and ws://.
+    pub http: Vec<SocketAddr>,
+    /// HTTPS: host-meta and wss://.
+    pub https: Vec<SocketAddr>,
+    /// Client-to-server TCP with STARTTLS (RFC 6120).
+    pub c2s: Vec<SocketAddr>,
+    /// Client-to-server Direct TLS (XEP-0368).
+    pub c2s_direct_tls: Vec<SocketAddr>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        let lo = |port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        ListenConfig {
+            http: lo(5280),
+            https: lo(5443),
+            c2s: lo(5222),
+            c2s_direct_tls: lo(5223),
+        }
+    }
+}
+
+/// What to do when a client binds a resource that is already bound (RFC 6120 §7.7.2.2).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceConflict {
+    /// The new session wins; the old one gets `<conflict/>` and is closed.
+    Replace,
+    /// The new session is refused with `<conflict/>`.
+    Reject,
+}
+
+/// `[c2s]`: client streams.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sConfig {
+    /// Refuse authentication on TCP before STARTTLS (RFC 6120 §5.3.1).
+    pub require_encryption: bool,
+    /// Development only: offer PLAIN without TLS to clients connecting from a loopback address.
+    pub allow_plain_on_loopback: bool,
+    /// Failed SASL attempts allowed on one stream before it is closed.
+    pub max_auth_attempts: u32,
+    /// Streams that have not authenticated within this time are closed.
+    pub unauthenticated_timeout: HumanDuration,
+    /// PBKDF2 iterations for newly stored SCRAM credentials.
+    pub scram_iterations: u32,
+    pub resource_conflict: ResourceConflict,
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            require_encryption: true,
+            allow_plain_on_loopback: false,
+            max_auth_attempts: 3,
+            unauthenticated_timeout: HumanDuration(Duration::from_secs(30)),
+            scram_iterations: 4096,
+            resource_conflict: ResourceConflict::Replace,
+        }
+    }
+}
+
+/// `[websocket]`: RFC 7395 endpoint settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// URL path of the WebSocket endpoint on the HTTP and HTTPS listeners.
+    pub path: String,
+    /// Interval of WebSocket pings; keep it under the idle timeout of proxies in front of weft.
+    pub ping_interval: HumanDuration,
+    /// A peer that has not answered a ping within this time is dropped.
+    pub ping_timeout: HumanDuration,
+    /// Allowed `Origin` header values; empty allows any origin (and requests without one).
+    pub allowed_origins: Vec<String>,
+    /// When set, streams closed by the server (shutdown, drain) carry this `see-other-uri`
+    /// (RFC 7395 §3.6.1). Must be a ws:// or wss:// URL; never used to downgrade wss to ws.
+    pub see_other_uri: Option<String>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            path: "/xmpp-websocket".into(),
+            ping_interval: HumanDuration(Duration::from_secs(30)),
+            ping_timeout: HumanDuration(Duration::from_secs(30)),
+            allowed_origins: Vec::new(),
+            see_other_uri: None,
+        }
+    }
+}
+
+/// `[limits]`: protective limits, the same for every transport.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza (or WebSocket message) accepted; larger gets `<policy-violation/>`.
+    pub max_stanza_size: ByteSize,
+    /// Deepest element nesting accepted in a stanza.
+    pub max_depth: usize,
+    /// Simultaneous connections from one IP address, over all listeners.
+    pub max_connections_per_ip: usize,
+    /// Bound on stanzas queued for one session before it is considered stuck.
+    pub session_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_size: ByteSize::kib(256),
+            max_depth: 32,
+            max_connections_per_ip: 100,
+            session_queue: 1024,
+        }
+    }
+}
+
+/// `[host_meta]`: XEP-0156 discovery documents. Behind a reverse proxy, set the public URLs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostMetaConfig {
+    /// Public WebSocket URLs to advertise. Empty: derived from the listeners
+    /// (wss://DOMAIN:PORT/path for each HTTPS listener, and ws:// for plain HTTP on loopback).
+    pub websocket_urls: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. "info" or "weft_server=debug,info". `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let mut key = if key == "." || key.is_empty() {
+                locate(text, &inner)
+            } else {
+                key
+            };
+            // serde reports an unknown key at its parent table; name the key itself.
+            if let Some(name) = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                key = if key.starts_with("line ") {
+                    name.to_string()
+                } else {
+                    format!("{key}.{name}")
+                };
+            }
+            ConfigError::Invalid { key, message }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.domains.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.domains",
+                "at least one domain is required",
+            ));
+        }
+        for (i, d) in self.server.domains.iter().enumerate() {
+            if let Err(why) = check_domain(d) {
+                return Err(ConfigError::invalid(&format!("server.domains[{i}]"), why));
+            }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            let key = if self.tls.cert.is_some() {
+                "tls.key"
+            } else {
+                "tls.cert"
+            };
+            return Err(ConfigError::invalid(
+                key,
+                "tls.cert and tls.key must be set together",
+            ));
+        }
+        if self.c2s.max_auth_attempts == 0 {
+            return Err(ConfigError::invalid(
+                "c2s.max_auth_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.c2s.scram_iterations < 4096 {
+            return Err(ConfigError::invalid(
+                "c2s.scram_iterations",
+                "must be at least 4096 (RFC 7677 §4)",
+            ));
+        }
+        if !self.websocket.path.starts_with('/') {
+            return Err(ConfigError::invalid(
+                "websocket.path",
+                "must start with '/'",
+            ));
+        }
+        if self.websocket.ping_interval.0.is_zero() {
+            return Err(ConfigError::invalid(
+                "websocket.ping_interval",
+                "must be more than 0s",
+            ));
+        }
+        if let Some(uri) = &self.websocket.see_other_uri {
+            if !(uri.starts_with("ws://") || uri.starts_with("wss://")) {
+                return Err(ConfigError::invalid(
+                    "websocket.see_other_uri",
+                    "must be a ws:// or wss:// URL (RFC 7395 §3.6.1)",
+                ));
+            }
+        }
+        for (i, url) in self.host_meta.websocket_urls.iter().enumerate() {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(ConfigError::invalid(
+                    &format!("host_meta.websocket_urls[{i}]"),
+                    "must be a ws:// or wss:// URL",
+                ));
+            }
+        }
+        let stanza = self.limits.max_stanza_size.0;
+        if !(1024..=64 * 1024 * 1024).contains(&stanza) {
+            return Err(ConfigError::invalid(
+                "limits.max_stanza_size",
+                "must be between 1 KiB and 64 MiB (RFC 6120 §13.12 asks for at least 10000 bytes)",
+            ));
+        }
+        if self.limits.max_depth < 4 {
+            return Err(ConfigError::invalid(
+                "limits.max_depth",
+                "must be at least 4",
+            ));
+        }
+        if self.limits.max_connections_per_ip == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_connections_per_ip",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.session_queue == 0 {
+            return Err(ConfigError::invalid(
+                "limits.session_queue",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the SQLite database lives.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.storage
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("weft.sqlite"))
+    }
+
+    pub fn default_domain(&self) -> &str {
+        &self.server.domains[0]
+    }
+}
+
+/// A light check of a DNS domain name as XMPP domainpart (RFC 7622 §3.2).
+fn check_domain(d: &str) -> Result<(), String> {
+    if d.is_empty() || d.len() > 1023 {
+        return Err("a domain must be 1 to 1023 bytes".into());
+    }
+    if d.contains(['@', '/', ' ']) || d != d.to_lowercase() {
+        return Err(format!("'{d}' is not a valid lowercase domain"));
+    }
+    Ok(())
+}
+
+/// For errors serde cannot place (TOML syntax), point at the line.
+fn locate(text: &str, err: &toml::de::Error) -> String {
+    match err.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("line {line}")
+        }
+        None => "(file)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_key(text: &str) -> String {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid-key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.domains, vec!["localhost".to_string()]);
+        assert_eq!(c.limits.max_stanza_size, ByteSize(262_144));
+        assert_eq!(c.sqlite_path(), PathBuf::from("weft-data/weft.sqlite"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../../weft.example.toml");
+        Config::parse(text).expect("weft.example.toml must stay valid");
+    }
+
+    #[test]
+    fn human_units() {
+        let c = Config::parse(
+            "[limits]\nmax_stanza_size = \"64 KiB\"\n[websocket]\nping_interval = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_stanza_size.0, 65536);
+        assert_eq!(c.websocket.ping_interval.0, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            err_key("[limits]\nmax_stanza_size = \"lots\"\n"),
+            "limits.max_stanza_size"
+        );
+        assert_eq!(
+            err_key("[limits]\nmax_stanza_sise = 5\n"),
+            "limits.max_stanza_sise"
+        );
+        assert_eq!(
+            err_key("[websocket]\nping_interval = \"30\"\n"),
+            "websocket.ping_interval"
+        );
+        assert_eq!(err_key("[server]\ndomains = []\n"), "server.domains");
+        assert_eq!(
+            err_key("[server]\ndomains = [\"a\", \"B@x\"]\n"),
+            "server.domains[1]"
+        );
+        assert_eq!(err_key("[tls]\ncert = \"/x.pem\"\n"), "tls.key");
+        assert_eq!(
+            err_key("[listen]\nhttp = [\"nonsense\"]\n"),
+            "listen.http[0]"
+        );
+        assert_eq!(
+            err_key("[websocket]\nsee_other_uri = \"http://x\"\n"),
+            "websocket.see_other_uri"
+        );
+        assert_eq!(
+            err_key("[c2s]\nresource_conflict = \"maybe\"\n"),
+            "c2s.resource_conflict"
+        );
+    }
+
+    #[test]
+    fn unknown_key_message_names_it() {
+        match Config::parse("[limits]\nmax_stanza_sise = 5\n") {
+            Err(e) => assert!(e.to_string().contains("max_stanza_sise"), "{e}"),
+            Ok(_) => panic!("unknown key accepted"),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Framing: turns a transport's bytes or WebSocket messages into stream events and back. TCP
+//! (RFC 6120 streaming XML) and WebSocket (RFC 7395 / XEP-0468, one element per message) differ
+//! only here; everything above sees the same `Incoming` events.
+
+pub mod tcp;
+pub mod websocket;
+
+use minidom::Element;
+use weft_xml::{StreamHeader, XmlError};
+
+use crate::error::StreamError;
+
+pub use tcp::TcpFraming;
+pub use websocket::WsFraming;
+
+/// A stream event from the peer.
+#[derive(Debug)]
+pub enum Incoming {
+    /// `<stream:stream>` or `<open/>`; namespace checks are the negotiation's job.
+    Header(StreamHeader),
+    Element(Element),
+    /// `</stream:stream>` or `<close/>`.
+    Close,
+}
+
+/// Why a stream cannot go on reading.
+#[derive(Debug, thiserror::Error)]
+pub enum FramingError {
+    /// Bad XML from the peer: answered with a stream error.
+    #[error("{0}")]
+    Xml(#[from] XmlError),
+    /// A framing rule broken (RFC 7395 §3.2 binary frame, §3.3.3 whitespace message, …).
+    #[error("{}", .0.text)]
+    Protocol(StreamError),
+    /// The peer stopped answering WebSocket pings.
+    #[error("peer did not answer pings")]
+    PingTimeout,
+    /// The connection dropped without a stream close.
+    #[error("connection closed by peer")]
+    Disconnected,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FramingError {
+    /// The stream error to send, when the connection is still writable.
+    pub fn stream_error(&self) -> Option<StreamError> {
+        match self {
+            FramingError::Xml(e) => Some(StreamError::from(e)),
+            FramingError::Protocol(e) => Some(e.clone()),
+            FramingError::PingTimeout => Some(StreamError::new(
+                crate::error::StreamErrorCondition::ConnectionTimeout,
+                "no answer to WebSocket pings",
+            )),
+            FramingError::Disconnected | FramingError::Io(_) => None,
+        }
+    }
+}
+
+/// The attributes of our response header.
+pub struct HeaderOut<'a> {
+    pub id: &'a str,
+    pub from: &'a str,
+    pub to: Option<&'a str>,
+    /// `jabber:client` or `jabber:server` (TCP only: WebSocket stanzas carry their own).
+    pub content_ns: &'a str,
+}
+
+/// A stream over either transport. One per connection, so variant sizes only matter for
+/// memory per session: the TCP parser state is boxed since it is the larger.
+#[allow(clippy::large_enum_variant)]
+pub enum Framed {
+    Tcp(Box<TcpFraming>),
+    WebSocket(WsFraming),
+}
+
+impl Framed {
+    pub async fn recv(&mut self) -> Result<Incoming, FramingError> {
+        match self {
+            Framed::Tcp(f) => f.recv().await,
+            Framed::WebSocket(f) => f.recv().await,
+        }
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, Framed::WebSocket(_))
+    }
+
+    /// Queues our stream header (`<stream:stream>` or `<open/>`).
+    pub fn queue_header(&mut self, h: &HeaderOut<'_>) {
+        match self {
+            Framed::Tcp(f) => f.queue_header(h),
+            Framed::WebSocket(f) => f.queue_header(h),
+        }
+    }
+
+    /// Queues an element of the stream namespace (features, error) with its children.
+    pub fn queue_stream_element(&mut self, el: &Element) {
+        match self {
+            Framed::Tcp(f) => f.queue_stream_element(el),
+            Framed::WebSocket(f) => f.queue_stream_element(el),
+        }
+    }
+
+    /// Queues a stanza or a negotiation element.
+    pub fn queue(&mut self, el: &Element) {
+        match self {
+            Framed::Tcp(f) => f.queue(el),
+            Framed::WebSocket(f) => f.queue(el),
+        }
+    }
+
+    /// Writes what is queued.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Framed::Tcp(f) => f.flush().await,
+            Framed::WebSocket(f) => f.flush().await,
+        }
+    }
+
+    /// After STARTTLS or SASL success the peer sends a new header (RFC 6120 §4.3.3).
+    pub fn restart(&mut self) {
+        match self {
+            Framed::Tcp(f) => f.restart(),
+            Framed::WebSocket(f) => f.restart(),
+        }
+    }
+
+    /// Closes the stream and the connection: our close (with `see_other_uri` on WebSocket),
+    /// then the peer's close awaited briefly, then the WebSocket closing handshake or TCP FIN.
+    /// `peer_closed` says the peer already sent its stream close.
+    pub async fn close(&mut self, peer_closed: bool, see_other_uri: Option<&str>) {
+        match self {
+            Framed::Tcp(f) => f.close(peer_closed).await,
+            Framed::WebSocket(f) => f.close(peer_closed, see_other_uri).await,
+        }
+    }
+
+    /// Sends a stream error and closes (RFC 6120 §4.9.1.1, RFC 7395 §3.5). When the error comes
+    /// before our header was sent, the header goes first.
+    pub async fn fail(&mut self, err: &StreamError, header: Option<&HeaderOut<'_>>) {
+        if let Some(h) = header {
+            self.queue_header(h);
+        }
+        self.queue_stream_element(&err.to_element());
+        self.close(false, None).await;
+    }
+}

@@ -1,0 +1,285 @@
+//! RFC 7395 WebSocket framing (and XEP-0468 for s2s): every message one complete element,
+//! `<open/>`/`<close/>` in the framing namespace, text frames only, WebSocket pings instead of
+//! whitespace keepalives.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use minidom::Element;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use weft_xml::{Limits, StreamHeader, XmlError};
+
+use super::{FramingError, HeaderOut, Incoming};
+use crate::error::{StreamError, StreamErrorCondition};
+
+/// How long we wait for the peer's `<close/>` or WebSocket close frame when closing.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// RFC 6455 §7.4.1 close codes.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+
+pub struct WsFraming {
+    socket: WebSocket,
+    limits: Limits,
+    /// `urn:ietf:params:xml:ns:xmpp-framing` (c2s) or `…-framing-server` (XEP-0468 s2s).
+    framing_ns: &'static str,
+    out: Vec<Utf8Bytes>,
+    ping: Interval,
+    ping_timeout: Duration,
+    awaiting_pong_since: Option<Instant>,
+    close_code: u16,
+}
+
+impl WsFraming {
+    pub fn new(
+        socket: WebSocket,
+        limits: Limits,
+        framing_ns: &'static str,
+        ping_interval: Duration,
+        ping_timeout: Duration,
+    ) -> Self {
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        WsFraming {
+            socket,
+            limits,
+            framing_ns,
+            out: Vec::new(),
+            ping,
+            ping_timeout,
+            awaiting_pong_since: None,
+            close_code: CLOSE_NORMAL,
+        }
+    }
+
+    /// Cancel-safe: `WebSocket::recv` and `Interval::tick` both are.
+    pub async fn recv(&mut self) -> Result<Incoming, FramingError> {
+        loop {
+            tokio::select! {
+                msg = self.socket.recv() => {
+                    let msg = match msg {
+                        None => return Err(FramingError::Disconnected),
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => return Err(map_ws_error(e, self.limits)),
+                    };
+                    match msg {
+                        Message::Text(text) => return self.decode(&text),
+                        Message::Binary(_) => {
+                            self.close_code = CLOSE_UNSUPPORTED_DATA;
+                            return Err(FramingError::Protocol(StreamError::new(
+                                StreamErrorCondition::UnsupportedEncoding,
+                                "RFC 7395 §3.2: XMPP messages must be WebSocket text frames",
+                            )));
+                        }
+                        Message::Pong(_) => self.awaiting_pong_since = None,
+                        // tungstenite answers pings by itself.
+                        Message::Ping(_) => {}
+                        Message::Close(_) => return Err(FramingError::Disconnected),
+                    }
+                }
+                _ = self.ping.tick() => {
+                    match self.awaiting_pong_since {
+                        Some(since) if since.elapsed() >= self.ping_timeout => {
+                            return Err(FramingError::PingTimeout);
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.awaiting_pong_since = Some(Instant::now());
+                            if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                                return Err(FramingError::Disconnected);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode(&mut self, text: &str) -> Result<Incoming, FramingError> {
+        // RFC 7395 §3.3.3 / §3.8: a message is one element; whitespace keepalives are not used.
+        if text.trim().is_empty() {
+            return Err(FramingError::Protocol(StreamError::new(
+                StreamErrorCondition::NotWellFormed,
+                "RFC 7395 §3.8: whitespace keepalives are not allowed; use WebSocket pings",
+            )));
+        }
+        if !text.starts_with('<') {
+            return Err(FramingError::Xml(XmlError::NotWellFormed(
+                "RFC 7395 §3.3.3: a message must start with '<'".into(),
+            )));
+        }
+        let el = weft_xml::parse_message(text, self.limits)?;
+        if el.name() == "open" {
+            return Ok(Incoming::Header(header_of(&el)));
+        }
+        if el.name() == "close" && (el.ns() == self.framing_ns || is_compat_close(&el)) {
+            return Ok(Incoming::Close);
+        }
+        Ok(Incoming::Element(el))
+    }
+
+    pub fn queue_header(&mut self, h: &HeaderOut<'_>) {
+        let mut s = String::with_capacity(160);
+        s.push_str("<open xmlns='");
+        s.push_str(self.framing_ns);
+        s.push('\'');
+        push_attr(&mut s, "id", h.id);
+        push_attr(&mut s, "from", h.from);
+        if let Some(to) = h.to {
+            push_attr(&mut s, "to", to);
+        }
+        s.push_str(" version='1.0' xml:lang='en'/>");
+        self.out.push(s.into());
+    }
+
+    pub fn queue_stream_element(&mut self, el: &Element) {
+        let mut buf = Vec::with_capacity(128);
+        super::tcp::write_prefixed_stream_element(el, &mut buf, true);
+        self.push_bytes(buf);
+    }
+
+    pub fn queue(&mut self, el: &Element) {
+        let mut buf = Vec::with_capacity(256);
+        weft_xml::write_element(el, &mut buf);
+        self.push_bytes(buf);
+    }
+
+    fn push_bytes(&mut self, buf: Vec<u8>) {
+        // The serialiser only writes UTF-8; a failure here would be our bug, not the peer's.
+        match String::from_utf8(buf) {
+            Ok(s) => self.out.push(s.into()),
+            Err(e) => tracing::error!("serialiser produced invalid UTF-8: {e}"),
+        }
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        for text in self.out.drain(..) {
+            self.socket
+                .feed(Message::Text(text))
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        self.socket.flush().await.map_err(std::io::Error::other)
+    }
+
+    /// A new `<open/>` follows without `<close/>` (RFC 7395 §3.7); nothing to reset per message.
+    pub fn restart(&mut self) {}
+
+    pub async fn close(&mut self, peer_closed: bool, see_other_uri: Option<&str>) {
+        let mut s = format!("<close xmlns='{}'", self.framing_ns);
+        if let Some(uri) = see_other_uri {
+            push_attr(&mut s, "see-other-uri", uri);
+        }
+        s.push_str("/>");
+        self.out.push(s.into());
+        if self.flush().await.is_err() {
+            return;
+        }
+        if !peer_closed {
+            // Wait for the peer's <close/> (RFC 7395 §3.6), dropping anything else it sends.
+            let closed = tokio::time::timeout(CLOSE_WAIT, async {
+                loop {
+                    match self.socket.recv().await {
+                        Some(Ok(Message::Text(t))) => {
+                            if let Ok(el) = weft_xml::parse_message(&t, self.limits) {
+                                if el.name() == "close" {
+                                    return true;
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            })
+            .await;
+            if !matches!(closed, Ok(true)) {
+                // The peer closed the WebSocket (or vanished) without <close/>: nothing to do.
+                if closed.is_ok() {
+                    return;
+                }
+            }
+        } else {
+            // The peer closed first, so it starts the WebSocket closing handshake; we answer it.
+            // If it never does, we start it ourselves.
+            let got_close = tokio::time::timeout(CLOSE_WAIT, async {
+                loop {
+                    match self.socket.recv().await {
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            })
+            .await;
+            if got_close.is_ok() {
+                // tungstenite already queued the close reply; drive it out.
+                let _ = self.socket.flush().await;
+                return;
+            }
+        }
+        let frame = CloseFrame {
+            code: self.close_code,
+            reason: Utf8Bytes::from_static(""),
+        };
+        if self.socket.send(Message::Close(Some(frame))).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(m)) = self.socket.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// COMPAT(xmpp-proxy): it sends `<close/>` in the c2s framing namespace on s2s streams too.
+fn is_compat_close(el: &Element) -> bool {
+    el.ns() == crate::ns::FRAMING
+}
+
+fn header_of(el: &Element) -> StreamHeader {
+    StreamHeader {
+        name: el.name().to_string(),
+        ns: el.ns(),
+        default_ns: Some(el.ns()),
+        attrs: el
+            .attrs()
+            .iter()
+            .map(|((ns, name), v)| {
+                let key = if ns.is_empty() {
+                    name.to_string()
+                } else if ns.as_str() == rxml::parser::XMLNS_XML {
+                    format!("xml:{name}")
+                } else {
+                    format!("{{{}}}{name}", ns.as_str())
+                };
+                (key, v.to_string())
+            })
+            .collect(),
+    }
+}
+
+fn push_attr(s: &mut String, name: &str, value: &str) {
+    s.push(' ');
+    s.push_str(name);
+    s.push_str("='");
+    s.push_str(&weft_xml::escape(value));
+    s.push('\'');
+}
+
+fn map_ws_error(e: axum::Error, limits: Limits) -> FramingError {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) => match *err {
+            tungstenite::Error::Capacity(_) => FramingError::Xml(XmlError::StanzaTooLarge {
+                limit: limits.max_stanza_bytes,
+            }),
+            tungstenite::Error::Utf8(_) => FramingError::Xml(XmlError::InvalidUtf8),
+            tungstenite::Error::Io(io) => FramingError::Io(io),
+            _ => FramingError::Disconnected,
+        },
+        Err(_) => FramingError::Disconnected,
+    }
+}

@@ -1,0 +1,251 @@
+//! The delivery decision for stanzas from local clients (RFC 6121 §8.5): to the server's
+//! modules, to local sessions, or (later) to s2s. Replies for the sender are returned, not sent,
+//! so the sender's task writes them itself.
+
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use rxml::xml_ncname;
+
+use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::modules::{self, IqOutcome, IqRequest};
+use crate::session::registry::DeliveryError;
+use crate::stanza::{self, Kind};
+use crate::state::ServerState;
+
+/// Routes a stanza whose 'from' was already stamped with the sender's full JID. Returns the
+/// stanzas to write back to the sender (errors, IQ results, reflected presence).
+pub async fn route_from_client(
+    state: &ServerState,
+    mut stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+) -> Vec<Element> {
+    let to = match stanza::to_jid(&stanza) {
+        Ok(to) => to,
+        Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
+    };
+    let Some(to) = to else {
+        return to_own_account(state, stanza, kind, from);
+    };
+    if !state.is_local_domain(to.domain().as_str()) {
+        // Federation arrives with the s2s issue; until then nothing leaves this server.
+        return reply_with(
+            &stanza,
+            StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                .with_text("federation is not enabled on this server"),
+        );
+    }
+    if to.node().is_none() {
+        return to_server(state, &stanza, kind, from, &to);
+    }
+    match to.try_as_full() {
+        Ok(full) => to_full_jid(state, &mut stanza, kind, full).await,
+        Err(bare) => {
+            let bare = bare.clone();
+            to_bare_jid(state, stanza, kind, from, &bare).await
+        }
+    }
+}
+
+/// RFC 6120 §8.1.1.1: no 'to' means the sender's own account.
+fn to_own_account(
+    state: &ServerState,
+    stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+) -> Vec<Element> {
+    match kind {
+        Kind::Iq => {
+            let account = Jid::from(from.to_bare());
+            server_iq(state, &stanza, from, &account)
+        }
+        Kind::Presence => {
+            // RFC 6121 §4.2.2 / §4.5.2: presence broadcast. Without rosters (a later issue) the
+            // audience is the user's own available resources, including the sender.
+            let available = stanza.attr("type").is_none();
+            if !available && stanza.attr("type") != Some("unavailable") {
+                return Vec::new();
+            }
+            let priority = stanza
+                .get_child("priority", crate::ns::CLIENT)
+                .and_then(|p| p.text().trim().parse::<i8>().ok())
+                .unwrap_or(0);
+            state.sessions.set_presence(from, available, priority);
+            let mut back = Vec::new();
+            for (jid, handle) in state.sessions.all_resources(&from.to_bare()) {
+                let mut copy = stanza.clone();
+                stanza::set_attr(&mut copy, xml_ncname!("to").into(), jid.as_str());
+                if &jid == from {
+                    back.push(copy);
+                } else {
+                    let _ = handle.deliver(copy);
+                }
+            }
+            back
+        }
+        Kind::Message => {
+            // A message to one's own bare JID.
+            Vec::new()
+        }
+    }
+}
+
+fn to_server(
+    state: &ServerState,
+    stanza: &Element,
+    kind: Kind,
+    from: &FullJid,
+    to: &Jid,
+) -> Vec<Element> {
+    match kind {
+        Kind::Iq if to.resource().is_none() => server_iq(state, stanza, from, to),
+        Kind::Iq | Kind::Message => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
+        // Presence to the server itself has no meaning without subscriptions to it.
+        Kind::Presence => Vec::new(),
+    }
+}
+
+/// An IQ the server answers itself, for its domain or on behalf of an account.
+fn server_iq(state: &ServerState, iq: &Element, from: &FullJid, to: &Jid) -> Vec<Element> {
+    let is_set = match iq.attr("type") {
+        Some("get") => false,
+        Some("set") => true,
+        Some("result") | Some("error") => return Vec::new(),
+        _ => return reply(iq, StanzaErrorCondition::BadRequest),
+    };
+    let mut children = iq.children();
+    let (Some(payload), None) = (children.next(), children.next()) else {
+        return reply_with(
+            iq,
+            StanzaError::new(StanzaErrorCondition::BadRequest)
+                .with_text("an IQ get or set carries exactly one payload (RFC 6120 §8.2.3)"),
+        );
+    };
+    let req = IqRequest {
+        iq,
+        payload,
+        from,
+        to,
+        is_set,
+    };
+    match modules::handle_iq(state, &req) {
+        IqOutcome::Result(payload) => {
+            let mut result = stanza::iq_result(iq, payload);
+            if iq.attr("to").is_none() {
+                // Answers on behalf of the account come from its bare JID (RFC 6120 §10.3.3).
+                stanza::set_attr(&mut result, xml_ncname!("from").into(), to.as_str());
+            }
+            vec![result]
+        }
+        IqOutcome::Error(err) => reply_with(iq, err),
+        IqOutcome::NotMine => reply(iq, StanzaErrorCondition::ServiceUnavailable),
+    }
+}
+
+async fn to_full_jid(
+    state: &ServerState,
+    stanza: &mut Element,
+    kind: Kind,
+    to: &FullJid,
+) -> Vec<Element> {
+    if let Some(handle) = state.sessions.lookup(to) {
+        return match handle.deliver(stanza.clone()) {
+            Ok(()) => Vec::new(),
+            Err(DeliveryError::Congested) => reply_with(
+                stanza,
+                StanzaError::new(StanzaErrorCondition::ResourceConstraint)
+                    .with_text("the recipient is not reading fast enough"),
+            ),
+            Err(DeliveryError::Gone) => reply(stanza, StanzaErrorCondition::RecipientUnavailable),
+        };
+    }
+    // RFC 6121 §8.5.3.2: no such resource.
+    match kind {
+        Kind::Message => match stanza.attr("type") {
+            Some("groupchat") => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
+            Some("headline") | Some("error") => Vec::new(),
+            _ => deliver_message_to_bare(state, stanza.clone(), &to.to_bare()).await,
+        },
+        Kind::Iq => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
+        Kind::Presence => Vec::new(),
+    }
+}
+
+async fn to_bare_jid(
+    state: &ServerState,
+    stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+    to: &BareJid,
+) -> Vec<Element> {
+    match kind {
+        Kind::Iq => {
+            if !account_exists(state, to).await {
+                return reply(&stanza, StanzaErrorCondition::ServiceUnavailable);
+            }
+            // RFC 6121 §8.5.2.1.3: the server answers IQs to a bare JID for the account.
+            server_iq(state, &stanza, from, &Jid::from(to.clone()))
+        }
+        Kind::Message => match stanza.attr("type") {
+            Some("error") => Vec::new(),
+            Some("groupchat") => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
+            _ => deliver_message_to_bare(state, stanza, to).await,
+        },
+        Kind::Presence => {
+            for (_, handle) in state.sessions.all_resources(to) {
+                let _ = handle.deliver(stanza.clone());
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// RFC 6121 §8.5.2.1.1: every available resource with non-negative priority gets a copy.
+async fn deliver_message_to_bare(
+    state: &ServerState,
+    stanza: Element,
+    to: &BareJid,
+) -> Vec<Element> {
+    let targets = state.sessions.message_targets(to);
+    let mut delivered = false;
+    for (_, handle) in &targets {
+        delivered |= handle.deliver(stanza.clone()).is_ok();
+    }
+    if delivered || stanza.attr("type") == Some("headline") {
+        return Vec::new();
+    }
+    if !account_exists(state, to).await {
+        return reply(&stanza, StanzaErrorCondition::ServiceUnavailable);
+    }
+    // RFC 6121 §8.5.2.2.1: offline storage arrives with its own module; until then the sender
+    // learns the message was not delivered.
+    reply_with(
+        &stanza,
+        StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
+            .with_text("the recipient is offline"),
+    )
+}
+
+async fn account_exists(state: &ServerState, jid: &BareJid) -> bool {
+    let Some(node) = jid.node() else { return false };
+    match state
+        .storage
+        .accounts
+        .account_exists(jid.domain().as_str(), node.as_str())
+        .await
+    {
+        Ok(exists) => exists,
+        Err(e) => {
+            tracing::warn!("account lookup failed: {e}");
+            false
+        }
+    }
+}
+
+fn reply(stanza: &Element, condition: StanzaErrorCondition) -> Vec<Element> {
+    stanza::error_reply(stanza, condition).into_iter().collect()
+}
+
+fn reply_with(stanza: &Element, err: StanzaError) -> Vec<Element> {
+    err.reply_to(stanza).into_iter().collect()
+}

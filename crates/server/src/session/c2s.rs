@@ -1,0 +1,657 @@
+//! One client connection from first byte to last: stream negotiation (STARTTLS, SASL, restart,
+//! bind) and then the established session, which stamps 'from', hands stanzas to the router and
+//! writes what others send it. Transport-agnostic: it only sees `Framed`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use jid::{BareJid, FullJid};
+use minidom::Element;
+use rxml::xml_ncname;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use weft_sasl::{Failure, Hash, Mechanism, ScramServer};
+
+use crate::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
+use crate::framing::{Framed, FramingError, HeaderOut, Incoming};
+use crate::negotiation::c2s::{self as neg, PreAuthOffer, Transport};
+use crate::ns;
+use crate::router;
+use crate::session::registry::{BindOutcome, Outbound, SessionHandle};
+use crate::stanza::{self, Kind};
+use crate::state::ServerState;
+use crate::transport::io::PeerInfo;
+
+/// Stanzas drained from the queue per write, so one flush carries many (fewer syscalls).
+const WRITE_BATCH: usize = 64;
+
+/// How a stream ends.
+enum End {
+    Error(StreamError),
+    /// The peer sent its stream close.
+    PeerClosed,
+    /// The connection is gone; nothing more can be written.
+    Disconnected,
+    Shutdown,
+}
+
+impl From<FramingError> for End {
+    fn from(e: FramingError) -> Self {
+        match e.stream_error() {
+            Some(err) => End::Error(err),
+            None => End::Disconnected,
+        }
+    }
+}
+
+fn stream_error(condition: StreamErrorCondition, text: &str) -> End {
+    End::Error(StreamError::new(condition, text))
+}
+
+/// A bound session.
+struct Bound {
+    jid: FullJid,
+    id: u64,
+    rx: mpsc::Receiver<Outbound>,
+    replaced: CancellationToken,
+}
+
+struct C2s {
+    state: Arc<ServerState>,
+    framed: Framed,
+    peer: PeerInfo,
+    transport: Transport,
+    stream_id: String,
+    domain: String,
+    header_sent: bool,
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(state: Arc<ServerState>, framed: Framed, peer: PeerInfo, transport: Transport) {
+    let domain = state.config.default_domain().to_string();
+    let mut c2s = C2s {
+        state: state.clone(),
+        framed,
+        peer,
+        transport,
+        stream_id: String::new(),
+        domain,
+        header_sent: false,
+    };
+    let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
+    let negotiated = tokio::select! {
+        r = c2s.negotiate() => r,
+        _ = tokio::time::sleep_until(deadline) => Err(stream_error(
+            StreamErrorCondition::ConnectionTimeout,
+            "authentication took too long",
+        )),
+        _ = state.shutdown.cancelled() => Err(End::Shutdown),
+    };
+    let end = match negotiated {
+        Ok(mut bound) => {
+            let end = c2s.established(&mut bound).await;
+            c2s.unbind(&bound);
+            end
+        }
+        Err(end) => end,
+    };
+    c2s.finish(end).await;
+}
+
+impl C2s {
+    fn queue_header(&mut self) {
+        let header = HeaderOut {
+            id: &self.stream_id,
+            from: &self.domain,
+            to: None,
+            content_ns: ns::CLIENT,
+        };
+        self.framed.queue_header(&header);
+        self.header_sent = true;
+    }
+
+    /// Sends `err` and closes, opening the stream first when our header is not out yet
+    /// (RFC 6120 §4.9.1.1, RFC 7395 §3.5).
+    async fn fail(&mut self, err: &StreamError) {
+        if !self.header_sent {
+            self.queue_header();
+        }
+        self.framed.fail(err, None).await;
+    }
+
+    async fn finish(&mut self, end: End) {
+        let header_missing = !self.header_sent;
+        if header_missing && self.stream_id.is_empty() {
+            self.stream_id = new_stream_id();
+        }
+        match end {
+            End::Disconnected => {}
+            End::PeerClosed => self.framed.close(true, None).await,
+            End::Error(err) => {
+                tracing::debug!(peer = %self.peer.addr, "stream error: {}: {}", err.condition.name(), err.text);
+                self.fail(&err).await;
+            }
+            End::Shutdown => {
+                let redirect = self
+                    .framed
+                    .is_websocket()
+                    .then(|| self.state.redirect_for(self.transport.is_tls()))
+                    .flatten();
+                if redirect.is_some() && !header_missing {
+                    self.framed.close(false, redirect.as_deref()).await;
+                } else {
+                    let err = StreamError::new(
+                        StreamErrorCondition::SystemShutdown,
+                        "the server is shutting down",
+                    );
+                    self.fail(&err).await;
+                }
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Result<Incoming, End> {
+        self.framed.recv().await.map_err(End::from)
+    }
+
+    /// The next element of the current stream; a close ends it, a header here is an error.
+    async fn next_element(&mut self) -> Result<Element, End> {
+        match self.recv().await? {
+            Incoming::Element(el) => Ok(el),
+            Incoming::Close => Err(End::PeerClosed),
+            Incoming::Header(_) => Err(stream_error(
+                StreamErrorCondition::BadFormat,
+                "a stream header was not expected here",
+            )),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.framed.flush().await.map_err(|_| End::Disconnected)
+    }
+
+    /// Opens streams until a resource is bound (RFC 6120 §4.3, §5, §6, §7).
+    async fn negotiate(&mut self) -> Result<Bound, End> {
+        let mut authenticated: Option<BareJid> = None;
+        let mut failures = 0u32;
+        loop {
+            self.header_sent = false;
+            self.stream_id = new_stream_id();
+            let header = match self.recv().await? {
+                Incoming::Header(h) => h,
+                Incoming::Close => return Err(End::PeerClosed),
+                Incoming::Element(_) => {
+                    return Err(stream_error(
+                        StreamErrorCondition::BadFormat,
+                        "the stream must begin with a stream header",
+                    ))
+                }
+            };
+            let state = self.state.clone();
+            self.domain = neg::check_header(&header, self.framed.is_websocket(), |d| {
+                state.is_local_domain(d)
+            })
+            .map_err(End::Error)?;
+            self.queue_header();
+            if let Some(account) = &authenticated {
+                let account = account.clone();
+                self.framed.queue_stream_element(&neg::post_auth_features());
+                self.flush().await?;
+                return self.bind(&account).await;
+            }
+            let policy = neg::Policy {
+                require_encryption: self.state.config.c2s.require_encryption,
+                allow_plain_on_loopback: self.state.config.c2s.allow_plain_on_loopback,
+            };
+            let offer = neg::pre_auth_offer(
+                self.transport,
+                policy,
+                self.peer.addr.ip().is_loopback(),
+                &self.peer.bindings.available(),
+            );
+            self.framed
+                .queue_stream_element(&neg::pre_auth_features(&offer, policy.require_encryption));
+            self.flush().await?;
+            loop {
+                let el = self.next_element().await?;
+                if el.is("starttls", ns::TLS) {
+                    self.starttls(&offer).await?;
+                    break;
+                }
+                if el.is("auth", ns::SASL) {
+                    match self.sasl(&offer, &el).await? {
+                        Some(account) => {
+                            authenticated = Some(account);
+                            self.framed.restart();
+                            break;
+                        }
+                        None => {
+                            failures += 1;
+                            if failures >= self.state.config.c2s.max_auth_attempts {
+                                return Err(stream_error(
+                                    StreamErrorCondition::PolicyViolation,
+                                    "too many failed authentication attempts",
+                                ));
+                            }
+                        }
+                    }
+                    continue;
+                }
+                return Err(stream_error(
+                    StreamErrorCondition::NotAuthorized,
+                    "authenticate before sending anything else (RFC 6120 §6)",
+                ));
+            }
+        }
+    }
+
+    /// RFC 6120 §5.4.2.
+    async fn starttls(&mut self, offer: &PreAuthOffer) -> Result<(), End> {
+        let Framed::Tcp(tcp) = &mut self.framed else {
+            unreachable!("STARTTLS is never offered on WebSocket");
+        };
+        if !offer.starttls || tcp.is_tls() {
+            tcp.queue(&Element::builder("failure", ns::TLS).build());
+            return Err(End::PeerClosed);
+        }
+        tcp.queue(&Element::builder("proceed", ns::TLS).build());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.state.tls.starttls.clone());
+        let bindings = tcp
+            .starttls(&acceptor, &self.state.tls.server_end_point)
+            .await
+            .map_err(|e| {
+                tracing::debug!(peer = %self.peer.addr, "STARTTLS handshake failed: {e}");
+                End::Disconnected
+            })?;
+        self.peer.secure = true;
+        self.peer.bindings = bindings;
+        self.transport = Transport::Tcp { tls: true };
+        Ok(())
+    }
+
+    async fn sasl_failure(&mut self, failure: Failure, text: Option<&str>) -> Result<(), End> {
+        let mut f = Element::builder("failure", ns::SASL)
+            .append(Element::builder(failure.condition(), ns::SASL).build());
+        if let Some(text) = text {
+            f = f.append(
+                Element::builder("text", ns::SASL)
+                    .attr_ns(rxml::Namespace::XML, xml_ncname!("lang").into(), "en")
+                    .append(text)
+                    .build(),
+            );
+        }
+        self.framed.queue(&f.build());
+        self.flush().await
+    }
+
+    /// One SASL exchange (RFC 6120 §6.4). Ok(Some) on success, Ok(None) after a `<failure/>`.
+    async fn sasl(&mut self, offer: &PreAuthOffer, auth: &Element) -> Result<Option<BareJid>, End> {
+        let requested = auth.attr("mechanism").and_then(Mechanism::from_name);
+        let mechanism = match requested {
+            Some(m) if offer.offers(m) => m,
+            Some(_) if offer.starttls => {
+                self.sasl_failure(Failure::EncryptionRequired, Some("use TLS first"))
+                    .await?;
+                return Ok(None);
+            }
+            _ => {
+                self.sasl_failure(Failure::InvalidMechanism, None).await?;
+                return Ok(None);
+            }
+        };
+        let initial = match decode_sasl_payload(&auth.text()) {
+            Ok(data) => data,
+            Err(f) => {
+                self.sasl_failure(f, None).await?;
+                return Ok(None);
+            }
+        };
+        let result = match mechanism {
+            Mechanism::Plain => self.sasl_plain(&initial).await?,
+            m => match m.hash() {
+                Some(hash) => self.sasl_scram(m, hash, offer, initial).await?,
+                None => Err(Failure::InvalidMechanism),
+            },
+        };
+        match result {
+            Ok((account, additional)) => {
+                let mut success = Element::builder("success", ns::SASL);
+                if let Some(data) = additional {
+                    success =
+                        success.append(base64::engine::general_purpose::STANDARD.encode(data));
+                }
+                self.framed.queue(&success.build());
+                self.flush().await?;
+                tracing::info!(peer = %self.peer.addr, jid = %account, ?mechanism, "authenticated");
+                Ok(Some(account))
+            }
+            Err(Failure::Aborted) => {
+                self.sasl_failure(Failure::Aborted, None).await?;
+                Ok(None)
+            }
+            Err(f) => {
+                tracing::info!(peer = %self.peer.addr, ?mechanism, "authentication failed: {}", f.condition());
+                self.sasl_failure(f, None).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The account JID for a SASL username on this stream's domain (RFC 6120 §6.3.7 nodeprep).
+    fn account_for(&self, username: &str) -> Result<BareJid, Failure> {
+        BareJid::new(&format!("{username}@{}", self.domain)).map_err(|_| Failure::NotAuthorized)
+    }
+
+    /// The authzid must be absent or the account itself (no proxy authorisation for clients).
+    fn check_authzid(&self, authzid: Option<&str>, account: &BareJid) -> Result<(), Failure> {
+        match authzid {
+            None => Ok(()),
+            Some(a) => match BareJid::new(a) {
+                Ok(j) if &j == account => Ok(()),
+                _ => Err(Failure::InvalidAuthzid),
+            },
+        }
+    }
+
+    /// `&mut self` (not `&self`): the WebSocket inside is not `Sync`, so a shared borrow held
+    /// across an await would make the session future non-`Send`.
+    async fn credentials(
+        &mut self,
+        account: &BareJid,
+        hash: Hash,
+    ) -> Result<Option<weft_sasl::ScramCredentials>, End> {
+        let Some(node) = account.node() else {
+            return Ok(None);
+        };
+        match self
+            .state
+            .storage
+            .accounts
+            .scram_credentials(account.domain().as_str(), node.as_str(), hash)
+            .await
+        {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::error!("credential lookup failed: {e}");
+                Err(stream_error(
+                    StreamErrorCondition::InternalServerError,
+                    "storage is unavailable",
+                ))
+            }
+        }
+    }
+
+    async fn sasl_plain(
+        &mut self,
+        initial: &[u8],
+    ) -> Result<Result<(BareJid, Option<Vec<u8>>), Failure>, End> {
+        let msg = match weft_sasl::parse_plain(initial) {
+            Ok(m) => m,
+            Err(f) => return Ok(Err(f)),
+        };
+        let account = match self.account_for(&msg.authcid) {
+            Ok(a) => a,
+            Err(f) => return Ok(Err(f)),
+        };
+        if let Err(f) = self.check_authzid(msg.authzid.as_deref(), &account) {
+            return Ok(Err(f));
+        }
+        let creds = match self.credentials(&account, Hash::Sha256).await? {
+            Some(c) => Some(c),
+            None => self.credentials(&account, Hash::Sha1).await?,
+        };
+        match creds {
+            Some(c) if c.verify_password(&msg.password) => Ok(Ok((account, None))),
+            _ => Ok(Err(Failure::NotAuthorized)),
+        }
+    }
+
+    async fn sasl_scram(
+        &mut self,
+        mechanism: Mechanism,
+        hash: Hash,
+        offer: &PreAuthOffer,
+        mut client_first: Vec<u8>,
+    ) -> Result<Result<(BareJid, Option<Vec<u8>>), Failure>, End> {
+        let mut server = ScramServer::new(
+            hash,
+            mechanism.is_plus(),
+            self.peer.bindings.clone(),
+            offer.plus_offered(),
+        );
+        if client_first.is_empty() {
+            // No initial response: ask for it with an empty challenge (RFC 6120 §6.4.2).
+            client_first = match self.challenge(b"").await? {
+                Ok(data) => data,
+                Err(f) => return Ok(Err(f)),
+            };
+        }
+        let first = match server.handle_client_first(&client_first) {
+            Ok(f) => f,
+            Err(f) => return Ok(Err(f)),
+        };
+        let account = match self.account_for(&first.username) {
+            Ok(a) => a,
+            Err(f) => return Ok(Err(f)),
+        };
+        if let Err(f) = self.check_authzid(first.authzid.as_deref(), &account) {
+            return Ok(Err(f));
+        }
+        let creds = self.credentials(&account, hash).await?;
+        let server_first =
+            server.server_first(creds.as_ref(), self.state.config.c2s.scram_iterations);
+        let client_final = match self.challenge(&server_first).await? {
+            Ok(data) => data,
+            Err(f) => return Ok(Err(f)),
+        };
+        match server.handle_client_final(&client_final) {
+            Ok(server_final) => Ok(Ok((account, Some(server_final)))),
+            Err(f) => Ok(Err(f)),
+        }
+    }
+
+    /// Sends a challenge and returns the decoded response (or a failure for `<abort/>` or junk).
+    async fn challenge(&mut self, data: &[u8]) -> Result<Result<Vec<u8>, Failure>, End> {
+        let mut c = Element::builder("challenge", ns::SASL);
+        if !data.is_empty() {
+            c = c.append(base64::engine::general_purpose::STANDARD.encode(data));
+        }
+        self.framed.queue(&c.build());
+        self.flush().await?;
+        let el = self.next_element().await?;
+        if el.is("abort", ns::SASL) {
+            return Ok(Err(Failure::Aborted));
+        }
+        if !el.is("response", ns::SASL) {
+            return Ok(Err(Failure::MalformedRequest));
+        }
+        Ok(decode_sasl_payload(&el.text()))
+    }
+
+    /// RFC 6120 §7: waits for the bind request (answering legacy session requests meanwhile).
+    async fn bind(&mut self, account: &BareJid) -> Result<Bound, End> {
+        loop {
+            let el = self.next_element().await?;
+            let is_set_iq = el.is("iq", ns::CLIENT) && el.attr("type") == Some("set");
+            if is_set_iq && el.has_child("session", ns::SESSION) {
+                self.framed.queue(&stanza::iq_result(&el, None));
+                self.flush().await?;
+                continue;
+            }
+            let Some(request) = el.get_child("bind", ns::BIND).filter(|_| is_set_iq) else {
+                return Err(stream_error(
+                    StreamErrorCondition::NotAuthorized,
+                    "bind a resource before sending stanzas (RFC 6120 §7)",
+                ));
+            };
+            let wanted = request
+                .get_child("resource", ns::BIND)
+                .map(|r| r.text())
+                .filter(|r| !r.trim().is_empty());
+            let resource = wanted.clone().unwrap_or_else(generated_resource);
+            let Ok(jid) = account.with_resource_str(&resource) else {
+                let err = StanzaError::new(StanzaErrorCondition::BadRequest)
+                    .with_text("the resource is not a valid resourcepart (RFC 7622 §3.4)");
+                self.framed
+                    .queue(&err.reply_to(&el).unwrap_or_else(|| el.clone()));
+                self.flush().await?;
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(self.state.config.limits.session_queue);
+            let replaced = CancellationToken::new();
+            let id = self.state.sessions.new_session_id();
+            let handle = SessionHandle {
+                id,
+                tx,
+                replaced: replaced.clone(),
+            };
+            match self
+                .state
+                .sessions
+                .bind(&jid, handle, self.state.config.c2s.resource_conflict)
+            {
+                BindOutcome::Conflict => {
+                    let err = StanzaError::new(StanzaErrorCondition::Conflict)
+                        .with_text("that resource is in use");
+                    if let Some(reply) = err.reply_to(&el) {
+                        self.framed.queue(&reply);
+                    }
+                    self.flush().await?;
+                    continue;
+                }
+                BindOutcome::Replaced(old) => old.replaced.cancel(),
+                BindOutcome::Bound => {}
+            }
+            let payload = Element::builder("bind", ns::BIND)
+                .append(
+                    Element::builder("jid", ns::BIND)
+                        .append(jid.as_str())
+                        .build(),
+                )
+                .build();
+            let mut result = stanza::iq_result(&el, Some(payload));
+            stanza::remove_attr(&mut result, "from");
+            self.framed.queue(&result);
+            self.flush().await?;
+            tracing::debug!(%jid, "bound");
+            return Ok(Bound {
+                jid,
+                id,
+                rx,
+                replaced,
+            });
+        }
+    }
+
+    /// The established session: stanzas both ways until the stream ends.
+    async fn established(&mut self, bound: &mut Bound) -> End {
+        let state = self.state.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = state.shutdown.cancelled() => return End::Shutdown,
+                _ = bound.replaced.cancelled() => {
+                    return stream_error(
+                        StreamErrorCondition::Conflict,
+                        "replaced by a new session for the same resource",
+                    );
+                }
+                out = bound.rx.recv() => {
+                    let Some(Outbound::Stanza(first)) = out else { continue };
+                    self.framed.queue(&first);
+                    for _ in 1..WRITE_BATCH {
+                        match bound.rx.try_recv() {
+                            Ok(Outbound::Stanza(el)) => self.framed.queue(&el),
+                            Err(_) => break,
+                        }
+                    }
+                    if self.framed.flush().await.is_err() {
+                        return End::Disconnected;
+                    }
+                }
+                incoming = self.framed.recv() => {
+                    let el = match incoming {
+                        Ok(Incoming::Element(el)) => el,
+                        Ok(Incoming::Close) => return End::PeerClosed,
+                        Ok(Incoming::Header(_)) => {
+                            return stream_error(
+                                StreamErrorCondition::BadFormat,
+                                "a stream restart is only allowed during negotiation",
+                            );
+                        }
+                        Err(e) => return End::from(e),
+                    };
+                    if let Err(end) = self.client_stanza(el, &bound.jid).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only use its own JID there.
+    async fn client_stanza(&mut self, mut el: Element, jid: &FullJid) -> Result<(), End> {
+        let Some(kind) = Kind::of(&el, ns::CLIENT) else {
+            return Err(stream_error(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "only message, presence and iq in jabber:client are allowed (RFC 6120 §4.9.3.24)",
+            ));
+        };
+        if let Some(from) = el.attr("from") {
+            let own = from == jid.as_str() || BareJid::new(from).is_ok_and(|b| b == jid.to_bare());
+            if !own {
+                return Err(stream_error(
+                    StreamErrorCondition::InvalidFrom,
+                    "'from' does not match the authenticated JID (RFC 6120 §8.1.2.1)",
+                ));
+            }
+        }
+        stanza::set_attr(&mut el, xml_ncname!("from").into(), jid.as_str());
+        let replies = router::route_from_client(&self.state, el, kind, jid).await;
+        if !replies.is_empty() {
+            for r in &replies {
+                self.framed.queue(r);
+            }
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn unbind(&self, bound: &Bound) {
+        self.state.sessions.unbind(&bound.jid, bound.id);
+        // RFC 6121 §4.5.2: the user's other resources learn this one went away.
+        let gone = Element::builder("presence", ns::CLIENT)
+            .attr(xml_ncname!("type").into(), "unavailable")
+            .attr(xml_ncname!("from").into(), bound.jid.as_str())
+            .build();
+        for (_, handle) in self.state.sessions.all_resources(&bound.jid.to_bare()) {
+            let _ = handle.deliver(gone.clone());
+        }
+    }
+}
+
+/// RFC 6120 §6.4.2: "=" is an empty response; otherwise base64.
+fn decode_sasl_payload(text: &str) -> Result<Vec<u8>, Failure> {
+    let t = text.trim();
+    if t.is_empty() || t == "=" {
+        return Ok(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .map_err(|_| Failure::IncorrectEncoding)
+}
+
+fn new_stream_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 6120 §7.6.2.1: a server-generated resource, unpredictable.
+fn generated_resource() -> String {
+    let bytes: [u8; 9] = rand::random();
+    format!(
+        "weft-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}

@@ -1,0 +1,4 @@
+//! Sessions: one task per connection that owns its socket, and the registry that reaches them.
+
+pub mod c2s;
+pub mod registry;

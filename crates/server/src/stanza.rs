@@ -1,0 +1,64 @@
+//! Small helpers on stanzas (RFC 6120 §8): their kind, addresses and replies.
+
+use jid::Jid;
+use minidom::Element;
+use rxml::{xml_ncname, Namespace, NcName};
+
+use crate::error::{StanzaError, StanzaErrorCondition};
+
+/// The three stanza kinds (RFC 6120 §8.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Message,
+    Presence,
+    Iq,
+}
+
+impl Kind {
+    /// The kind of a top-level element in `stanza_ns`, or None for anything else.
+    pub fn of(el: &Element, stanza_ns: &str) -> Option<Kind> {
+        let kind = match el.name() {
+            "message" => Kind::Message,
+            "presence" => Kind::Presence,
+            "iq" => Kind::Iq,
+            _ => return None,
+        };
+        el.has_ns(stanza_ns).then_some(kind)
+    }
+}
+
+pub fn set_attr(el: &mut Element, name: NcName, value: &str) {
+    el.set_attr(Namespace::NONE, name, value.to_string());
+}
+
+pub fn remove_attr(el: &mut Element, name: &str) {
+    el.attrs_mut().remove(&Namespace::NONE, name);
+}
+
+/// The 'to' address, parsed; an error when present but malformed.
+pub fn to_jid(el: &Element) -> Result<Option<Jid>, jid::Error> {
+    el.attr("to").map(Jid::new).transpose()
+}
+
+/// An IQ result (RFC 6120 §8.2.3) to `iq`, with an optional payload.
+pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
+    let mut b = Element::builder("iq", iq.ns()).attr(xml_ncname!("type").into(), "result");
+    if let Some(id) = iq.attr("id") {
+        b = b.attr(xml_ncname!("id").into(), id);
+    }
+    if let Some(to) = iq.attr("to") {
+        b = b.attr(xml_ncname!("from").into(), to);
+    }
+    if let Some(from) = iq.attr("from") {
+        b = b.attr(xml_ncname!("to").into(), from);
+    }
+    if let Some(p) = payload {
+        b = b.append(p);
+    }
+    b.build()
+}
+
+/// Shorthand for the error reply with a bare condition.
+pub fn error_reply(original: &Element, condition: StanzaErrorCondition) -> Option<Element> {
+    StanzaError::new(condition).reply_to(original)
+}

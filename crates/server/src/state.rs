@@ -1,0 +1,71 @@
+//! What every task of a running server shares.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_config::Config;
+use weft_storage::Storage;
+
+use crate::session::registry::SessionRegistry;
+use crate::transport::limits::ConnectionLimiter;
+use crate::transport::tls::TlsSetup;
+
+pub struct ServerState {
+    pub config: Config,
+    pub domains: HashSet<String>,
+    pub storage: Storage,
+    pub tls: Arc<TlsSetup>,
+    pub sessions: SessionRegistry,
+    pub server_features: Vec<&'static str>,
+    pub limiter: Arc<ConnectionLimiter>,
+    pub limits: weft_xml::Limits,
+    /// Cancelled on SIGTERM/SIGINT: every stream closes.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Where closed WebSocket streams are redirected (RFC 7395 §3.6.1); settable at runtime to
+    /// drain a node.
+    pub see_other_uri: RwLock<Option<String>>,
+}
+
+impl ServerState {
+    pub fn new(config: Config, storage: Storage, tls: Arc<TlsSetup>) -> Arc<Self> {
+        let limits = weft_xml::Limits {
+            max_stanza_bytes: config.limits.max_stanza_size.as_usize(),
+            max_depth: config.limits.max_depth,
+        };
+        Arc::new(ServerState {
+            domains: config.server.domains.iter().cloned().collect(),
+            limiter: ConnectionLimiter::new(config.limits.max_connections_per_ip),
+            see_other_uri: RwLock::new(config.websocket.see_other_uri.clone()),
+            server_features: crate::modules::server_features(),
+            sessions: SessionRegistry::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            limits,
+            storage,
+            tls,
+            config,
+        })
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.contains(domain)
+    }
+
+    /// The redirect for a stream closing now, if one is set and it does not lower security:
+    /// a wss:// stream is never sent to ws:// (RFC 7395 §3.6.1).
+    pub fn redirect_for(&self, current_is_tls: bool) -> Option<String> {
+        let uri = self
+            .see_other_uri
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        if current_is_tls && !uri.starts_with("wss://") {
+            return None;
+        }
+        Some(uri)
+    }
+}

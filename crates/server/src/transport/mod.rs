@@ -1,0 +1,6 @@
+//! Transports: listeners, TLS, the per-IP cap. They know bytes and sockets, not stanzas.
+
+pub mod io;
+pub mod limits;
+pub mod tcp;
+pub mod tls;

@@ -1,0 +1,106 @@
+//! TCP listeners for c2s: STARTTLS (RFC 6120 §5) on one port, Direct TLS (XEP-0368) on another.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::framing::{Framed, TcpFraming};
+use crate::negotiation::c2s::Transport;
+use crate::state::ServerState;
+use crate::transport::io::{MaybeTlsStream, PeerInfo};
+
+/// A TLS handshake that takes longer than this is abandoned.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Accepts c2s connections until shutdown. `direct_tls` selects XEP-0368 on this port.
+pub async fn serve_c2s(state: Arc<ServerState>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        let accepted = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(guard) = state.limiter.try_acquire(addr.ip()) else {
+            state.tracker.spawn(refuse_over_limit(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state2 = state.clone();
+        state.tracker.spawn(async move {
+            let _guard = guard;
+            let Some((io, peer)) = handshake(&state2, stream, addr, direct_tls).await else {
+                return;
+            };
+            let transport = Transport::Tcp { tls: peer.secure };
+            let framed = Framed::Tcp(Box::new(TcpFraming::new(
+                io,
+                state2.limits,
+                crate::ns::CLIENT,
+            )));
+            crate::session::c2s::serve(state2, framed, peer, transport).await;
+        });
+    }
+}
+
+async fn handshake(
+    state: &ServerState,
+    stream: TcpStream,
+    addr: SocketAddr,
+    direct_tls: bool,
+) -> Option<(MaybeTlsStream, PeerInfo)> {
+    if !direct_tls {
+        return Some((MaybeTlsStream::Plain(stream), PeerInfo::plain(addr)));
+    }
+    let acceptor = TlsAcceptor::from(state.tls.direct_tls.clone());
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let bindings = crate::transport::tls::channel_bindings(
+                tls.get_ref().1,
+                &state.tls.server_end_point,
+            );
+            let peer = PeerInfo {
+                addr,
+                secure: true,
+                bindings,
+            };
+            Some((MaybeTlsStream::Tls(Box::new(tls)), peer))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Over the per-IP cap: a stream error without waiting for the client's header
+/// (RFC 6120 §4.9.1.3 lets the server open the stream to report it).
+async fn refuse_over_limit(mut stream: TcpStream) {
+    let msg = concat!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' ",
+        "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+        "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many connections from your address</text>",
+        "</stream:error></stream:stream>"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(msg.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,164 @@
+//! TLS for every listener: loading the operator's certificate or generating a self-signed one,
+//! the rustls server configurations, and the channel-binding data of a connection (RFC 9266
+//! tls-exporter, RFC 5929 tls-server-end-point).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use sha2::Digest;
+use weft_sasl::ChannelBindings;
+
+/// The certificate material and the rustls configurations built from it.
+pub struct TlsSetup {
+    /// HTTPS (ALPN http/1.1).
+    pub https: Arc<ServerConfig>,
+    /// XEP-0368 Direct TLS for c2s (ALPN xmpp-client).
+    pub direct_tls: Arc<ServerConfig>,
+    /// STARTTLS on c2s.
+    pub starttls: Arc<ServerConfig>,
+    /// RFC 5929 tls-server-end-point: hash of our end-entity certificate.
+    pub server_end_point: Vec<u8>,
+}
+
+impl TlsSetup {
+    /// Uses the configured PEM files, or generates (once) a self-signed certificate for
+    /// `domains` under `data_dir`.
+    pub fn load_or_generate(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        data_dir: &Path,
+        domains: &[String],
+    ) -> anyhow::Result<TlsSetup> {
+        let (cert_path, key_path) = match (cert, key) {
+            (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
+            _ => {
+                let c = data_dir.join("self-signed-cert.pem");
+                let k = data_dir.join("self-signed-key.pem");
+                if !c.exists() || !k.exists() {
+                    generate_self_signed(domains, &c, &k)?;
+                    tracing::info!(cert = %c.display(), "generated a self-signed certificate");
+                }
+                (c, k)
+            }
+        };
+        let certs = read_certs(&cert_path)?;
+        let key = read_key(&key_path)?;
+        TlsSetup::from_parts(certs, key)
+    }
+
+    pub fn from_parts(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> anyhow::Result<TlsSetup> {
+        let server_end_point = server_end_point_hash(&certs[0]);
+        let build = |alpn: &[&[u8]]| -> anyhow::Result<Arc<ServerConfig>> {
+            let mut cfg = ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key.clone_key())
+            .context("certificate and key do not match")?;
+            cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Ok(Arc::new(cfg))
+        };
+        Ok(TlsSetup {
+            https: build(&[b"http/1.1"])?,
+            direct_tls: build(&[b"xmpp-client"])?,
+            starttls: build(&[])?,
+            server_end_point,
+        })
+    }
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing certificates in {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .with_context(|| format!("parsing the key in {}", path.display()))?
+        .with_context(|| format!("no private key in {}", path.display()))
+}
+
+/// A self-signed certificate valid for the domains, with serverAuth and clientAuth usages (the
+/// latter so it can also serve as a client certificate on s2s).
+fn generate_self_signed(domains: &[String], cert: &Path, key: &Path) -> anyhow::Result<()> {
+    let mut params = rcgen::CertificateParams::new(domains.to_vec())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domains[0].clone());
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key_pair = rcgen::KeyPair::generate()?;
+    let certificate = params.self_signed(&key_pair)?;
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(cert, certificate.pem())?;
+    write_private(key, key_pair.serialize_pem().as_bytes())?;
+    Ok(())
+}
+
+/// Writes a secret readable by the owner only.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(data)
+}
+
+/// RFC 5929 §4.1: the certificate hashed with its signature's hash function, SHA-256 when that is
+/// MD5 or SHA-1.
+fn server_end_point_hash(cert: &CertificateDer<'_>) -> Vec<u8> {
+    use x509_parser::oid_registry as oids;
+    let alg = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map(|(_, c)| c.signature_algorithm.algorithm.clone())
+        .ok();
+    let is = |oid: &x509_parser::der_parser::oid::Oid| alg.as_ref() == Some(oid);
+    if is(&oids::OID_SIG_ECDSA_WITH_SHA384) || is(&oids::OID_PKCS1_SHA384WITHRSA) {
+        sha2::Sha384::digest(cert.as_ref()).to_vec()
+    } else if is(&oids::OID_SIG_ECDSA_WITH_SHA512) || is(&oids::OID_PKCS1_SHA512WITHRSA) {
+        sha2::Sha512::digest(cert.as_ref()).to_vec()
+    } else {
+        sha2::Sha256::digest(cert.as_ref()).to_vec()
+    }
+}
+
+/// The channel bindings of an established server-side TLS connection. tls-exporter is only
+/// offered on TLS 1.3 (RFC 9266 §3 requires TLS 1.3 or the extended master secret).
+pub fn channel_bindings(
+    conn: &rustls::ServerConnection,
+    server_end_point: &[u8],
+) -> ChannelBindings {
+    let mut exporter = None;
+    if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+        let mut out = vec![0u8; 32];
+        if conn
+            .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+            .is_ok()
+        {
+            exporter = Some(out);
+        }
+    }
+    ChannelBindings {
+        tls_exporter: exporter,
+        tls_server_end_point: Some(server_end_point.to_vec()),
+    }
+}

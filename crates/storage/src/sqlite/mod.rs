@@ -1,0 +1,96 @@
+//! The embedded SQLite backend: opening the database file, connection settings and the pool.
+//!
+//! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
+//! `accounts.rs`, later `roster.rs`, `offline.rs`, …); `migrate.rs` owns the schema.
+//! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::StorageError;
+
+mod accounts;
+mod migrate;
+
+#[cfg(test)]
+mod tests;
+
+/// Connections in the pool of a file database. SQLite allows one writer at a time (WAL lets
+/// readers proceed alongside it), so a few connections are enough.
+const FILE_POOL_SIZE: u32 = 4;
+
+/// How long a connection waits for another one's write lock before failing with "database is
+/// locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite backend. Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file and its parent directory if missing,
+    /// and applies the embedded migrations it lacks.
+    ///
+    /// Connections use the WAL journal (`synchronous = NORMAL`), enforce foreign keys and wait
+    /// up to 5 s for a busy write lock; the pool holds at most 4 connections.
+    /// Fails with [`StorageError::SchemaTooNew`] for a database written by a newer weft.
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|source| StorageError::Io {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await?;
+        tracing::debug!(path = %path.display(), "opened SQLite database");
+        Self::migrated(pool).await
+    }
+
+    /// A fresh, empty, private in-memory database, for tests.
+    ///
+    /// The pool holds exactly one connection that is never closed for idleness or age, so the
+    /// data lives as long as the store (and its clones); operations are serialised on it.
+    pub async fn open_in_memory() -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Self::migrated(pool).await
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned. Further operations
+    /// fail. Optional: dropping the last clone also closes the connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, StorageError> {
+        migrate::run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}

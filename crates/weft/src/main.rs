@@ -1,0 +1,174 @@
+//! The `weft` command: run the server, check a configuration, manage accounts.
+#![forbid(unsafe_code)]
+
+mod users;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weft_config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "An XMPP server for the web: RFC 7395 WebSocket and TCP"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it weft serves `localhost` from ./weft-data.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: users::UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and validate FILE; on error, name the key that is wrong.
+    Check { file: PathBuf },
+    /// Print the commented example configuration.
+    Example,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => {
+            Config::load(p).with_context(|| format!("invalid configuration {}", p.display()))
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Config {
+            command: ConfigCommand::Check { file },
+        }) => check_config(&file),
+        Some(Command::Config {
+            command: ConfigCommand::Example,
+        }) => {
+            print!("{}", include_str!("../../../weft.example.toml"));
+            Ok(())
+        }
+        Some(Command::User { command }) => load_config(cli.config.as_ref())
+            .and_then(|config| run_async(users::run(config, command))),
+        None | Some(Command::Run) => load_config(cli.config.as_ref()).and_then(|config| {
+            init_logging(&config);
+            run_async(serve(config))
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &PathBuf) -> anyhow::Result<()> {
+    match Config::load(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
+    }
+}
+
+fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.server.data_dir)
+        .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
+    let storage = weft_storage::Storage::open_sqlite(&config.sqlite_path())
+        .await
+        .with_context(|| format!("opening {}", config.sqlite_path().display()))?;
+    let tls = weft_server::TlsSetup::load_or_generate(
+        config.tls.cert.as_deref(),
+        config.tls.key.as_deref(),
+        &config.server.data_dir,
+        &config.server.domains,
+    )?;
+    let grace = config.server.shutdown_grace.0;
+    let ws_path = config.websocket.path.clone();
+    let domain = config.default_domain().to_string();
+    let running = weft_server::start(config, storage, tls).await?;
+    for a in &running.http {
+        eprintln!("weft: ws://{a}{ws_path}  (and http://{a}/.well-known/host-meta)");
+    }
+    for a in &running.https {
+        eprintln!("weft: wss://{a}{ws_path}  (and https://{a}/.well-known/host-meta)");
+    }
+    for a in &running.c2s {
+        eprintln!("weft: xmpp c2s (STARTTLS) on {a}");
+    }
+    for a in &running.c2s_direct_tls {
+        eprintln!("weft: xmpp c2s (Direct TLS) on {a}");
+    }
+    eprintln!("weft: serving {domain}; add a user with:  weft user add alice@{domain}");
+    wait_for_signal().await;
+    eprintln!("weft: shutting down");
+    running
+        .shutdown(grace.max(Duration::from_millis(100)))
+        .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
