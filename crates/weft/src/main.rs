@@ -96,7 +96,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn check_config(file: &PathBuf) -> anyhow::Result<()> {
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     match Config::load(file) {
         Ok(_) => {
             println!("{}: ok", file.display());
