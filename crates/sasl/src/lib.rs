@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod channel_binding;
+mod client;
 mod credentials;
 mod error;
 mod external;
@@ -22,6 +23,7 @@ mod plain;
 mod scram;
 
 pub use channel_binding::{ChannelBindingType, ChannelBindings};
+pub use client::ScramClient;
 pub use credentials::{ScramCredentials, DEFAULT_ITERATIONS, SALT_LEN};
 pub use error::SaslError;
 pub use external::parse_external;

@@ -140,8 +140,7 @@ pub(crate) fn decode_saslname(s: &str) -> Result<String, Failure> {
     Ok(out)
 }
 
-/// Inverse of [`decode_saslname`], for building messages (tests, and a future client side).
-#[cfg(test)]
+/// Inverse of [`decode_saslname`], for building messages (the client side).
 pub(crate) fn encode_saslname(s: &str) -> String {
     s.replace('=', "=3D").replace(',', "=2C")
 }

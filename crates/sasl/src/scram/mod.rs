@@ -20,6 +20,7 @@
 
 mod fake;
 mod message;
+pub(crate) use message::encode_saslname;
 #[cfg(test)]
 mod test_client;
 #[cfg(test)]

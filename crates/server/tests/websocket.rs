@@ -1,0 +1,172 @@
+//! RFC 7395 XMPP over WebSocket, on the wire: §3.1 handshake, §3.2 text frames, §3.3 framing,
+//! §3.5 errors, §3.6 closing, §3.7 restarts, §3.8 keepalives, §3.9 no STARTTLS.
+
+use weft_testkit::clients::ws::Handshake;
+use weft_testkit::clients::{mechanisms, Client};
+use weft_testkit::{Login, TestServer, WsClient};
+
+const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+const OPEN: &str = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+
+#[tokio::test]
+async fn upgrade_requires_the_xmpp_subprotocol() {
+    let server = TestServer::start().await;
+    match WsClient::handshake(&server.ws_url(), None, None, &[]).await.unwrap() {
+        Handshake::Refused { status, body } => {
+            assert_eq!(status, 400);
+            assert!(body.contains("'xmpp' subprotocol"), "body says why: {body}");
+        }
+        Handshake::Upgraded(_) => panic!("upgrade without subprotocol must be refused"),
+    }
+    match WsClient::handshake(&server.ws_url(), None, Some("chat, soap"), &[]).await.unwrap() {
+        Handshake::Refused { status, .. } => assert_eq!(status, 400),
+        Handshake::Upgraded(_) => panic!("upgrade without xmpp must be refused"),
+    }
+    match WsClient::handshake(&server.ws_url(), None, Some("chat, xmpp"), &[]).await.unwrap() {
+        Handshake::Upgraded(c) => assert_eq!(c.protocol.as_deref(), Some("xmpp")),
+        Handshake::Refused { status, body } => panic!("refused: {status} {body}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn open_is_answered_with_open_and_features_without_starttls() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.send(OPEN).await;
+    let open = c.recv().await;
+    assert!(open.is("open", FRAMING));
+    assert_eq!(open.attr("from"), Some("localhost"));
+    assert_eq!(open.attr("version"), Some("1.0"));
+    assert!(open.attr("id").is_some_and(|id| id.len() >= 8));
+    let raw = c.recv_text().await;
+    // RFC 7395 §3.3.3: the streams prefix, when used, is declared in the message itself.
+    assert!(raw.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"), "{raw}");
+    assert!(!raw.contains("starttls"), "§3.9: no STARTTLS on WebSocket: {raw}");
+    let features = weft_xml::parse_message(&raw, Default::default()).unwrap();
+    assert_eq!(mechanisms(&features), vec!["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wss_offers_plus_plain_and_channel_binding_types() {
+    let server = TestServer::start().await;
+    let mut c = server.wss().await;
+    let features = c.open_stream("localhost").await;
+    assert_eq!(
+        mechanisms(&features),
+        vec!["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+    );
+    let cb: Vec<String> = features
+        .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
+        .expect("XEP-0440 element")
+        .children()
+        .filter_map(|c| c.attr("type").map(str::to_string))
+        .collect();
+    assert_eq!(cb, vec!["tls-exporter", "tls-server-end-point"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_namespace_gets_open_error_close_and_closing_handshake() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.send("<open xmlns='jabber:client' to='localhost' version='1.0'/>").await;
+    // RFC 7395 §3.5: <open/> first, then the error, then <close/>, then the closing handshake.
+    let open = c.recv().await;
+    assert!(open.is("open", FRAMING));
+    c.expect_stream_error("invalid-namespace").await;
+    let frame = c.expect_close_frame().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_host_is_host_unknown() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>")
+        .await;
+    assert!(c.recv().await.is("open", FRAMING));
+    c.expect_stream_error("host-unknown").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frame_is_a_stream_error_then_close_1003() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    c.send_binary(b"<presence/>").await;
+    c.expect_stream_error("unsupported-encoding").await;
+    let frame = c.expect_close_frame().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1003);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whitespace_keepalive_is_refused() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    c.send(" ").await;
+    let err = c.expect_stream_error("not-well-formed").await;
+    assert!(weft_testkit::clients::show(&err).contains("§3.8"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_close_is_answered_with_close_and_handshake() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").await;
+    let close = c.recv().await;
+    assert!(close.is("close", FRAMING));
+    // The client closed the stream, so it starts the WebSocket closing handshake.
+    c.ws.close(None).await.unwrap();
+    // The server answers the close frame (panics if the connection just drops).
+    c.expect_close_frame().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn restart_after_sasl_is_a_new_open_and_binds() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    let jid = c.login("alice", Login::ScramSha256).await;
+    assert!(jid.starts_with("alice@localhost/"), "{jid}");
+    let mut c = server.ws().await;
+    let jid = c.login("bob", Login::ScramSha1).await;
+    assert!(jid.starts_with("bob@localhost/"), "{jid}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn scram_sha_256_plus_over_wss_with_tls_exporter() {
+    let server = TestServer::start().await;
+    // The exporter value is only known to a client holding the TLS session; over WebSocket we
+    // check that a wrong binding is refused (the right one is tested over TCP, where the test
+    // client can read it).
+    let mut c = server.wss().await;
+    let features = c.open_stream("localhost").await;
+    assert!(mechanisms(&features).contains(&"SCRAM-SHA-256-PLUS".to_string()));
+    let mut scram = weft_sasl::ScramClient::new(weft_sasl::Hash::Sha256, "alice", weft_testkit::PASSWORD)
+        .with_channel_binding("tls-exporter", &[0u8; 32]);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
+        b64.encode(scram.client_first())
+    ))
+    .await;
+    let challenge = c.recv().await;
+    let cf = scram.client_final(&b64.decode(challenge.text()).unwrap()).unwrap();
+    c.send(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", b64.encode(cf)))
+        .await;
+    let failure = c.recv().await;
+    assert!(failure.is("failure", "urn:ietf:params:xml:ns:xmpp-sasl"));
+    assert!(failure.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"));
+    server.stop().await;
+}
+

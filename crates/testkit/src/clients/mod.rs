@@ -1,0 +1,115 @@
+//! Scripted XMPP clients for tests. Each speaks one framing; `login` works over any of them.
+
+pub mod tcp;
+pub mod ws;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use minidom::Element;
+use weft_sasl::{Hash, ScramClient};
+
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const STREAM: &str = "http://etherx.jabber.org/streams";
+
+/// The SASL mechanism a test logs in with.
+#[derive(Clone, Debug)]
+pub enum Login {
+    ScramSha256,
+    ScramSha1,
+    Plain,
+    /// SCRAM-SHA-256-PLUS with the given channel-binding type name and data.
+    ScramSha256Plus(String, Vec<u8>),
+}
+
+/// What the login-driving code needs from a client.
+#[allow(async_fn_in_trait)]
+pub trait Client {
+    /// Sends raw XML (one element on WebSocket).
+    async fn send(&mut self, xml: &str);
+    /// The next element from the server, panicking after `REPLY_TIMEOUT`.
+    async fn recv(&mut self) -> Element;
+    /// Opens (or re-opens, after SASL) the stream to `to` and returns the `<features/>`.
+    async fn open_stream(&mut self, to: &str) -> Element;
+}
+
+/// The mechanisms offered in a `<features/>`.
+pub fn mechanisms(features: &Element) -> Vec<String> {
+    features
+        .get_child("mechanisms", SASL)
+        .map(|m| m.children().map(|c| c.text()).collect())
+        .unwrap_or_default()
+}
+
+/// Authenticates, restarts and binds; returns the bound full JID.
+pub async fn login<C: Client>(c: &mut C, user: &str, password: &str, how: Login, resource: Option<&str>) -> String {
+    let features = c.open_stream(crate::DOMAIN).await;
+    let offered = mechanisms(&features);
+    let (name, hash, cb): (&str, Option<Hash>, Option<(String, Vec<u8>)>) = match &how {
+        Login::ScramSha256 => ("SCRAM-SHA-256", Some(Hash::Sha256), None),
+        Login::ScramSha1 => ("SCRAM-SHA-1", Some(Hash::Sha1), None),
+        Login::Plain => ("PLAIN", None, None),
+        Login::ScramSha256Plus(t, d) => ("SCRAM-SHA-256-PLUS", Some(Hash::Sha256), Some((t.clone(), d.clone()))),
+    };
+    assert!(offered.iter().any(|m| m == name), "{name} not offered: {offered:?}");
+    match hash {
+        None => {
+            let msg = format!("\0{user}\0{password}");
+            c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", BASE64.encode(msg)))
+                .await;
+        }
+        Some(hash) => {
+            let mut scram = ScramClient::new(hash, user, password);
+            if let Some((t, d)) = cb {
+                scram = scram.with_channel_binding(&t, &d);
+            }
+            c.send(&format!(
+                "<auth xmlns='{SASL}' mechanism='{name}'>{}</auth>",
+                BASE64.encode(scram.client_first())
+            ))
+            .await;
+            let challenge = c.recv().await;
+            assert_eq!(challenge.name(), "challenge", "expected a challenge, got {}", show(&challenge));
+            let server_first = BASE64.decode(challenge.text()).expect("base64 challenge");
+            let client_final = scram.client_final(&server_first).expect("server-first parses");
+            c.send(&format!("<response xmlns='{SASL}'>{}</response>", BASE64.encode(client_final)))
+                .await;
+            let success = c.recv().await;
+            assert_eq!(success.name(), "success", "expected success, got {}", show(&success));
+            let server_final = BASE64.decode(success.text()).expect("base64 success");
+            assert!(scram.verify_server_final(&server_final), "server signature must verify");
+        }
+    }
+    if hash.is_none() {
+        let success = c.recv().await;
+        assert_eq!(success.name(), "success", "expected success, got {}", show(&success));
+    }
+    let features = c.open_stream(crate::DOMAIN).await;
+    assert!(features.has_child("bind", BIND), "bind feature after SASL: {}", show(&features));
+    let resource = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
+    c.send(&format!(
+        "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='{BIND}'>{resource}</bind></iq>"
+    ))
+    .await;
+    let result = c.recv().await;
+    assert_eq!(result.attr("type"), Some("result"), "bind result: {}", show(&result));
+    result
+        .get_child("bind", BIND)
+        .and_then(|b| b.get_child("jid", BIND))
+        .map(|j| j.text())
+        .expect("bound JID")
+}
+
+/// An element as XML text, for assertion messages.
+pub fn show(el: &Element) -> String {
+    let mut out = Vec::new();
+    weft_xml::write_element(el, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) fn lenient_limits() -> weft_xml::Limits {
+    weft_xml::Limits {
+        max_stanza_bytes: 16 * 1024 * 1024,
+        max_depth: 64,
+    }
+}

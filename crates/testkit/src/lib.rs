@@ -1,0 +1,120 @@
+//! weft's test kit: an in-process server on ephemeral loopback ports with an in-memory store and
+//! a test CA, and scripted clients that speak raw RFC 7395 WebSocket and RFC 6120 TCP, so tests
+//! assert exactly what goes over the wire. Not part of release builds.
+#![forbid(unsafe_code)]
+
+pub mod clients;
+mod pki;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use clients::{tcp::TcpClient, ws::WsClient, Client, Login};
+pub use minidom::Element;
+pub use pki::TestPki;
+use weft_config::Config;
+use weft_sasl::{Hash, ScramCredentials};
+use weft_server::RunningServer;
+
+/// How long a test waits for any single expected reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const DOMAIN: &str = "localhost";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A weft server running inside the test process.
+pub struct TestServer {
+    pub running: RunningServer,
+    pub pki: TestPki,
+}
+
+impl TestServer {
+    /// Every listener on 127.0.0.1 with a free port; users alice, bob and carol exist.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As `start`, with the configuration adjusted first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        let any = |_: &SocketAddr| SocketAddr::from(([127, 0, 0, 1], 0));
+        config.listen.http = config.listen.http.iter().map(any).collect();
+        config.listen.https = config.listen.https.iter().map(any).collect();
+        config.listen.c2s = config.listen.c2s.iter().map(any).collect();
+        config.listen.c2s_direct_tls = config.listen.c2s_direct_tls.iter().map(any).collect();
+        // Short pings would make unrelated tests chatty; tests that need them set their own.
+        config.c2s.scram_iterations = 4096;
+        adjust(&mut config);
+        let storage = weft_storage::Storage::in_memory().await.expect("in-memory store");
+        let pki = TestPki::new(&config.server.domains);
+        let tls = weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())
+            .expect("TLS setup");
+        let running = weft_server::start(config, storage, tls).await.expect("server starts");
+        let server = TestServer { running, pki };
+        for user in ["alice", "bob", "carol"] {
+            server.add_user(user, PASSWORD).await;
+        }
+        server
+    }
+
+    pub async fn add_user(&self, user: &str, password: &str) {
+        let i = self.running.state.config.c2s.scram_iterations;
+        let creds = vec![
+            ScramCredentials::generate(Hash::Sha1, password, i).expect("credentials"),
+            ScramCredentials::generate(Hash::Sha256, password, i).expect("credentials"),
+        ];
+        self.running
+            .state
+            .storage
+            .accounts
+            .create_account(DOMAIN, user, &creds)
+            .await
+            .expect("create account");
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.running.http[0], self.running.state.config.websocket.path)
+    }
+
+    pub fn wss_url(&self) -> String {
+        format!("wss://{}{}", self.running.https[0], self.running.state.config.websocket.path)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.running.http[0]
+    }
+
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.running.c2s[0]
+    }
+
+    pub fn c2s_direct_tls_addr(&self) -> SocketAddr {
+        self.running.c2s_direct_tls[0]
+    }
+
+    /// A WebSocket client over ws:// offering the `xmpp` subprotocol.
+    pub async fn ws(&self) -> WsClient {
+        WsClient::connect(&self.ws_url(), None).await.expect("ws connect")
+    }
+
+    /// A WebSocket client over wss:// trusting the test CA.
+    pub async fn wss(&self) -> WsClient {
+        WsClient::connect(&self.wss_url(), Some(self.pki.client_config()))
+            .await
+            .expect("wss connect")
+    }
+
+    pub async fn tcp(&self) -> TcpClient {
+        TcpClient::connect(self.c2s_addr()).await.expect("tcp connect")
+    }
+
+    pub async fn tcp_direct_tls(&self) -> TcpClient {
+        TcpClient::connect_direct_tls(self.c2s_direct_tls_addr(), self.pki.client_config())
+            .await
+            .expect("direct TLS connect")
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,54 @@
+//! A throwaway CA and server certificate per test server, generated with rcgen.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub struct TestPki {
+    pub ca_cert: CertificateDer<'static>,
+    pub server_cert: CertificateDer<'static>,
+    server_key_der: Vec<u8>,
+}
+
+impl TestPki {
+    pub fn new(domains: &[String]) -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weft test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let mut params = rcgen::CertificateParams::new(domains.to_vec()).expect("server params");
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        TestPki {
+            ca_cert: ca.der().clone(),
+            server_cert: cert.der().clone(),
+            server_key_der: key.serialize_der(),
+        }
+    }
+
+    pub fn server_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()))
+    }
+
+    /// A rustls client configuration trusting only the test CA.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_cert.clone()).expect("CA accepted");
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        )
+    }
+}
