@@ -65,7 +65,8 @@ impl ScramClient {
 
     /// client-final-message for the server's server-first-message.
     pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, Failure> {
-        let server_first = std::str::from_utf8(server_first).map_err(|_| Failure::IncorrectEncoding)?;
+        let server_first =
+            std::str::from_utf8(server_first).map_err(|_| Failure::IncorrectEncoding)?;
         let mut r = None;
         let mut s = None;
         let mut i = None;
@@ -89,11 +90,16 @@ impl ScramClient {
         let without_proof = format!("c={},r={r}", BASE64.encode(cbind_input));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let h = self.hash;
-        let password = stringprep::saslprep(&self.password).map_err(|_| Failure::MalformedRequest)?;
+        let password =
+            stringprep::saslprep(&self.password).map_err(|_| Failure::MalformedRequest)?;
         let salted = h.hi(password.as_bytes(), &salt, i);
         let client_key = h.hmac(&salted, b"Client Key");
         let signature = h.hmac(&h.digest(&client_key), auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = h.hmac(&salted, b"Server Key");
         self.expected_server_final = Some(format!(
             "v={}",

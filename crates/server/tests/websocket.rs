@@ -6,23 +6,33 @@ use weft_testkit::clients::{mechanisms, Client};
 use weft_testkit::{Login, TestServer, WsClient};
 
 const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
-const OPEN: &str = "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
+const OPEN: &str =
+    "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>";
 
 #[tokio::test]
 async fn upgrade_requires_the_xmpp_subprotocol() {
     let server = TestServer::start().await;
-    match WsClient::handshake(&server.ws_url(), None, None, &[]).await.unwrap() {
+    match WsClient::handshake(&server.ws_url(), None, None, &[])
+        .await
+        .unwrap()
+    {
         Handshake::Refused { status, body } => {
             assert_eq!(status, 400);
             assert!(body.contains("'xmpp' subprotocol"), "body says why: {body}");
         }
         Handshake::Upgraded(_) => panic!("upgrade without subprotocol must be refused"),
     }
-    match WsClient::handshake(&server.ws_url(), None, Some("chat, soap"), &[]).await.unwrap() {
+    match WsClient::handshake(&server.ws_url(), None, Some("chat, soap"), &[])
+        .await
+        .unwrap()
+    {
         Handshake::Refused { status, .. } => assert_eq!(status, 400),
         Handshake::Upgraded(_) => panic!("upgrade without xmpp must be refused"),
     }
-    match WsClient::handshake(&server.ws_url(), None, Some("chat, xmpp"), &[]).await.unwrap() {
+    match WsClient::handshake(&server.ws_url(), None, Some("chat, xmpp"), &[])
+        .await
+        .unwrap()
+    {
         Handshake::Upgraded(c) => assert_eq!(c.protocol.as_deref(), Some("xmpp")),
         Handshake::Refused { status, body } => panic!("refused: {status} {body}"),
     }
@@ -41,10 +51,17 @@ async fn open_is_answered_with_open_and_features_without_starttls() {
     assert!(open.attr("id").is_some_and(|id| id.len() >= 8));
     let raw = c.recv_text().await;
     // RFC 7395 §3.3.3: the streams prefix, when used, is declared in the message itself.
-    assert!(raw.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"), "{raw}");
-    assert!(!raw.contains("starttls"), "§3.9: no STARTTLS on WebSocket: {raw}");
+    assert!(
+        raw.starts_with("<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("starttls"),
+        "§3.9: no STARTTLS on WebSocket: {raw}"
+    );
     let features = weft_xml::parse_message(&raw, Default::default()).unwrap();
     assert_eq!(mechanisms(&features), vec!["SCRAM-SHA-256", "SCRAM-SHA-1"]);
+    drop(c);
     server.stop().await;
 }
 
@@ -55,7 +72,13 @@ async fn wss_offers_plus_plain_and_channel_binding_types() {
     let features = c.open_stream("localhost").await;
     assert_eq!(
         mechanisms(&features),
-        vec!["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+        vec![
+            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-1",
+            "PLAIN"
+        ]
     );
     let cb: Vec<String> = features
         .get_child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
@@ -64,6 +87,7 @@ async fn wss_offers_plus_plain_and_channel_binding_types() {
         .filter_map(|c| c.attr("type").map(str::to_string))
         .collect();
     assert_eq!(cb, vec!["tls-exporter", "tls-server-end-point"]);
+    drop(c);
     server.stop().await;
 }
 
@@ -71,13 +95,15 @@ async fn wss_offers_plus_plain_and_channel_binding_types() {
 async fn wrong_namespace_gets_open_error_close_and_closing_handshake() {
     let server = TestServer::start().await;
     let mut c = server.ws().await;
-    c.send("<open xmlns='jabber:client' to='localhost' version='1.0'/>").await;
+    c.send("<open xmlns='jabber:client' to='localhost' version='1.0'/>")
+        .await;
     // RFC 7395 §3.5: <open/> first, then the error, then <close/>, then the closing handshake.
     let open = c.recv().await;
     assert!(open.is("open", FRAMING));
     c.expect_stream_error("invalid-namespace").await;
     let frame = c.expect_close_frame().await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1000);
+    drop(c);
     server.stop().await;
 }
 
@@ -85,10 +111,13 @@ async fn wrong_namespace_gets_open_error_close_and_closing_handshake() {
 async fn unknown_host_is_host_unknown() {
     let server = TestServer::start().await;
     let mut c = server.ws().await;
-    c.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>")
-        .await;
+    c.send(
+        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>",
+    )
+    .await;
     assert!(c.recv().await.is("open", FRAMING));
     c.expect_stream_error("host-unknown").await;
+    drop(c);
     server.stop().await;
 }
 
@@ -101,6 +130,7 @@ async fn binary_frame_is_a_stream_error_then_close_1003() {
     c.expect_stream_error("unsupported-encoding").await;
     let frame = c.expect_close_frame().await.expect("a close frame");
     assert_eq!(u16::from(frame.code), 1003);
+    drop(c);
     server.stop().await;
 }
 
@@ -112,6 +142,7 @@ async fn whitespace_keepalive_is_refused() {
     c.send(" ").await;
     let err = c.expect_stream_error("not-well-formed").await;
     assert!(weft_testkit::clients::show(&err).contains("§3.8"));
+    drop(c);
     server.stop().await;
 }
 
@@ -120,13 +151,15 @@ async fn client_close_is_answered_with_close_and_handshake() {
     let server = TestServer::start().await;
     let mut c = server.ws().await;
     c.open_stream("localhost").await;
-    c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").await;
+    c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
     let close = c.recv().await;
     assert!(close.is("close", FRAMING));
     // The client closed the stream, so it starts the WebSocket closing handshake.
     c.ws.close(None).await.unwrap();
     // The server answers the close frame (panics if the connection just drops).
     c.expect_close_frame().await;
+    drop(c);
     server.stop().await;
 }
 
@@ -139,6 +172,7 @@ async fn restart_after_sasl_is_a_new_open_and_binds() {
     let mut c = server.ws().await;
     let jid = c.login("bob", Login::ScramSha1).await;
     assert!(jid.starts_with("bob@localhost/"), "{jid}");
+    drop(c);
     server.stop().await;
 }
 
@@ -151,8 +185,9 @@ async fn scram_sha_256_plus_over_wss_with_tls_exporter() {
     let mut c = server.wss().await;
     let features = c.open_stream("localhost").await;
     assert!(mechanisms(&features).contains(&"SCRAM-SHA-256-PLUS".to_string()));
-    let mut scram = weft_sasl::ScramClient::new(weft_sasl::Hash::Sha256, "alice", weft_testkit::PASSWORD)
-        .with_channel_binding("tls-exporter", &[0u8; 32]);
+    let mut scram =
+        weft_sasl::ScramClient::new(weft_sasl::Hash::Sha256, "alice", weft_testkit::PASSWORD)
+            .with_channel_binding("tls-exporter", &[0u8; 32]);
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     c.send(&format!(
@@ -161,12 +196,17 @@ async fn scram_sha_256_plus_over_wss_with_tls_exporter() {
     ))
     .await;
     let challenge = c.recv().await;
-    let cf = scram.client_final(&b64.decode(challenge.text()).unwrap()).unwrap();
-    c.send(&format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>", b64.encode(cf)))
-        .await;
+    let cf = scram
+        .client_final(&b64.decode(challenge.text()).unwrap())
+        .unwrap();
+    c.send(&format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+        b64.encode(cf)
+    ))
+    .await;
     let failure = c.recv().await;
     assert!(failure.is("failure", "urn:ietf:params:xml:ns:xmpp-sasl"));
     assert!(failure.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"));
+    drop(c);
     server.stop().await;
 }
-

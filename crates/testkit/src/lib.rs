@@ -45,11 +45,16 @@ impl TestServer {
         // Short pings would make unrelated tests chatty; tests that need them set their own.
         config.c2s.scram_iterations = 4096;
         adjust(&mut config);
-        let storage = weft_storage::Storage::in_memory().await.expect("in-memory store");
+        let storage = weft_storage::Storage::in_memory()
+            .await
+            .expect("in-memory store");
         let pki = TestPki::new(&config.server.domains);
-        let tls = weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())
-            .expect("TLS setup");
-        let running = weft_server::start(config, storage, tls).await.expect("server starts");
+        let tls =
+            weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())
+                .expect("TLS setup");
+        let running = weft_server::start(config, storage, tls)
+            .await
+            .expect("server starts");
         let server = TestServer { running, pki };
         for user in ["alice", "bob", "carol"] {
             server.add_user(user, PASSWORD).await;
@@ -73,11 +78,17 @@ impl TestServer {
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}{}", self.running.http[0], self.running.state.config.websocket.path)
+        format!(
+            "ws://{}{}",
+            self.running.http[0], self.running.state.config.websocket.path
+        )
     }
 
     pub fn wss_url(&self) -> String {
-        format!("wss://{}{}", self.running.https[0], self.running.state.config.websocket.path)
+        format!(
+            "wss://{}{}",
+            self.running.https[0], self.running.state.config.websocket.path
+        )
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -94,7 +105,9 @@ impl TestServer {
 
     /// A WebSocket client over ws:// offering the `xmpp` subprotocol.
     pub async fn ws(&self) -> WsClient {
-        WsClient::connect(&self.ws_url(), None).await.expect("ws connect")
+        WsClient::connect(&self.ws_url(), None)
+            .await
+            .expect("ws connect")
     }
 
     /// A WebSocket client over wss:// trusting the test CA.
@@ -105,7 +118,9 @@ impl TestServer {
     }
 
     pub async fn tcp(&self) -> TcpClient {
-        TcpClient::connect(self.c2s_addr()).await.expect("tcp connect")
+        TcpClient::connect(self.c2s_addr())
+            .await
+            .expect("tcp connect")
     }
 
     pub async fn tcp_direct_tls(&self) -> TcpClient {

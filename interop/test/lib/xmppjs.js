@@ -1,7 +1,12 @@
 // Thin glue around @xmpp/client (xmpp.js): start a logged-in client and remember which SASL
 // mechanism it chose, so tests can assert the mechanism instead of assuming it.
+import WebSocket from 'ws';
 import { client, xml } from '@xmpp/client';
 import { domain, password } from './env.js';
+
+// @xmpp/websocket uses the global WebSocket, which Node only has built in from version 22;
+// on Node 20 the `ws` package stands in for it.
+globalThis.WebSocket ??= WebSocket;
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 

@@ -42,21 +42,66 @@ pub fn mechanisms(features: &Element) -> Vec<String> {
 }
 
 /// Authenticates, restarts and binds; returns the bound full JID.
-pub async fn login<C: Client>(c: &mut C, user: &str, password: &str, how: Login, resource: Option<&str>) -> String {
+pub async fn login<C: Client>(
+    c: &mut C,
+    user: &str,
+    password: &str,
+    how: Login,
+    resource: Option<&str>,
+) -> String {
+    authenticate(c, user, password, how).await;
+    let result = bind(c, resource).await;
+    assert_eq!(
+        result.attr("type"),
+        Some("result"),
+        "bind result: {}",
+        show(&result)
+    );
+    result
+        .get_child("bind", BIND)
+        .and_then(|b| b.get_child("jid", BIND))
+        .map(|j| j.text())
+        .expect("bound JID")
+}
+
+/// Sends a bind request and returns the server's reply (result or error).
+pub async fn bind<C: Client>(c: &mut C, resource: Option<&str>) -> Element {
+    let resource = resource
+        .map(|r| format!("<resource>{r}</resource>"))
+        .unwrap_or_default();
+    c.send(&format!(
+        "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='{BIND}'>{resource}</bind></iq>"
+    ))
+    .await;
+    c.recv().await
+}
+
+/// Opens the stream, authenticates and restarts; returns after the post-SASL features.
+pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how: Login) {
     let features = c.open_stream(crate::DOMAIN).await;
     let offered = mechanisms(&features);
     let (name, hash, cb): (&str, Option<Hash>, Option<(String, Vec<u8>)>) = match &how {
         Login::ScramSha256 => ("SCRAM-SHA-256", Some(Hash::Sha256), None),
         Login::ScramSha1 => ("SCRAM-SHA-1", Some(Hash::Sha1), None),
         Login::Plain => ("PLAIN", None, None),
-        Login::ScramSha256Plus(t, d) => ("SCRAM-SHA-256-PLUS", Some(Hash::Sha256), Some((t.clone(), d.clone()))),
+        Login::ScramSha256Plus(t, d) => (
+            "SCRAM-SHA-256-PLUS",
+            Some(Hash::Sha256),
+            Some((t.clone(), d.clone())),
+        ),
     };
-    assert!(offered.iter().any(|m| m == name), "{name} not offered: {offered:?}");
+    assert!(
+        offered.iter().any(|m| m == name),
+        "{name} not offered: {offered:?}"
+    );
     match hash {
         None => {
             let msg = format!("\0{user}\0{password}");
-            c.send(&format!("<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>", BASE64.encode(msg)))
-                .await;
+            c.send(&format!(
+                "<auth xmlns='{SASL}' mechanism='PLAIN'>{}</auth>",
+                BASE64.encode(msg)
+            ))
+            .await;
         }
         Some(hash) => {
             let mut scram = ScramClient::new(hash, user, password);
@@ -69,35 +114,50 @@ pub async fn login<C: Client>(c: &mut C, user: &str, password: &str, how: Login,
             ))
             .await;
             let challenge = c.recv().await;
-            assert_eq!(challenge.name(), "challenge", "expected a challenge, got {}", show(&challenge));
+            assert_eq!(
+                challenge.name(),
+                "challenge",
+                "expected a challenge, got {}",
+                show(&challenge)
+            );
             let server_first = BASE64.decode(challenge.text()).expect("base64 challenge");
-            let client_final = scram.client_final(&server_first).expect("server-first parses");
-            c.send(&format!("<response xmlns='{SASL}'>{}</response>", BASE64.encode(client_final)))
-                .await;
+            let client_final = scram
+                .client_final(&server_first)
+                .expect("server-first parses");
+            c.send(&format!(
+                "<response xmlns='{SASL}'>{}</response>",
+                BASE64.encode(client_final)
+            ))
+            .await;
             let success = c.recv().await;
-            assert_eq!(success.name(), "success", "expected success, got {}", show(&success));
+            assert_eq!(
+                success.name(),
+                "success",
+                "expected success, got {}",
+                show(&success)
+            );
             let server_final = BASE64.decode(success.text()).expect("base64 success");
-            assert!(scram.verify_server_final(&server_final), "server signature must verify");
+            assert!(
+                scram.verify_server_final(&server_final),
+                "server signature must verify"
+            );
         }
     }
     if hash.is_none() {
         let success = c.recv().await;
-        assert_eq!(success.name(), "success", "expected success, got {}", show(&success));
+        assert_eq!(
+            success.name(),
+            "success",
+            "expected success, got {}",
+            show(&success)
+        );
     }
     let features = c.open_stream(crate::DOMAIN).await;
-    assert!(features.has_child("bind", BIND), "bind feature after SASL: {}", show(&features));
-    let resource = resource.map(|r| format!("<resource>{r}</resource>")).unwrap_or_default();
-    c.send(&format!(
-        "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='{BIND}'>{resource}</bind></iq>"
-    ))
-    .await;
-    let result = c.recv().await;
-    assert_eq!(result.attr("type"), Some("result"), "bind result: {}", show(&result));
-    result
-        .get_child("bind", BIND)
-        .and_then(|b| b.get_child("jid", BIND))
-        .map(|j| j.text())
-        .expect("bound JID")
+    assert!(
+        features.has_child("bind", BIND),
+        "bind feature after SASL: {}",
+        show(&features)
+    );
 }
 
 /// An element as XML text, for assertion messages.

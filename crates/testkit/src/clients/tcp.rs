@@ -31,7 +31,10 @@ impl TcpClient {
         })
     }
 
-    pub async fn connect_direct_tls(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> anyhow::Result<TcpClient> {
+    pub async fn connect_direct_tls(
+        addr: SocketAddr,
+        cfg: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<TcpClient> {
         let mut c = Self::connect(addr).await?;
         c.tls(cfg).await?;
         Ok(c)
@@ -40,7 +43,9 @@ impl TcpClient {
     async fn tls(&mut self, cfg: Arc<rustls::ClientConfig>) -> anyhow::Result<()> {
         let tcp = self.tcp.take().expect("TLS starts on a plain connection");
         let name = rustls::pki_types::ServerName::try_from("localhost".to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await?;
         let mut out = vec![0u8; 32];
         let exported = tls
             .get_ref()
@@ -55,7 +60,8 @@ impl TcpClient {
 
     /// Sends `<starttls/>`, expects `<proceed/>` and upgrades.
     pub async fn starttls(&mut self, cfg: Arc<rustls::ClientConfig>) {
-        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
         let proceed = self.recv().await;
         assert_eq!(proceed.name(), "proceed", "got {}", show(&proceed));
         self.tls(cfg).await.expect("TLS handshake");
@@ -104,7 +110,8 @@ impl TcpClient {
             }
         };
         assert!(
-            err.name() == "error" && err.has_child(condition, "urn:ietf:params:xml:ns:xmpp-streams"),
+            err.name() == "error"
+                && err.has_child(condition, "urn:ietf:params:xml:ns:xmpp-streams"),
             "expected <{condition}/>, got {}",
             show(&err)
         );
@@ -144,7 +151,11 @@ impl Client for TcpClient {
             other => panic!("expected a stream header, got {other:?}"),
         }
         let features = self.recv().await;
-        assert!(features.is("features", super::STREAM), "expected features, got {}", show(&features));
+        assert!(
+            features.is("features", super::STREAM),
+            "expected features, got {}",
+            show(&features)
+        );
         features
     }
 }

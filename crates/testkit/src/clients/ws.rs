@@ -31,7 +31,10 @@ pub enum Handshake {
 }
 
 impl WsClient {
-    pub async fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> anyhow::Result<WsClient> {
+    pub async fn connect(
+        url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<WsClient> {
         match Self::handshake(url, tls, Some("xmpp"), &[]).await? {
             Handshake::Upgraded(c) => Ok(c),
             Handshake::Refused { status, body } => anyhow::bail!("refused: {status} {body}"),
@@ -61,7 +64,11 @@ impl WsClient {
             None => Box::new(tcp),
             Some(cfg) => {
                 let name = rustls::pki_types::ServerName::try_from("localhost".to_string())?;
-                Box::new(tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?)
+                Box::new(
+                    tokio_rustls::TlsConnector::from(cfg)
+                        .connect(name, tcp)
+                        .await?,
+                )
             }
         };
         match tokio_tungstenite::client_async(request, io).await {
@@ -86,7 +93,10 @@ impl WsClient {
     }
 
     pub async fn send_binary(&mut self, data: &[u8]) {
-        self.ws.send(Message::Binary(data.to_vec().into())).await.expect("send");
+        self.ws
+            .send(Message::Binary(data.to_vec().into()))
+            .await
+            .expect("send");
     }
 
     /// The next data message (text or binary) or close, skipping pings and pongs.
@@ -117,7 +127,11 @@ impl WsClient {
     pub async fn expect_close_frame(&mut self) -> Option<CloseFrame> {
         loop {
             match self.recv_message().await {
-                Some(Message::Close(frame)) => return frame,
+                Some(Message::Close(frame)) => {
+                    // Drive out tungstenite's queued close reply, as a browser would.
+                    let _ = self.ws.flush().await;
+                    return frame;
+                }
                 Some(Message::Text(t)) => panic!("expected a close frame, got text {t}"),
                 None => panic!("the connection ended without a WebSocket close frame"),
                 Some(_) => {}
@@ -144,6 +158,13 @@ impl WsClient {
             "expected <close/>, got {}",
             show(&close)
         );
+        // Answer as a well-behaved client does (RFC 7395 §3.6).
+        let _ = self
+            .ws
+            .send(Message::Text(
+                "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>".into(),
+            ))
+            .await;
         err
     }
 
@@ -154,7 +175,10 @@ impl WsClient {
 
 impl Client for WsClient {
     async fn send(&mut self, xml: &str) {
-        self.ws.send(Message::Text(xml.to_string().into())).await.expect("send");
+        self.ws
+            .send(Message::Text(xml.to_string().into()))
+            .await
+            .expect("send");
     }
 
     async fn recv(&mut self) -> Element {
@@ -169,9 +193,17 @@ impl Client for WsClient {
         ))
         .await;
         let open = self.recv().await;
-        assert!(open.is("open", "urn:ietf:params:xml:ns:xmpp-framing"), "expected <open/>, got {}", show(&open));
+        assert!(
+            open.is("open", "urn:ietf:params:xml:ns:xmpp-framing"),
+            "expected <open/>, got {}",
+            show(&open)
+        );
         let features = self.recv().await;
-        assert!(features.is("features", super::STREAM), "expected features, got {}", show(&features));
+        assert!(
+            features.is("features", super::STREAM),
+            "expected features, got {}",
+            show(&features)
+        );
         features
     }
 }

@@ -1,0 +1,248 @@
+//! Stanzas once bound (RFC 6120 §8, RFC 6121 §8.5 basics): 'from' stamping, delivery between
+//! local sessions over any transport, server IQs (XEP-0199, XEP-0030), and stanza errors.
+
+use weft_testkit::clients::show;
+use weft_testkit::{Client, Login, TestServer};
+
+const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+fn error_condition(el: &minidom::Element) -> Option<String> {
+    let err = el.get_child("error", "jabber:client")?;
+    err.children()
+        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+#[tokio::test]
+async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = bob.login("bob", Login::ScramSha1).await;
+
+    alice
+        .send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='m1'><body>hi bob</body></message>"))
+        .await;
+    let got = bob.recv().await;
+    assert_eq!(
+        got.attr("from"),
+        Some(alice_jid.as_str()),
+        "server stamps 'from'"
+    );
+    assert_eq!(got.attr("to"), Some(bob_jid.as_str()));
+    assert_eq!(
+        got.get_child("body", "jabber:client").map(|b| b.text()),
+        Some("hi bob".into())
+    );
+
+    // A client-supplied 'from' of its own bare JID is accepted and replaced by the full JID.
+    bob.send(&format!(
+        "<message xmlns='jabber:client' from='bob@localhost' to='{alice_jid}' type='chat'><body>hi &amp; bye</body></message>"
+    ))
+    .await;
+    let got = alice.recv().await;
+    assert_eq!(got.attr("from"), Some(bob_jid.as_str()));
+    assert_eq!(
+        got.get_child("body", "jabber:client").map(|b| b.text()),
+        Some("hi & bye".into())
+    );
+    drop((alice, bob));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn spoofed_from_is_invalid_from() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    alice
+        .send("<message xmlns='jabber:client' from='bob@localhost/x' to='carol@localhost'><body>x</body></message>")
+        .await;
+    alice.expect_stream_error("invalid-from").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bare_jid_messages_reach_available_resources_only() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    let bob_jid = bob.login("bob", Login::ScramSha256).await;
+    // Bob has not sent presence: RFC 6121 §8.5.2.2, no available resource. No offline store
+    // yet, so the sender learns it was not delivered.
+    alice
+        .send("<message xmlns='jabber:client' to='bob@localhost' id='m1' type='chat'><body>1</body></message>")
+        .await;
+    let err = alice.recv().await;
+    assert_eq!(err.attr("type"), Some("error"));
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("service-unavailable"),
+        "{}",
+        show(&err)
+    );
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    // Initial presence is reflected to the sender's own available resources (RFC 6121 §4.2.2).
+    let own = bob.recv().await;
+    assert_eq!(own.name(), "presence");
+    assert_eq!(own.attr("from"), Some(bob_jid.as_str()));
+    alice
+        .send("<message xmlns='jabber:client' to='bob@localhost' id='m2' type='chat'><body>2</body></message>")
+        .await;
+    let got = bob.recv().await;
+    assert_eq!(got.attr("id"), Some("m2"));
+    assert_eq!(got.attr("to"), Some("bob@localhost"));
+    drop((alice, bob));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_iqs_ping_disco_version_and_unknown() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    let jid = c.login("alice", Login::ScramSha256).await;
+    c.send("<iq xmlns='jabber:client' type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    let r = c.recv().await;
+    assert_eq!(
+        (r.attr("type"), r.attr("id"), r.attr("from")),
+        (Some("result"), Some("p"), Some("localhost"))
+    );
+    assert_eq!(r.attr("to"), Some(jid.as_str()));
+
+    c.send("<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let r = c.recv().await;
+    let q = r
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .expect("disco result");
+    let features: Vec<&str> = q.children().filter_map(|f| f.attr("var")).collect();
+    assert!(features.contains(&"urn:xmpp:ping"), "{features:?}");
+    let identity = q
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(
+        (identity.attr("category"), identity.attr("type")),
+        (Some("server"), Some("im"))
+    );
+
+    c.send("<iq xmlns='jabber:client' type='get' id='v' to='localhost'><query xmlns='jabber:iq:version'/></iq>").await;
+    let r = c.recv().await;
+    assert_eq!(
+        r.get_child("query", "jabber:iq:version")
+            .and_then(|q| q.get_child("name", "jabber:iq:version"))
+            .map(|n| n.text()),
+        Some("weft".into())
+    );
+
+    c.send("<iq xmlns='jabber:client' type='get' id='u' to='localhost'><query xmlns='urn:example:nothing'/></iq>").await;
+    let r = c.recv().await;
+    assert_eq!(r.attr("type"), Some("error"));
+    assert_eq!(error_condition(&r).as_deref(), Some("service-unavailable"));
+
+    c.send("<iq xmlns='jabber:client' type='get' id='two'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>").await;
+    let r = c.recv().await;
+    assert_eq!(error_condition(&r).as_deref(), Some("bad-request"));
+
+    // No 'to': the server answers for the account (RFC 6120 §10.3.3), from its bare JID.
+    c.send("<iq xmlns='jabber:client' type='get' id='self'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let r = c.recv().await;
+    assert_eq!(
+        (r.attr("type"), r.attr("from")),
+        (Some("result"), Some("alice@localhost"))
+    );
+    drop(c);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stanza_errors_for_what_cannot_be_delivered() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.login("alice", Login::ScramSha256).await;
+    let cases = [
+        ("<message xmlns='jabber:client' to='nobody@localhost' id='a'><body>x</body></message>", "service-unavailable"),
+        ("<message xmlns='jabber:client' to='someone@remote.example' id='b'><body>x</body></message>", "remote-server-not-found"),
+        ("<message xmlns='jabber:client' to='@@bad@@' id='c'><body>x</body></message>", "jid-malformed"),
+        ("<iq xmlns='jabber:client' to='bob@localhost/gone' type='get' id='d'><ping xmlns='urn:xmpp:ping'/></iq>", "service-unavailable"),
+        ("<message xmlns='jabber:client' to='localhost' id='e'><body>x</body></message>", "service-unavailable"),
+    ];
+    for (stanza, condition) in cases {
+        c.send(stanza).await;
+        let r = c.recv().await;
+        assert_eq!(r.attr("type"), Some("error"), "{stanza} -> {}", show(&r));
+        assert_eq!(
+            error_condition(&r).as_deref(),
+            Some(condition),
+            "{stanza} -> {}",
+            show(&r)
+        );
+    }
+    // Unknown top-level elements end the stream (RFC 6120 §4.9.3.24).
+    c.send("<foo xmlns='jabber:client'/>").await;
+    c.expect_stream_error("unsupported-stanza-type").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resource_conflict_replaces_the_old_session_by_default() {
+    let server = TestServer::start().await;
+    let mut first = server.ws().await;
+    weft_testkit::clients::login(
+        &mut first,
+        "alice",
+        weft_testkit::PASSWORD,
+        Login::ScramSha256,
+        Some("phone"),
+    )
+    .await;
+    let mut second = server.tcp_direct_tls().await;
+    let jid = weft_testkit::clients::login(
+        &mut second,
+        "alice",
+        weft_testkit::PASSWORD,
+        Login::ScramSha256,
+        Some("phone"),
+    )
+    .await;
+    assert_eq!(jid, "alice@localhost/phone");
+    first.expect_stream_error("conflict").await;
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resource_conflict_rejects_when_configured() {
+    use weft_testkit::clients::{authenticate, bind, login};
+    use weft_testkit::PASSWORD;
+    let server =
+        TestServer::start_with(|c| c.c2s.resource_conflict = weft_config::ResourceConflict::Reject)
+            .await;
+    let mut first = server.ws().await;
+    login(
+        &mut first,
+        "alice",
+        PASSWORD,
+        Login::ScramSha256,
+        Some("phone"),
+    )
+    .await;
+    let mut second = server.ws().await;
+    authenticate(&mut second, "alice", PASSWORD, Login::ScramSha256).await;
+    let refused = bind(&mut second, Some("phone")).await;
+    assert_eq!(refused.attr("type"), Some("error"), "{}", show(&refused));
+    assert_eq!(error_condition(&refused).as_deref(), Some("conflict"));
+    // The client may then pick another resource on the same stream.
+    let ok = bind(&mut second, Some("laptop")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    // And a server-generated resource is unique and unguessable.
+    let mut third = server.ws().await;
+    let jid = login(&mut third, "alice", PASSWORD, Login::ScramSha256, None).await;
+    assert!(
+        jid.starts_with("alice@localhost/weft-") && jid.len() > "alice@localhost/weft-".len() + 8,
+        "{jid}"
+    );
+    drop((first, second, third));
+    server.stop().await;
+}
