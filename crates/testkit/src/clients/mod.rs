@@ -80,7 +80,8 @@ pub async fn bind<C: Client>(c: &mut C, resource: Option<&str>) -> Element {
 pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how: Login) {
     let features = c.open_stream(crate::DOMAIN).await;
     let offered = mechanisms(&features);
-    let (name, hash, cb): (&str, Option<Hash>, Option<(String, Vec<u8>)>) = match &how {
+    type ChannelBinding = Option<(String, Vec<u8>)>;
+    let (name, hash, cb): (&str, Option<Hash>, ChannelBinding) = match &how {
         Login::ScramSha256 => ("SCRAM-SHA-256", Some(Hash::Sha256), None),
         Login::ScramSha1 => ("SCRAM-SHA-1", Some(Hash::Sha1), None),
         Login::Plain => ("PLAIN", None, None),

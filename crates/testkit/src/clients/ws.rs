@@ -26,7 +26,7 @@ pub struct WsClient {
 
 /// The outcome of a handshake that may be refused.
 pub enum Handshake {
-    Upgraded(WsClient),
+    Upgraded(Box<WsClient>),
     Refused { status: u16, body: String },
 }
 
@@ -36,7 +36,7 @@ impl WsClient {
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> anyhow::Result<WsClient> {
         match Self::handshake(url, tls, Some("xmpp"), &[]).await? {
-            Handshake::Upgraded(c) => Ok(c),
+            Handshake::Upgraded(c) => Ok(*c),
             Handshake::Refused { status, body } => anyhow::bail!("refused: {status} {body}"),
         }
     }
@@ -78,7 +78,7 @@ impl WsClient {
                     .get("Sec-WebSocket-Protocol")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                Ok(Handshake::Upgraded(WsClient { ws, protocol }))
+                Ok(Handshake::Upgraded(Box::new(WsClient { ws, protocol })))
             }
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Ok(Handshake::Refused {
                 status: resp.status().as_u16(),
