@@ -7,6 +7,7 @@
 #   WEFT_BIN=/path/to/weft interop/run.sh   # skip the cargo build, test that binary
 set -euo pipefail
 
+CALLER_DIR="$PWD"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 cd "$HERE"
@@ -15,7 +16,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 # --- weft binary: build it unless one is given ------------------------------------------
 if [[ -n "${WEFT_BIN:-}" ]]; then
-  WEFT="$WEFT_BIN"
+  # Relative to where run.sh was called from, not to interop/.
+  WEFT="$(cd "$CALLER_DIR" && realpath "$WEFT_BIN")"
 else
   log "cargo build -p weft"
   (cd "$ROOT" && cargo build -p weft)
@@ -27,8 +29,10 @@ fi
 [[ -x "$WEFT" ]] || { echo "weft binary not found at $WEFT" >&2; exit 1; }
 
 # --- node dependencies, exactly as locked -----------------------------------------------
-# npm writes node_modules/.package-lock.json on install; older than the lockfile = stale.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+# npm writes node_modules/.package-lock.json on install; older than the lockfile (or than
+# package.json, which npm ci checks against the lockfile) means stale.
+stamp=node_modules/.package-lock.json
+if [[ ! -f $stamp || package-lock.json -nt $stamp || package.json -nt $stamp ]]; then
   log "npm ci"
   npm ci --no-audit --no-fund
 fi
@@ -48,8 +52,9 @@ cleanup() {
     wait "$WEFT_PID" 2>/dev/null || true
   fi
   if [[ $rc -ne 0 && -f "$WEFT_LOG" ]]; then
-    log "FAILED (exit $rc): weft's log follows ($WEFT_LOG)"
+    log "FAILED (exit $rc): weft's log follows" >&2
     cat "$WEFT_LOG" >&2
+    log "end of weft's log; FAILED (exit $rc)" >&2
   fi
   rm -rf "$TMP"
   exit $rc
@@ -90,12 +95,13 @@ allow_plain_on_loopback = false
 max_stanza_size = "10 KiB"
 
 [log]
-level = "debug"
+# weft's own debug lines (stream errors and why) without the SQL chatter.
+level = "info,weft_server=debug,sqlx=warn"
 EOF
 
 # One password for every test account; each test file uses accounts of its own.
 PASSWORD="interop-$RANDOM$RANDOM"
-USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank strophe-grace strophe-heidi rfc-ivan rfc-judy)
+USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-grace strophe-heidi rfc-ivan rfc-judy)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
   printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add "$u@localhost" >/dev/null
@@ -118,7 +124,8 @@ CERT="$TMP/data/self-signed-cert.pem"
 
 # --- the tests ----------------------------------------------------------------------------
 export WEFT_DOMAIN=localhost WEFT_PASSWORD="$PASSWORD" WEFT_MAX_STANZA_SIZE="$MAX_STANZA_SIZE"
-export WEFT_HTTP_PORT="$HTTP_PORT" WEFT_HTTPS_PORT="$HTTPS_PORT" WEFT_C2S_PORT="$C2S_PORT"
+export WEFT_HTTP_PORT="$HTTP_PORT" WEFT_HTTPS_PORT="$HTTPS_PORT"
+export WEFT_C2S_PORT="$C2S_PORT" WEFT_C2S_TLS_PORT="$C2S_TLS_PORT"
 export WEFT_CA_FILE="$CERT"
 # Trust exactly weft's generated certificate (for libraries that take no `ca` option),
 # rather than turning certificate checks off.

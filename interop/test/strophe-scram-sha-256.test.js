@@ -1,6 +1,7 @@
 // SCRAM-SHA-256 (RFC 7677) against a client we did not write: Strophe.js. xmpp.js 0.14 has only
 // SCRAM-SHA-1. Strophe.js speaks WebSocket and BOSH but not raw TCP, so this covers ws:// and
-// wss://; TCP SCRAM-SHA-256 has no third-party JavaScript client to test with.
+// wss://; TCP SCRAM-SHA-256 has no third-party JavaScript client to test with. The last test
+// also checks that Strophe reaches CONNECTED (bind, then the legacy session request) and chats.
 //
 // Strophe's Node entry point installs @xmldom/xmldom as its DOM and `ws` as WebSocket; wss://
 // trusts weft's certificate through NODE_EXTRA_CA_CERTS (set by run.sh).

@@ -1,9 +1,9 @@
 // xmpp.js (@xmpp/client) against weft over RFC 6120 TCP: STARTTLS (trusting weft's generated
-// certificate through NODE_EXTRA_CA_CERTS, set by run.sh), SCRAM-SHA-1, bind, messages; and a
-// TCP client talking to a WebSocket client through the same router.
+// certificate through NODE_EXTRA_CA_CERTS, set by run.sh), SCRAM-SHA-1, bind, messages; Direct
+// TLS; and a TCP client talking to a WebSocket client through the same router.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { tcpService, wsUrl, jidOf } from './lib/env.js';
+import { tcpService, directTlsService, wsUrl, jidOf } from './lib/env.js';
 import { startClient, stopAll } from './lib/xmppjs.js';
 import { exchangeBothWays } from './lib/exchange.js';
 
@@ -39,4 +39,11 @@ test('a WebSocket client and a TCP client exchange messages', async () => {
   assert.deepEqual(frank.saslMechanisms, ['SCRAM-SHA-1']);
   // ws → TCP to the bare JID, TCP → ws to the full JID.
   await exchangeBothWays(erin, frank);
+});
+
+test('xmpp.js over Direct TLS (xmpps://) logs in with SCRAM-SHA-1', async () => {
+  const olivia = await start(directTlsService, 'tls-olivia');
+  assert.equal(olivia.isSecure(), true);
+  assert.deepEqual(olivia.saslMechanisms, ['SCRAM-SHA-1']);
+  assert.equal(olivia.boundJid.bare().toString(), jidOf('tls-olivia'));
 });

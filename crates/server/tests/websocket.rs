@@ -210,3 +210,78 @@ async fn scram_sha_256_plus_over_wss_with_tls_exporter() {
     drop(c);
     server.stop().await;
 }
+
+/// Writes one masked client frame by hand, for payloads a WebSocket library refuses to send.
+async fn raw_frame(c: &mut WsClient, opcode: u8, payload: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    assert!(payload.len() < 126);
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let io = c.ws.get_mut();
+    io.write_all(&frame).await.unwrap();
+    io.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_unsupported_encoding_then_close_1007() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    raw_frame(&mut c, 0x1, b"<presence>\xff\xfe</presence>").await;
+    c.expect_stream_error("unsupported-encoding").await;
+    let frame = c.expect_close_frame().await.expect("a close code");
+    assert_eq!(u16::from(frame.code), 1007);
+    drop(c);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn origin_allow_list() {
+    let server = TestServer::start_with(|c| c.websocket.allowed_origins = vec!["https://app.example".into()]).await;
+    let url = server.ws_url();
+    match WsClient::handshake(&url, None, Some("xmpp"), &[("Origin", "https://evil.example")]).await.unwrap() {
+        Handshake::Refused { status, body } => {
+            assert_eq!(status, 403);
+            assert!(body.contains("Origin"), "{body}");
+        }
+        Handshake::Upgraded(_) => panic!("a foreign origin must be refused"),
+    }
+    match WsClient::handshake(&url, None, Some("xmpp"), &[("Origin", "https://app.example")]).await.unwrap() {
+        Handshake::Upgraded(c) => assert_eq!(c.protocol.as_deref(), Some("xmpp")),
+        Handshake::Refused { status, body } => panic!("allowed origin refused: {status} {body}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_pings_and_drops_peers_that_stop_answering() {
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start_with(|c| {
+        c.websocket.ping_interval = weft_config::HumanDuration(Duration::from_millis(200));
+        c.websocket.ping_timeout = weft_config::HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    // An answering peer sees pings and stays connected (tungstenite answers them as we read).
+    let ping = tokio::time::timeout(Duration::from_secs(2), c.ws.next()).await.unwrap();
+    assert!(matches!(ping, Some(Ok(Message::Ping(_)))), "{ping:?}");
+    // A peer that stops reading stops answering: after the timeout it gets dropped.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut saw_timeout = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), c.ws.next()).await {
+        if let Message::Text(t) = &m {
+            saw_timeout |= t.contains("connection-timeout");
+        }
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
+    assert!(saw_timeout, "the dropped peer is told why");
+    drop(c);
+    server.stop().await;
+}

@@ -18,6 +18,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// RFC 6455 §7.4.1 close codes.
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+const CLOSE_TOO_BIG: u16 = 1009;
 
 pub struct WsFraming {
     socket: WebSocket,
@@ -29,6 +31,8 @@ pub struct WsFraming {
     ping_timeout: Duration,
     awaiting_pong_since: Option<Instant>,
     close_code: u16,
+    /// tokio-tungstenite ends the read side after any error; writing still works.
+    read_failed: bool,
 }
 
 impl WsFraming {
@@ -50,6 +54,7 @@ impl WsFraming {
             ping_timeout,
             awaiting_pong_since: None,
             close_code: CLOSE_NORMAL,
+            read_failed: false,
         }
     }
 
@@ -61,7 +66,16 @@ impl WsFraming {
                     let msg = match msg {
                         None => return Err(FramingError::Disconnected),
                         Some(Ok(m)) => m,
-                        Some(Err(e)) => return Err(map_ws_error(e, self.limits)),
+                        Some(Err(e)) => {
+                            self.read_failed = true;
+                            let err = map_ws_error(e, self.limits);
+                            self.close_code = match &err {
+                                FramingError::Xml(XmlError::InvalidUtf8) => CLOSE_INVALID_PAYLOAD,
+                                FramingError::Xml(XmlError::StanzaTooLarge { .. }) => CLOSE_TOO_BIG,
+                                _ => self.close_code,
+                            };
+                            return Err(err);
+                        }
                     };
                     match msg {
                         Message::Text(text) => return self.decode(&text),
@@ -176,29 +190,39 @@ impl WsFraming {
         if self.flush().await.is_err() {
             return;
         }
+        if self.read_failed {
+            // Nothing more can be read: end with our close frame at once.
+            let frame = CloseFrame {
+                code: self.close_code,
+                reason: Utf8Bytes::from_static(""),
+            };
+            let _ = self.socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
         if !peer_closed {
             // Wait for the peer's <close/> (RFC 7395 §3.6), dropping anything else it sends.
-            let closed = tokio::time::timeout(CLOSE_WAIT, async {
+            let waited = tokio::time::timeout(CLOSE_WAIT, async {
                 loop {
                     match self.socket.recv().await {
                         Some(Ok(Message::Text(t))) => {
                             if let Ok(el) = weft_xml::parse_message(&t, self.limits) {
                                 if el.name() == "close" {
-                                    return true;
+                                    return PeerAfterClose::SentClose;
                                 }
                             }
                         }
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                        Some(Ok(Message::Close(_))) | None => return PeerAfterClose::Gone,
+                        // A broken frame after our close: still end with a close frame.
+                        Some(Err(_)) => return PeerAfterClose::SentClose,
                         Some(Ok(_)) => {}
                     }
                 }
             })
             .await;
-            if !matches!(closed, Ok(true)) {
-                // The peer closed the WebSocket (or vanished) without <close/>: nothing to do.
-                if closed.is_ok() {
-                    return;
-                }
+            if matches!(waited, Ok(PeerAfterClose::Gone)) {
+                // The peer closed the WebSocket itself; tungstenite has answered it.
+                let _ = self.socket.flush().await;
+                return;
             }
         } else {
             // The peer closed first, so it starts the WebSocket closing handshake; we answer it.
@@ -233,6 +257,12 @@ impl WsFraming {
             .await;
         }
     }
+}
+
+/// What the peer did after we sent `<close/>`.
+enum PeerAfterClose {
+    SentClose,
+    Gone,
 }
 
 /// COMPAT(xmpp-proxy): it sends `<close/>` in the c2s framing namespace on s2s streams too.
