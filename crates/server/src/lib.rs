@@ -38,47 +38,61 @@ pub struct RunningServer {
 
 /// Binds every configured listener (port 0 picks a free port) and starts serving.
 pub async fn start(
-    config: Config,
+    mut config: Config,
     storage: Storage,
     tls: TlsSetup,
 ) -> anyhow::Result<RunningServer> {
-    let listen = config.listen.clone();
-    let state = ServerState::new(config, storage, Arc::new(tls));
-    let mut running = RunningServer {
-        state: state.clone(),
-        http: Vec::new(),
-        https: Vec::new(),
-        c2s: Vec::new(),
-        c2s_direct_tls: Vec::new(),
+    let http = bind_all(&config.listen.http, "http").await?;
+    let https = bind_all(&config.listen.https, "https").await?;
+    let c2s = bind_all(&config.listen.c2s, "c2s").await?;
+    let c2s_direct_tls = bind_all(&config.listen.c2s_direct_tls, "c2s_direct_tls").await?;
+    // From here on the configuration names the bound addresses (host-meta derives URLs from them).
+    let addrs = |ls: &[TcpListener]| {
+        ls.iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
     };
-    for addr in &listen.http {
-        let l = bind(*addr, "http").await?;
-        running.http.push(l.local_addr()?);
+    config.listen.http = addrs(&http)?;
+    config.listen.https = addrs(&https)?;
+    config.listen.c2s = addrs(&c2s)?;
+    config.listen.c2s_direct_tls = addrs(&c2s_direct_tls)?;
+    let state = ServerState::new(config, storage, Arc::new(tls));
+    let listen = &state.config.listen;
+    let running = RunningServer {
+        state: state.clone(),
+        http: listen.http.clone(),
+        https: listen.https.clone(),
+        c2s: listen.c2s.clone(),
+        c2s_direct_tls: listen.c2s_direct_tls.clone(),
+    };
+    for l in http {
         state.tracker.spawn(http::serve(state.clone(), l, None));
     }
-    for addr in &listen.https {
-        let l = bind(*addr, "https").await?;
-        running.https.push(l.local_addr()?);
+    for l in https {
         let acceptor = TlsAcceptor::from(state.tls.https.clone());
         state
             .tracker
             .spawn(http::serve(state.clone(), l, Some(acceptor)));
     }
-    for addr in &listen.c2s {
-        let l = bind(*addr, "c2s").await?;
-        running.c2s.push(l.local_addr()?);
+    for l in c2s {
         state
             .tracker
             .spawn(transport::tcp::serve_c2s(state.clone(), l, false));
     }
-    for addr in &listen.c2s_direct_tls {
-        let l = bind(*addr, "c2s_direct_tls").await?;
-        running.c2s_direct_tls.push(l.local_addr()?);
+    for l in c2s_direct_tls {
         state
             .tracker
             .spawn(transport::tcp::serve_c2s(state.clone(), l, true));
     }
     Ok(running)
+}
+
+async fn bind_all(addrs: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        out.push(bind(*a, what).await?);
+    }
+    Ok(out)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -23,6 +23,9 @@ pub struct ServerState {
     pub limits: weft_xml::Limits,
     /// Cancelled on SIGTERM/SIGINT: every stream closes.
     pub shutdown: CancellationToken,
+    /// Cancelled to drain this node (SIGUSR1): every stream is closed with the configured
+    /// redirect, and new ones are redirected right after their header; listeners stay up.
+    pub draining: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// Where closed WebSocket streams are redirected (RFC 7395 §3.6.1); settable at runtime to
@@ -43,12 +46,23 @@ impl ServerState {
             server_features: crate::modules::server_features(),
             sessions: SessionRegistry::default(),
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             tracker: TaskTracker::new(),
             limits,
             storage,
             tls,
             config,
         })
+    }
+
+    /// Starts draining: see `draining`.
+    pub fn drain(&self) {
+        tracing::info!("draining: closing every stream with its redirect");
+        self.draining.cancel();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
     }
 
     pub fn is_local_domain(&self, domain: &str) -> bool {

@@ -26,12 +26,42 @@ async fn tcp_case(server: &TestServer, payload: &[u8], condition: &str) {
 #[tokio::test]
 async fn malformed_and_restricted_xml_over_websocket() {
     let server = TestServer::start().await;
-    ws_case(&server, "<message xmlns='jabber:client'><body>x</message>", "not-well-formed").await;
-    ws_case(&server, "<message xmlns='jabber:client'/><message xmlns='jabber:client'/>", "not-well-formed").await;
-    ws_case(&server, "<message xmlns='jabber:client'><!-- hi --></message>", "restricted-xml").await;
-    ws_case(&server, "<?xml-stylesheet href='x'?><message xmlns='jabber:client'/>", "restricted-xml").await;
-    ws_case(&server, "<!DOCTYPE x [<!ENTITY a 'b'>]><message xmlns='jabber:client'/>", "restricted-xml").await;
-    ws_case(&server, "<message xmlns='jabber:client'>&custom;</message>", "restricted-xml").await;
+    ws_case(
+        &server,
+        "<message xmlns='jabber:client'><body>x</message>",
+        "not-well-formed",
+    )
+    .await;
+    ws_case(
+        &server,
+        "<message xmlns='jabber:client'/><message xmlns='jabber:client'/>",
+        "not-well-formed",
+    )
+    .await;
+    ws_case(
+        &server,
+        "<message xmlns='jabber:client'><!-- hi --></message>",
+        "restricted-xml",
+    )
+    .await;
+    ws_case(
+        &server,
+        "<?xml-stylesheet href='x'?><message xmlns='jabber:client'/>",
+        "restricted-xml",
+    )
+    .await;
+    ws_case(
+        &server,
+        "<!DOCTYPE x [<!ENTITY a 'b'>]><message xmlns='jabber:client'/>",
+        "restricted-xml",
+    )
+    .await;
+    ws_case(
+        &server,
+        "<message xmlns='jabber:client'>&custom;</message>",
+        "restricted-xml",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -42,10 +72,16 @@ async fn malformed_and_restricted_xml_over_tcp() {
     tcp_case(&server, b"<message><!-- hi --></message>", "restricted-xml").await;
     tcp_case(&server, b"<?pi data?>", "restricted-xml").await;
     tcp_case(&server, b"junk text", "not-well-formed").await;
-    tcp_case(&server, b"<message><body>\xff\xfe</body></message>", "unsupported-encoding").await;
+    tcp_case(
+        &server,
+        b"<message><body>\xff\xfe</body></message>",
+        "unsupported-encoding",
+    )
+    .await;
     // A DOCTYPE before the stream header.
     let mut c = server.tcp().await;
-    c.send_bytes(b"<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]>").await;
+    c.send_bytes(b"<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]>")
+        .await;
     c.expect_stream_error("restricted-xml").await;
     server.stop().await;
 }
@@ -57,14 +93,24 @@ async fn oversized_and_deep_stanzas_are_policy_violations_on_both_transports() {
         c.limits.max_depth = 8;
     })
     .await;
-    let big = format!("<message xmlns='jabber:client'><body>{}</body></message>", "a".repeat(11 * 1024));
+    let big = format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "a".repeat(11 * 1024)
+    );
     ws_case(&server, &big, "policy-violation").await;
     tcp_case(&server, big.as_bytes(), "policy-violation").await;
-    let deep = format!("<message xmlns='jabber:client'>{}{}</message>", "<a>".repeat(10), "</a>".repeat(10));
+    let deep = format!(
+        "<message xmlns='jabber:client'>{}{}</message>",
+        "<a>".repeat(10),
+        "</a>".repeat(10)
+    );
     ws_case(&server, &deep, "policy-violation").await;
     tcp_case(&server, deep.as_bytes(), "policy-violation").await;
     // Far over the limit, in one frame: refused by the WebSocket layer with the same error.
-    let huge = format!("<message xmlns='jabber:client'><body>{}</body></message>", "a".repeat(1024 * 1024));
+    let huge = format!(
+        "<message xmlns='jabber:client'><body>{}</body></message>",
+        "a".repeat(1024 * 1024)
+    );
     ws_case(&server, &huge, "policy-violation").await;
     // Just under the limit passes.
     let mut c = server.ws().await;
@@ -87,14 +133,24 @@ async fn a_bad_client_does_not_disturb_others() {
     let alice_jid = alice.login("alice", Login::ScramSha256).await;
     let mut bob = server.ws().await;
     bob.login("bob", Login::ScramSha256).await;
-    bob.send("<message xmlns='jabber:client'><!-- x --></message>").await;
+    bob.send("<message xmlns='jabber:client'><!-- x --></message>")
+        .await;
     bob.expect_stream_error("restricted-xml").await;
     let mut carol = server.ws().await;
     carol.login("carol", Login::ScramSha256).await;
     carol
-        .send(&format!("<message xmlns='jabber:client' to='{alice_jid}'><body>still here?</body></message>"))
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{alice_jid}'><body>still here?</body></message>"
+        ))
         .await;
-    assert_eq!(alice.recv().await.get_child("body", "jabber:client").map(|b| b.text()), Some("still here?".into()));
+    assert_eq!(
+        alice
+            .recv()
+            .await
+            .get_child("body", "jabber:client")
+            .map(|b| b.text()),
+        Some("still here?".into())
+    );
     drop((alice, carol));
     server.stop().await;
 }
@@ -130,10 +186,17 @@ async fn connections_per_ip_are_capped() {
     let mut c = server.tcp().await;
     c.expect_stream_error("policy-violation").await;
     // Third HTTP connection: 429 with a reason.
-    let mut http = tokio::net::TcpStream::connect(server.http_addr()).await.unwrap();
-    http.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut http = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut resp = String::new();
-    tokio::time::timeout(Duration::from_secs(5), http.read_to_string(&mut resp)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), http.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(resp.starts_with("HTTP/1.1 429"), "{resp}");
     assert!(resp.contains("too many connections"), "{resp}");
     // Slots free up when connections end.

@@ -246,3 +246,21 @@ async fn resource_conflict_rejects_when_configured() {
     drop((first, second, third));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn legacy_session_request_after_bind_succeeds() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.login("alice", Login::ScramSha256).await;
+    c.send("<iq xmlns='jabber:client' type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+        .await;
+    let r = c.recv().await;
+    assert_eq!(
+        (r.attr("type"), r.attr("id")),
+        (Some("result"), Some("s1")),
+        "{}",
+        show(&r)
+    );
+    drop(c);
+    server.stop().await;
+}

@@ -239,16 +239,35 @@ async fn invalid_utf8_is_unsupported_encoding_then_close_1007() {
 
 #[tokio::test]
 async fn origin_allow_list() {
-    let server = TestServer::start_with(|c| c.websocket.allowed_origins = vec!["https://app.example".into()]).await;
+    let server = TestServer::start_with(|c| {
+        c.websocket.allowed_origins = vec!["https://app.example".into()]
+    })
+    .await;
     let url = server.ws_url();
-    match WsClient::handshake(&url, None, Some("xmpp"), &[("Origin", "https://evil.example")]).await.unwrap() {
+    match WsClient::handshake(
+        &url,
+        None,
+        Some("xmpp"),
+        &[("Origin", "https://evil.example")],
+    )
+    .await
+    .unwrap()
+    {
         Handshake::Refused { status, body } => {
             assert_eq!(status, 403);
             assert!(body.contains("Origin"), "{body}");
         }
         Handshake::Upgraded(_) => panic!("a foreign origin must be refused"),
     }
-    match WsClient::handshake(&url, None, Some("xmpp"), &[("Origin", "https://app.example")]).await.unwrap() {
+    match WsClient::handshake(
+        &url,
+        None,
+        Some("xmpp"),
+        &[("Origin", "https://app.example")],
+    )
+    .await
+    .unwrap()
+    {
         Handshake::Upgraded(c) => assert_eq!(c.protocol.as_deref(), Some("xmpp")),
         Handshake::Refused { status, body } => panic!("allowed origin refused: {status} {body}"),
     }
@@ -268,7 +287,9 @@ async fn server_pings_and_drops_peers_that_stop_answering() {
     let mut c = server.ws().await;
     c.open_stream("localhost").await;
     // An answering peer sees pings and stays connected (tungstenite answers them as we read).
-    let ping = tokio::time::timeout(Duration::from_secs(2), c.ws.next()).await.unwrap();
+    let ping = tokio::time::timeout(Duration::from_secs(2), c.ws.next())
+        .await
+        .unwrap();
     assert!(matches!(ping, Some(Ok(Message::Ping(_)))), "{ping:?}");
     // A peer that stops reading stops answering: after the timeout it gets dropped.
     tokio::time::sleep(Duration::from_millis(1200)).await;

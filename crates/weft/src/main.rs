@@ -143,7 +143,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         eprintln!("weft: xmpp c2s (Direct TLS) on {a}");
     }
     eprintln!("weft: serving {domain}; add a user with:  weft user add alice@{domain}");
-    wait_for_signal().await;
+    wait_for_signal(&running.state).await;
     eprintln!("weft: shutting down");
     running
         .shutdown(grace.max(Duration::from_millis(100)))
@@ -151,24 +151,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Returns on SIGTERM or SIGINT. SIGUSR1 drains the node: streams are closed with the
+/// configured `see-other-uri` while the listeners stay up.
+async fn wait_for_signal(state: &weft_server::ServerState) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
+        let (Ok(mut term), Ok(mut usr1)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::user_defined1()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = usr1.recv() => state.drain(),
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = state;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -38,8 +38,19 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/.well-known/host-meta", get(host_meta::xrd))
         .route("/.well-known/host-meta.json", get(host_meta::jrd))
         .route(&state.config.websocket.path, get(websocket::upgrade))
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health))
         .with_state(state)
+}
+
+/// 200 while serving, 503 while draining, so load balancers move new clients elsewhere.
+async fn health(
+    axum::extract::State(state): axum::extract::State<Arc<ServerState>>,
+) -> (StatusCode, &'static str) {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
 }
 
 /// Serves HTTP (or HTTPS with `tls`) on `listener` until shutdown.

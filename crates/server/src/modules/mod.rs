@@ -4,6 +4,7 @@
 
 pub mod disco;
 pub mod ping;
+pub mod session;
 pub mod version;
 
 use jid::{FullJid, Jid};
@@ -48,6 +49,7 @@ pub fn handle_iq(state: &ServerState, req: &IqRequest<'_>) -> IqOutcome {
         crate::ns::PING => ping::handle(req),
         crate::ns::DISCO_INFO | crate::ns::DISCO_ITEMS => disco::handle(state, req),
         crate::ns::VERSION => version::handle(req),
+        crate::ns::SESSION => session::handle(req),
         _ => IqOutcome::NotMine,
     };
     match outcome {

@@ -64,6 +64,8 @@ struct C2s {
     transport: Transport,
     stream_id: String,
     domain: String,
+    /// The 'from' of the client's header, echoed as 'to' (RFC 6120 §4.7.2).
+    client_from: Option<String>,
     header_sent: bool,
 }
 
@@ -77,11 +79,21 @@ pub async fn serve(state: Arc<ServerState>, framed: Framed, peer: PeerInfo, tran
         transport,
         stream_id: String::new(),
         domain,
+        client_from: None,
         header_sent: false,
     };
     let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
+    // A stream that starts while draining is redirected once its header is in (negotiate).
+    let drain_started_before = state.is_draining();
+    let drained = async {
+        if drain_started_before {
+            std::future::pending::<()>().await;
+        }
+        state.draining.cancelled().await;
+    };
     let negotiated = tokio::select! {
         r = c2s.negotiate() => r,
+        _ = drained => Err(End::Shutdown),
         _ = tokio::time::sleep_until(deadline) => Err(stream_error(
             StreamErrorCondition::ConnectionTimeout,
             "authentication took too long",
@@ -104,7 +116,7 @@ impl C2s {
         let header = HeaderOut {
             id: &self.stream_id,
             from: &self.domain,
-            to: None,
+            to: self.client_from.as_deref(),
             content_ns: ns::CLIENT,
         };
         self.framed.queue_header(&header);
@@ -193,7 +205,11 @@ impl C2s {
                 state.is_local_domain(d)
             })
             .map_err(End::Error)?;
+            self.client_from = header.attr("from").map(str::to_string);
             self.queue_header();
+            if self.state.is_draining() {
+                return Err(End::Shutdown);
+            }
             if let Some(account) = &authenticated {
                 let account = account.clone();
                 self.framed.queue_stream_element(&neg::post_auth_features());
@@ -551,6 +567,7 @@ impl C2s {
             tokio::select! {
                 biased;
                 _ = state.shutdown.cancelled() => return End::Shutdown,
+                _ = state.draining.cancelled() => return End::Shutdown,
                 _ = bound.replaced.cancelled() => {
                     return stream_error(
                         StreamErrorCondition::Conflict,
