@@ -1,0 +1,198 @@
+//! The `weft` command as an operator uses it: config checks, account management from standard
+//! input, and a real process serving, then shutting down cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use weft_testkit::clients::login;
+use weft_testkit::{Client, Login, WsClient};
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+/// A config in a temp dir with every listener on a free loopback port.
+fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("weft.toml");
+    let text = format!(
+        "[server]\ndata_dir = '{}'\nshutdown_grace = '3s'\n[listen]\nhttp = ['127.0.0.1:0']\nhttps = ['127.0.0.1:0']\n\
+         c2s = ['127.0.0.1:0']\nc2s_direct_tls = ['127.0.0.1:0']\n{extra}",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn config_check_names_the_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(dir.path(), "");
+    let out = weft()
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_stanza_size = 'huge'\n").unwrap();
+    let out = weft().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.max_stanza_size"), "{err}");
+    std::fs::write(&bad, "[websocket]\npign_interval = '5s'\n").unwrap();
+    let out = weft().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("websocket.pign_interval"));
+    // The shipped example is valid.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../weft.example.toml");
+    assert!(weft()
+        .args(["config", "check", example])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
+
+#[test]
+fn user_management_reads_passwords_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let add = |jid: &str, pw: &str| {
+        run_with_stdin(
+            weft().arg("--config").arg(&cfg).args(["user", "add", jid]),
+            pw,
+        )
+    };
+    assert!(add("alice@localhost", "s3cret\n").status.success());
+    assert!(
+        add("Bob", "pw\n").status.success(),
+        "bare usernames take the default domain"
+    );
+    let dup = add("alice@localhost", "x\n");
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert!(
+        !add("carol@elsewhere.example", "x\n").status.success(),
+        "only hosted domains"
+    );
+    assert!(
+        !add("dave@localhost", "\n").status.success(),
+        "empty passwords are refused"
+    );
+    let list = weft()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    // Usernames are normalised (RFC 7622 nodeprep: lowercase).
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "alice@localhost\nbob@localhost\n"
+    );
+    let passwd = run_with_stdin(
+        weft()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["user", "passwd", "alice@localhost"]),
+        "Zebra-Quokka-917\n",
+    );
+    assert!(passwd.status.success());
+    let rm = weft()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "remove", "bob@localhost"])
+        .output()
+        .unwrap();
+    assert!(rm.status.success());
+    let list = weft()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "alice@localhost\n");
+    // The database never holds the password itself.
+    let db = std::fs::read(dir.path().join("data/weft.sqlite")).unwrap();
+    assert!(
+        !db.windows(16).any(|w| w == b"Zebra-Quokka-917"),
+        "no clear-text password on disk"
+    );
+}
+
+#[tokio::test]
+async fn serves_then_closes_streams_with_redirect_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[websocket]\nsee_other_uri = 'wss://next.example/ws'\n",
+    );
+    let out = run_with_stdin(
+        weft()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["user", "add", "alice"]),
+        "pw\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut child = weft()
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // "weft: ws://127.0.0.1:PORT/xmpp-websocket  (and …)"
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("weft prints where it listens");
+        if let Some(rest) = line.strip_prefix("weft: ws://") {
+            break format!("ws://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    assert!(
+        dir.path().join("data/self-signed-cert.pem").exists(),
+        "certificate generated on first start"
+    );
+    let mut c = WsClient::connect(&url, None).await.unwrap();
+    let jid = login(&mut c, "alice", "pw", Login::ScramSha256, None).await;
+    assert!(jid.starts_with("alice@localhost/"));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let close = c.recv().await;
+    assert_eq!(close.attr("see-other-uri"), Some("wss://next.example/ws"));
+    c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
+    c.expect_close_frame().await;
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+}
