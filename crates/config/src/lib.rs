@@ -196,6 +196,11 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: usize,
     /// Bound on stanzas queued for one session before it is considered stuck.
     pub session_queue: usize,
+    /// Sustained stanzas per second one client stream may send; beyond it weft stops reading
+    /// from that stream until the budget refills (backpressure, nothing is dropped). 0: no limit.
+    pub c2s_stanza_rate: u32,
+    /// Stanzas a client may send in a burst above the sustained rate.
+    pub c2s_stanza_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -205,6 +210,8 @@ impl Default for LimitsConfig {
             max_depth: 32,
             max_connections_per_ip: 100,
             session_queue: 1024,
+            c2s_stanza_rate: 200,
+            c2s_stanza_burst: 1000,
         }
     }
 }
@@ -354,6 +361,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits.max_connections_per_ip",
                 "must be at least 1",
+            ));
+        }
+        if self.limits.c2s_stanza_rate > 0 && self.limits.c2s_stanza_burst == 0 {
+            return Err(ConfigError::invalid(
+                "limits.c2s_stanza_burst",
+                "must be at least 1 when c2s_stanza_rate is set",
             ));
         }
         if self.limits.session_queue == 0 {

@@ -207,3 +207,35 @@ async fn connections_per_ip_are_capped() {
     drop(d);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_flooding_client_is_slowed_down_not_cut_off() {
+    let server = TestServer::start_with(|c| {
+        c.limits.c2s_stanza_rate = 20;
+        c.limits.c2s_stanza_burst = 5;
+    })
+    .await;
+    let mut c = server.ws().await;
+    c.login("alice", Login::ScramSha256).await;
+    let started = std::time::Instant::now();
+    for i in 0..25 {
+        c.send(&format!("<iq xmlns='jabber:client' type='get' id='p{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"))
+            .await;
+    }
+    for i in 0..25 {
+        let r = c.recv().await;
+        assert_eq!(
+            r.attr("id"),
+            Some(format!("p{i}").as_str()),
+            "every stanza answered, in order"
+        );
+    }
+    // 20 stanzas over the burst at 20/s cannot be through in less than about a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(c);
+    server.stop().await;
+}

@@ -18,6 +18,7 @@ use crate::framing::{Framed, FramingError, HeaderOut, Incoming};
 use crate::negotiation::c2s::{self as neg, PreAuthOffer, Transport};
 use crate::ns;
 use crate::router;
+use crate::session::rate::StanzaBudget;
 use crate::session::registry::{BindOutcome, Outbound, SessionHandle};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
@@ -563,7 +564,12 @@ impl C2s {
     /// The established session: stanzas both ways until the stream ends.
     async fn established(&mut self, bound: &mut Bound) -> End {
         let state = self.state.clone();
+        let limits = &state.config.limits;
+        let mut budget = StanzaBudget::new(limits.c2s_stanza_rate, limits.c2s_stanza_burst);
+        // While set, the client is over its stanza budget: we write but do not read.
+        let mut paused_until: Option<Instant> = None;
         loop {
+            let resume = paused_until.unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
                 _ = state.shutdown.cancelled() => return End::Shutdown,
@@ -587,7 +593,10 @@ impl C2s {
                         return End::Disconnected;
                     }
                 }
-                incoming = self.framed.recv() => {
+                _ = tokio::time::sleep_until(resume), if paused_until.is_some() => {
+                    paused_until = None;
+                }
+                incoming = self.framed.recv(), if paused_until.is_none() => {
                     let el = match incoming {
                         Ok(Incoming::Element(el)) => el,
                         Ok(Incoming::Close) => return End::PeerClosed,
@@ -602,6 +611,7 @@ impl C2s {
                     if let Err(end) = self.client_stanza(el, &bound.jid).await {
                         return end;
                     }
+                    paused_until = budget.spend();
                 }
             }
         }
