@@ -268,11 +268,11 @@ impl Config {
                 .strip_prefix("unknown field `")
                 .and_then(|rest| rest.split('`').next())
             {
-                key = if key.starts_with("line ") {
-                    name.to_string()
-                } else {
-                    format!("{key}.{name}")
-                };
+                if key.starts_with("line ") {
+                    key = name.to_string();
+                } else if !key.ends_with(name) {
+                    key = format!("{key}.{name}");
+                }
             }
             ConfigError::Invalid { key, message }
         })?;
