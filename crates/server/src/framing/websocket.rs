@@ -4,10 +4,15 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use minidom::Element;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
 use weft_xml::{Limits, StreamHeader, XmlError};
 
 use super::{FramingError, HeaderOut, Incoming};
@@ -21,8 +26,25 @@ const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
 const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
 
+/// Any byte stream a WebSocket runs over: an upgraded HTTP connection (server side) or a TLS
+/// stream we opened (outgoing s2s). Boxed so both directions share one framing type.
+pub trait WsIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> WsIo for T {}
+
+pub type WsSocket = WebSocketStream<Box<dyn WsIo>>;
+
+/// tungstenite settings from our limits: one message may not exceed the stanza limit, and
+/// buffers start small so idle sessions stay cheap.
+pub fn socket_config(limits: Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(limits.max_stanza_bytes))
+        .max_frame_size(Some(limits.max_stanza_bytes))
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
 pub struct WsFraming {
-    socket: WebSocket,
+    socket: WsSocket,
     limits: Limits,
     /// `urn:ietf:params:xml:ns:xmpp-framing` (c2s) or `…-framing-server` (XEP-0468 s2s).
     framing_ns: &'static str,
@@ -37,7 +59,7 @@ pub struct WsFraming {
 
 impl WsFraming {
     pub fn new(
-        socket: WebSocket,
+        socket: WsSocket,
         limits: Limits,
         framing_ns: &'static str,
         ping_interval: Duration,
@@ -62,7 +84,7 @@ impl WsFraming {
     pub async fn recv(&mut self) -> Result<Incoming, FramingError> {
         loop {
             tokio::select! {
-                msg = self.socket.recv() => {
+                msg = self.socket.next() => {
                     let msg = match msg {
                         None => return Err(FramingError::Disconnected),
                         Some(Ok(m)) => m,
@@ -90,6 +112,7 @@ impl WsFraming {
                         // tungstenite answers pings by itself.
                         Message::Ping(_) => {}
                         Message::Close(_) => return Err(FramingError::Disconnected),
+                        Message::Frame(_) => {}
                     }
                 }
                 _ = self.ping.tick() => {
@@ -193,7 +216,7 @@ impl WsFraming {
         if self.read_failed {
             // Nothing more can be read: end with our close frame at once.
             let frame = CloseFrame {
-                code: self.close_code,
+                code: CloseCode::from(self.close_code),
                 reason: Utf8Bytes::from_static(""),
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
@@ -203,7 +226,7 @@ impl WsFraming {
             // Wait for the peer's <close/> (RFC 7395 §3.6), dropping anything else it sends.
             let waited = tokio::time::timeout(CLOSE_WAIT, async {
                 loop {
-                    match self.socket.recv().await {
+                    match self.socket.next().await {
                         Some(Ok(Message::Text(t))) => {
                             if let Ok(el) = weft_xml::parse_message(&t, self.limits) {
                                 if el.name() == "close" {
@@ -229,7 +252,7 @@ impl WsFraming {
             // If it never does, we start it ourselves.
             let got_close = tokio::time::timeout(CLOSE_WAIT, async {
                 loop {
-                    match self.socket.recv().await {
+                    match self.socket.next().await {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                         Some(Ok(_)) => {}
                     }
@@ -243,12 +266,12 @@ impl WsFraming {
             }
         }
         let frame = CloseFrame {
-            code: self.close_code,
+            code: CloseCode::from(self.close_code),
             reason: Utf8Bytes::from_static(""),
         };
         if self.socket.send(Message::Close(Some(frame))).await.is_ok() {
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(m)) = self.socket.recv().await {
+                while let Some(Ok(m)) = self.socket.next().await {
                     if matches!(m, Message::Close(_)) {
                         break;
                     }
@@ -300,16 +323,13 @@ fn push_attr(s: &mut String, name: &str, value: &str) {
     s.push('\'');
 }
 
-fn map_ws_error(e: axum::Error, limits: Limits) -> FramingError {
-    match e.into_inner().downcast::<tungstenite::Error>() {
-        Ok(err) => match *err {
-            tungstenite::Error::Capacity(_) => FramingError::Xml(XmlError::StanzaTooLarge {
-                limit: limits.max_stanza_bytes,
-            }),
-            tungstenite::Error::Utf8(_) => FramingError::Xml(XmlError::InvalidUtf8),
-            tungstenite::Error::Io(io) => FramingError::Io(io),
-            _ => FramingError::Disconnected,
-        },
-        Err(_) => FramingError::Disconnected,
+fn map_ws_error(e: tungstenite::Error, limits: Limits) -> FramingError {
+    match e {
+        tungstenite::Error::Capacity(_) => FramingError::Xml(XmlError::StanzaTooLarge {
+            limit: limits.max_stanza_bytes,
+        }),
+        tungstenite::Error::Utf8(_) => FramingError::Xml(XmlError::InvalidUtf8),
+        tungstenite::Error::Io(io) => FramingError::Io(io),
+        _ => FramingError::Disconnected,
     }
 }

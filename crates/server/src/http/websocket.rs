@@ -1,21 +1,31 @@
-//! The RFC 7395 WebSocket upgrade: the `xmpp` subprotocol is required (§3.1), the Origin is
-//! checked against the allow-list, and the socket is handed to a c2s session.
+//! The RFC 7395 WebSocket upgrade (RFC 6455 §4.2): the `xmpp` subprotocol is required (§3.1),
+//! the Origin is checked against the allow-list, and the upgraded connection becomes a c2s
+//! session. The handshake is answered here rather than through axum's WebSocket extractor so
+//! that incoming and outgoing WebSocket streams share one tokio-tungstenite framing type.
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 
 use super::ConnInfo;
+use crate::framing::websocket::{socket_config, WsIo};
 use crate::framing::{Framed, WsFraming};
 use crate::negotiation::c2s::Transport;
 use crate::ns;
 use crate::state::ServerState;
 
 pub const SUBPROTOCOL: &str = "xmpp";
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
 
 /// Does the `Sec-WebSocket-Protocol` list include `xmpp`?
 fn offers_xmpp(headers: &HeaderMap) -> bool {
@@ -25,6 +35,15 @@ fn offers_xmpp(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 fn origin_allowed(state: &ServerState, headers: &HeaderMap) -> bool {
@@ -38,50 +57,92 @@ fn origin_allowed(state: &ServerState, headers: &HeaderMap) -> bool {
         .is_some_and(|o| allowed.iter().any(|a| a == o))
 }
 
-pub async fn upgrade(
-    State(state): State<Arc<ServerState>>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if !offers_xmpp(&headers) {
-        return (
+pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) -> Response {
+    let headers = req.headers();
+    if !header_has_token(headers, header::UPGRADE, "websocket")
+        || !header_has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is the XMPP WebSocket endpoint (RFC 7395): use a WebSocket client\n",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "RFC 6455 §4.2.1: Sec-WebSocket-Version must be 13\n",
+        );
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "RFC 6455 §4.2.1: Sec-WebSocket-Key is missing\n",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    if !offers_xmpp(headers) {
+        return refuse(
             StatusCode::BAD_REQUEST,
             "RFC 7395 §3.1: the WebSocket handshake must offer the 'xmpp' subprotocol in Sec-WebSocket-Protocol\n",
-        )
-            .into_response();
+        );
     }
-    if !origin_allowed(&state, &headers) {
-        return (
+    if !origin_allowed(&state, headers) {
+        return refuse(
             StatusCode::FORBIDDEN,
             "this Origin is not allowed to open XMPP WebSocket connections here\n",
-        )
-            .into_response();
+        );
     }
-    let max = state.limits.max_stanza_bytes;
-    ws.protocols([SUBPROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(4096)
-        .on_upgrade(move |socket| {
-            let tracker = state.tracker.clone();
-            tracker.track_future(async move {
-                let ws_cfg = &state.config.websocket;
-                let framing = WsFraming::new(
-                    socket,
-                    state.limits,
-                    ns::FRAMING,
-                    ws_cfg.ping_interval.0,
-                    ws_cfg.ping_timeout.0,
-                );
-                let transport = Transport::WebSocket {
-                    tls: conn.peer.secure,
-                };
-                let peer = conn.peer.clone();
-                // Keep the per-IP slot for the life of the session.
-                let _slot = conn;
-                crate::session::c2s::serve(state, Framed::WebSocket(framing), peer, transport)
-                    .await;
-            })
-        })
+    let Some(conn) = req.extensions().get::<ConnInfo>().cloned() else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no connection information\n",
+        );
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded\n",
+        );
+    };
+    let tracker = state.tracker.clone();
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!("WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let io: Box<dyn WsIo> = Box::new(TokioIo::new(upgraded));
+        let socket =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(state.limits)))
+                .await;
+        let ws_cfg = &state.config.websocket;
+        let framing = WsFraming::new(
+            socket,
+            state.limits,
+            ns::FRAMING,
+            ws_cfg.ping_interval.0,
+            ws_cfg.ping_timeout.0,
+        );
+        let transport = Transport::WebSocket {
+            tls: conn.peer.secure,
+        };
+        let peer = conn.peer.clone();
+        // The per-IP slot lives as long as the session.
+        let _slot = conn;
+        crate::session::c2s::serve(state, Framed::WebSocket(framing), peer, transport).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL)
+        .body(Body::empty())
+        .unwrap_or_default()
 }
