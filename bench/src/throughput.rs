@@ -1,0 +1,361 @@
+//! The `throughput` scenario: M pairs of sessions send each other chat messages (a→b and b→a)
+//! for T seconds, either as fast as a per-direction window of messages in flight allows, or at a
+//! fixed offered rate. Each body starts with its send time, so the receiver measures latency.
+//!
+//! Reports messages per second delivered in the measured interval (after a warm-up), latency
+//! percentiles, and server CPU seconds per 1,000 messages. In rate mode the timestamp is the
+//! scheduled send time, so a generator or server that falls behind shows up as latency
+//! (no coordinated omission).
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::{watch, Semaphore};
+
+use crate::conn::{Conn, Event};
+use crate::{procstat, report, xml, Common, Ctx};
+
+#[derive(Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Pairs of sessions.
+    #[arg(long, default_value_t = 10)]
+    pub pairs: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Messages in flight per direction (default 32; 1000 with --rate, only a memory bound).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Offered messages per second over all senders, instead of window-driven.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of sending before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds allowed after sending stops for messages in flight to arrive.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Extra bytes of body text per message.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+}
+
+/// Most messages one sender queues before one flush.
+const BATCH: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctl {
+    Run,
+    StopSending,
+    Done,
+}
+
+struct Shared {
+    base: Instant,
+    /// Nanoseconds since `base` from which latencies count (the end of the warm-up).
+    measure_from_ns: u64,
+    measure_to_ns: u64,
+    sent: Cell<u64>,
+    received: Cell<u64>,
+    in_window: Cell<u64>,
+    errors: Cell<u64>,
+    closed: Cell<u64>,
+    lat_us: RefCell<Histogram<u64>>,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn on_element(&self, el: &str, back: &Semaphore) {
+        if xml::name(el) != "message" {
+            return; // presence and other stanzas the server may send
+        }
+        // Every message of ours, delivered or bounced, frees its sender's window slot.
+        back.add_permits(1);
+        let body = xml::child_text(el, "body").unwrap_or("");
+        let digits = body
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(body.len());
+        let (Ok(sent_ns), None | Some("chat")) =
+            (body[..digits].parse::<u64>(), xml::attr(el, "type"))
+        else {
+            self.errors.set(self.errors.get() + 1);
+            return;
+        };
+        let now = self.now_ns();
+        self.received.set(self.received.get() + 1);
+        if now >= self.measure_from_ns && now < self.measure_to_ns {
+            self.in_window.set(self.in_window.get() + 1);
+        }
+        if sent_ns >= self.measure_from_ns {
+            let us = (now.saturating_sub(sent_ns) / 1000).max(1);
+            let _ = self.lat_us.borrow_mut().record(us);
+        }
+    }
+}
+
+struct Sender {
+    to: String,
+    payload: Rc<str>,
+    /// Offered messages per second for this sender, and its phase in [0, 1) of one interval.
+    rate: Option<(f64, f64)>,
+}
+
+impl Sender {
+    fn message(&self, ts_ns: u64) -> String {
+        let mut s = String::with_capacity(96 + self.to.len() + self.payload.len());
+        let _ = write!(
+            s,
+            "<message xmlns='jabber:client' to='{}' type='chat'><body>{ts_ns}",
+            self.to
+        );
+        s.push_str(&self.payload);
+        s.push_str("</body></message>");
+        s
+    }
+}
+
+pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
+    let n = a.pairs * 2;
+    let window = a
+        .window
+        .unwrap_or(if a.rate.is_some() { 1000 } else { 32 })
+        .max(1);
+    let pid = ctx.common.server_pid;
+    println!(
+        "throughput: {} pairs, {} {} -> {}, {}, generator on CPUs {}, server on CPUs {}",
+        a.pairs,
+        ctx.common.transport.name(),
+        if ctx.common.target == crate::Target::Relay {
+            "relay"
+        } else {
+            ctx.common.mech.sasl_name()
+        },
+        ctx.dialer.addr,
+        match a.rate {
+            Some(r) => format!("offered {r:.0} msgs/s"),
+            None => format!("window {window} per direction"),
+        },
+        procstat::cpus_allowed("self"),
+        pid.map(|p| procstat::cpus_allowed(&p.to_string()))
+            .unwrap_or_else(|| "?".into()),
+    );
+    let t = Instant::now();
+    let mut logins: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let ctx = &ctx;
+            async move { (i, ctx.login(i).await) }
+        })
+        .buffer_unordered(ctx.common.concurrency.max(1))
+        .collect()
+        .await;
+    logins.sort_by_key(|(i, _)| *i);
+    let mut sessions = Vec::with_capacity(n);
+    for (i, r) in logins {
+        match r {
+            Ok(s) => sessions.push(s),
+            Err(e) => bail!("session {i} could not log in: {e:#}"),
+        }
+    }
+    println!("{n} sessions ready in {:.2} s", t.elapsed().as_secs_f64());
+
+    let base = Instant::now();
+    let secs_ns = |s: f64| (s * 1e9) as u64;
+    let shared = Rc::new(Shared {
+        base,
+        measure_from_ns: secs_ns(a.warmup),
+        measure_to_ns: secs_ns(a.warmup + a.seconds),
+        sent: Cell::new(0),
+        received: Cell::new(0),
+        in_window: Cell::new(0),
+        errors: Cell::new(0),
+        closed: Cell::new(0),
+        lat_us: RefCell::new(report::histogram()),
+    });
+    let windows: Vec<Rc<Semaphore>> = (0..n).map(|_| Rc::new(Semaphore::new(window))).collect();
+    let jids: Vec<String> = sessions.iter().map(|s| s.jid.clone()).collect();
+    let payload: Rc<str> = if a.payload > 0 {
+        format!(" {}", "x".repeat(a.payload - 1)).into()
+    } else {
+        "".into()
+    };
+    let (ctl_tx, ctl_rx) = watch::channel(Ctl::Run);
+    for (k, s) in sessions.into_iter().enumerate() {
+        let sender = Sender {
+            to: jids[k ^ 1].clone(),
+            payload: payload.clone(),
+            rate: a.rate.map(|r| (r / n as f64, k as f64 / n as f64)),
+        };
+        let (out, back) = (windows[k].clone(), windows[k ^ 1].clone());
+        tokio::task::spawn_local(session(
+            shared.clone(),
+            s.conn,
+            sender,
+            out,
+            back,
+            ctl_rx.clone(),
+        ));
+    }
+
+    tokio::time::sleep_until((base + Duration::from_secs_f64(a.warmup)).into()).await;
+    let s0 = procstat::sample(pid);
+    tokio::time::sleep_until((base + Duration::from_secs_f64(a.warmup + a.seconds)).into()).await;
+    let s1 = procstat::sample(pid);
+    ctl_tx.send_replace(Ctl::StopSending);
+    let drain_until = Instant::now() + Duration::from_secs_f64(a.drain);
+    let sh = &shared;
+    while sh.received.get() + sh.errors.get() < sh.sent.get() && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ctl_tx.send_replace(Ctl::Done);
+
+    let delivered = sh.in_window.get();
+    let rate = delivered as f64 / a.seconds;
+    let lost = sh
+        .sent
+        .get()
+        .saturating_sub(sh.received.get() + sh.errors.get());
+    let server_cpu = s1.cpu_s - s0.cpu_s;
+    let per_1000 = if delivered > 0 {
+        server_cpu / (delivered as f64 / 1000.0)
+    } else {
+        0.0
+    };
+    let gen_cpu = s1.gen_cpu_s - s0.gen_cpu_s;
+    let mut rec = ctx.record("throughput");
+    let lat = report::latency(&sh.lat_us.borrow(), "latency", &mut rec);
+    println!(
+        "delivered: {rate:.0} msgs/s ({delivered} in {:.1} s), sent {}, lost {lost}, errors {}",
+        a.seconds,
+        sh.sent.get(),
+        sh.errors.get()
+    );
+    println!("latency: {lat}");
+    println!(
+        "CPU: server {server_cpu:.2} s ({:.0}% of one core), {:.4} s per 1000 msgs; generator {:.0}% of one core",
+        100.0 * server_cpu / a.seconds,
+        per_1000,
+        100.0 * gen_cpu / a.seconds
+    );
+    if sh.closed.get() > 0 {
+        println!(
+            "{} sessions were closed by the server during the run",
+            sh.closed.get()
+        );
+    }
+    for (k, v) in [
+        ("pairs", json!(a.pairs)),
+        ("seconds", json!(a.seconds)),
+        ("window", json!(window)),
+        ("offered_rate", json!(a.rate)),
+        ("payload", json!(a.payload)),
+        ("msgs_per_s", json!(rate.round())),
+        ("sent", json!(sh.sent.get())),
+        ("delivered_in_window", json!(delivered)),
+        ("lost", json!(lost)),
+        ("errors", json!(sh.errors.get())),
+        ("closed", json!(sh.closed.get())),
+        ("server_cpu_s", json!(report::round3(server_cpu))),
+        (
+            "server_cpu_s_per_1000",
+            json!((per_1000 * 1e5).round() / 1e5),
+        ),
+        ("generator_cpu_s", json!(report::round3(gen_cpu))),
+    ] {
+        rec.insert(k.into(), v);
+    }
+    ctx.emit(&rec)?;
+    // Let the sessions send their closes before the runtime goes away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(delivered > 0 && lost == 0 && sh.errors.get() == 0 && sh.closed.get() == 0)
+}
+
+async fn session(
+    sh: Rc<Shared>,
+    mut conn: Conn,
+    sender: Sender,
+    out: Rc<Semaphore>,
+    back: Rc<Semaphore>,
+    mut ctl: watch::Receiver<Ctl>,
+) {
+    let mut sending = true;
+    let mut sent: u64 = 0;
+    // Scheduled time of message j (rate mode): (j + phase) / rate seconds after `base`.
+    let due_ns = |j: u64| {
+        sender
+            .rate
+            .map(|(r, phase)| ((j as f64 + phase) / r * 1e9) as u64)
+            .unwrap_or(0)
+    };
+    let mut next_wake = sh.base;
+    loop {
+        tokio::select! {
+            ev = conn.recv() => match ev {
+                Ok(Event::Element(el)) => sh.on_element(&el, &back),
+                Ok(Event::Header) => {}
+                Ok(Event::Closed) | Err(_) => {
+                    sh.closed.set(sh.closed.get() + 1);
+                    return;
+                }
+            },
+            permit = out.acquire(), if sending && sender.rate.is_none() => {
+                let Ok(permit) = permit else { return };
+                permit.forget();
+                let extra = out.available_permits().min(BATCH - 1);
+                if let Ok(p) = out.try_acquire_many(extra as u32) {
+                    p.forget();
+                }
+                let now = sh.now_ns();
+                for _ in 0..=extra {
+                    if conn.send(sender.message(now)).await.is_err() {
+                        return;
+                    }
+                }
+                sh.sent.set(sh.sent.get() + 1 + extra as u64);
+                if conn.flush().await.is_err() {
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(next_wake.into()), if sending && sender.rate.is_some() => {
+                let now = sh.now_ns();
+                let mut batch = 0;
+                while batch < BATCH && due_ns(sent) <= now {
+                    let Ok(p) = out.try_acquire() else { break };
+                    p.forget();
+                    if conn.send(sender.message(due_ns(sent))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                    batch += 1;
+                }
+                sh.sent.set(sh.sent.get() + batch as u64);
+                if batch > 0 && conn.flush().await.is_err() {
+                    return;
+                }
+                // Sleep until the next message is due; if the window is full, look again in 1 ms.
+                let due = due_ns(sent);
+                let next = if due > now { due } else if batch == BATCH { now } else { now + 1_000_000 };
+                next_wake = sh.base + Duration::from_nanos(next);
+            },
+            changed = ctl.changed() => {
+                let c = *ctl.borrow_and_update();
+                if changed.is_err() || c == Ctl::Done {
+                    conn.close().await;
+                    return;
+                }
+                sending = c == Ctl::Run;
+            }
+        }
+    }
+}
