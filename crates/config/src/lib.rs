@@ -2,6 +2,7 @@
 //! error names the exact key path that is wrong.
 #![forbid(unsafe_code)]
 
+mod s2s;
 mod units;
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use s2s::{S2sConfig, S2sTransport};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
 
 /// A configuration error, naming the key it is about.
@@ -47,6 +49,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub limits: LimitsConfig,
     pub host_meta: HostMetaConfig,
+    pub s2s: S2sConfig,
     pub log: LogConfig,
 }
 
@@ -101,6 +104,10 @@ pub struct ListenConfig {
     pub c2s: Vec<SocketAddr>,
     /// Client-to-server Direct TLS (XEP-0368).
     pub c2s_direct_tls: Vec<SocketAddr>,
+    /// Server-to-server TCP with STARTTLS (RFC 6120).
+    pub s2s: Vec<SocketAddr>,
+    /// Server-to-server Direct TLS (XEP-0368).
+    pub s2s_direct_tls: Vec<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -111,6 +118,8 @@ impl Default for ListenConfig {
             https: lo(5443),
             c2s: lo(5222),
             c2s_direct_tls: lo(5223),
+            s2s: lo(5269),
+            s2s_direct_tls: lo(5270),
         }
     }
 }
@@ -201,6 +210,9 @@ pub struct LimitsConfig {
     pub c2s_stanza_rate: u32,
     /// Stanzas a client may send in a burst above the sustained rate.
     pub c2s_stanza_burst: u32,
+    /// The same for each incoming server-to-server stream. 0: no limit.
+    pub s2s_stanza_rate: u32,
+    pub s2s_stanza_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -212,6 +224,8 @@ impl Default for LimitsConfig {
             session_queue: 1024,
             c2s_stanza_rate: 200,
             c2s_stanza_burst: 1000,
+            s2s_stanza_rate: 2000,
+            s2s_stanza_burst: 10000,
         }
     }
 }
@@ -368,6 +382,9 @@ impl Config {
                 "limits.c2s_stanza_burst",
                 "must be at least 1 when c2s_stanza_rate is set",
             ));
+        }
+        if let Err((key, message)) = self.s2s.validate() {
+            return Err(ConfigError::Invalid { key, message });
         }
         if self.limits.session_queue == 0 {
             return Err(ConfigError::invalid(

@@ -9,6 +9,7 @@ pub mod modules;
 pub mod negotiation;
 pub mod ns;
 pub mod router;
+pub mod s2s;
 pub mod session;
 pub mod stanza;
 pub mod state;
@@ -34,6 +35,8 @@ pub struct RunningServer {
     pub https: Vec<SocketAddr>,
     pub c2s: Vec<SocketAddr>,
     pub c2s_direct_tls: Vec<SocketAddr>,
+    pub s2s: Vec<SocketAddr>,
+    pub s2s_direct_tls: Vec<SocketAddr>,
 }
 
 /// Binds every configured listener (port 0 picks a free port) and starts serving.
@@ -46,6 +49,16 @@ pub async fn start(
     let https = bind_all(&config.listen.https, "https").await?;
     let c2s = bind_all(&config.listen.c2s, "c2s").await?;
     let c2s_direct_tls = bind_all(&config.listen.c2s_direct_tls, "c2s_direct_tls").await?;
+    let (s2s_addrs, s2s_tls_addrs) = if config.s2s.enabled {
+        (
+            config.listen.s2s.clone(),
+            config.listen.s2s_direct_tls.clone(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let s2s = bind_all(&s2s_addrs, "s2s").await?;
+    let s2s_direct_tls = bind_all(&s2s_tls_addrs, "s2s_direct_tls").await?;
     // From here on the configuration names the bound addresses (host-meta derives URLs from them).
     let addrs = |ls: &[TcpListener]| {
         ls.iter()
@@ -56,7 +69,9 @@ pub async fn start(
     config.listen.https = addrs(&https)?;
     config.listen.c2s = addrs(&c2s)?;
     config.listen.c2s_direct_tls = addrs(&c2s_direct_tls)?;
-    let state = ServerState::new(config, storage, Arc::new(tls));
+    config.listen.s2s = addrs(&s2s)?;
+    config.listen.s2s_direct_tls = addrs(&s2s_direct_tls)?;
+    let state = ServerState::new(config, storage, Arc::new(tls))?;
     let listen = &state.config.listen;
     let running = RunningServer {
         state: state.clone(),
@@ -64,6 +79,8 @@ pub async fn start(
         https: listen.https.clone(),
         c2s: listen.c2s.clone(),
         c2s_direct_tls: listen.c2s_direct_tls.clone(),
+        s2s: listen.s2s.clone(),
+        s2s_direct_tls: listen.s2s_direct_tls.clone(),
     };
     for l in http {
         state.tracker.spawn(http::serve(state.clone(), l, None));
@@ -74,15 +91,18 @@ pub async fn start(
             .tracker
             .spawn(http::serve(state.clone(), l, Some(acceptor)));
     }
-    for l in c2s {
-        state
-            .tracker
-            .spawn(transport::tcp::serve_c2s(state.clone(), l, false));
-    }
-    for l in c2s_direct_tls {
-        state
-            .tracker
-            .spawn(transport::tcp::serve_c2s(state.clone(), l, true));
+    use transport::tcp::Role;
+    for (listeners, role, direct_tls) in [
+        (c2s, Role::C2s, false),
+        (c2s_direct_tls, Role::C2s, true),
+        (s2s, Role::S2s, false),
+        (s2s_direct_tls, Role::S2s, true),
+    ] {
+        for l in listeners {
+            state
+                .tracker
+                .spawn(transport::tcp::serve(state.clone(), l, role, direct_tls));
+        }
     }
     Ok(running)
 }

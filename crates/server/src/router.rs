@@ -1,6 +1,10 @@
-//! The delivery decision for stanzas from local clients (RFC 6121 §8.5): to the server's
-//! modules, to local sessions, or (later) to s2s. Replies for the sender are returned, not sent,
-//! so the sender's task writes them itself.
+//! The delivery decision (RFC 6121 §8.5): to the server's modules, to local sessions, or to
+//! s2s. For local clients, replies for the sender are returned, not sent, so the sender's task
+//! writes them itself; for stanzas from elsewhere (s2s, bounces) replies are routed on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -15,8 +19,8 @@ use crate::state::ServerState;
 /// Routes a stanza whose 'from' was already stamped with the sender's full JID. Returns the
 /// stanzas to write back to the sender (errors, IQ results, reflected presence).
 pub async fn route_from_client(
-    state: &ServerState,
-    mut stanza: Element,
+    state: &Arc<ServerState>,
+    stanza: Element,
     kind: Kind,
     from: &FullJid,
 ) -> Vec<Element> {
@@ -28,13 +32,25 @@ pub async fn route_from_client(
         return to_own_account(state, stanza, kind, from);
     };
     if !state.is_local_domain(to.domain().as_str()) {
-        // Federation arrives with the s2s issue; until then nothing leaves this server.
-        return reply_with(
-            &stanza,
-            StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
-                .with_text("federation is not enabled on this server"),
-        );
+        let local = from.domain().as_str().to_string();
+        return match crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza.clone()) {
+            Ok(()) => Vec::new(),
+            Err(err) => reply_with(&stanza, err),
+        };
     }
+    let from = Jid::from(from.clone());
+    to_local(state, stanza, kind, &from, to).await
+}
+
+/// Delivers a stanza addressed to a local JID (RFC 6121 §8.5.2, §8.5.3); returns the replies
+/// for its sender.
+async fn to_local(
+    state: &ServerState,
+    mut stanza: Element,
+    kind: Kind,
+    from: &Jid,
+    to: Jid,
+) -> Vec<Element> {
     if to.node().is_none() {
         return to_server(state, &stanza, kind, from, &to);
     }
@@ -44,6 +60,49 @@ pub async fn route_from_client(
             let bare = bare.clone();
             to_bare_jid(state, stanza, kind, from, &bare).await
         }
+    }
+}
+
+/// Delivers a stanza that did not come from a local client — from a peer server, or a bounce —
+/// and routes its replies (locally or back over s2s). Its 'to' must be local.
+pub fn deliver_local(
+    state: &Arc<ServerState>,
+    stanza: Element,
+) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    Box::pin(async move {
+        let Some(kind) = Kind::of(&stanza, crate::ns::CLIENT) else {
+            return;
+        };
+        let (Ok(Some(to)), Some(Ok(from))) =
+            (stanza::to_jid(&stanza), stanza.attr("from").map(Jid::new))
+        else {
+            return;
+        };
+        if !state.is_local_domain(to.domain().as_str()) {
+            return;
+        }
+        for reply in to_local(state, stanza, kind, &from, to).await {
+            dispatch(state, reply).await;
+        }
+    })
+}
+
+/// Sends a server-generated stanza wherever its 'to' points.
+async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
+    let Ok(Some(to)) = stanza::to_jid(&stanza) else {
+        return;
+    };
+    if state.is_local_domain(to.domain().as_str()) {
+        deliver_local(state, stanza).await;
+        return;
+    }
+    let local = stanza
+        .attr("from")
+        .and_then(|f| Jid::new(f).ok())
+        .map(|f| f.domain().as_str().to_string())
+        .unwrap_or_else(|| state.config.default_domain().to_string());
+    if let Err(e) = crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
+        tracing::debug!("reply to {to} dropped: {:?}", e.condition);
     }
 }
 
@@ -57,7 +116,7 @@ fn to_own_account(
     match kind {
         Kind::Iq => {
             let account = Jid::from(from.to_bare());
-            server_iq(state, &stanza, from, &account)
+            server_iq(state, &stanza, &Jid::from(from.clone()), &account)
         }
         Kind::Presence => {
             // RFC 6121 §4.2.2 / §4.5.2: presence broadcast. Without rosters (a later issue) the
@@ -94,7 +153,7 @@ fn to_server(
     state: &ServerState,
     stanza: &Element,
     kind: Kind,
-    from: &FullJid,
+    from: &Jid,
     to: &Jid,
 ) -> Vec<Element> {
     match kind {
@@ -106,7 +165,7 @@ fn to_server(
 }
 
 /// An IQ the server answers itself, for its domain or on behalf of an account.
-fn server_iq(state: &ServerState, iq: &Element, from: &FullJid, to: &Jid) -> Vec<Element> {
+fn server_iq(state: &ServerState, iq: &Element, from: &Jid, to: &Jid) -> Vec<Element> {
     let is_set = match iq.attr("type") {
         Some("get") => false,
         Some("set") => true,
@@ -175,7 +234,7 @@ async fn to_bare_jid(
     state: &ServerState,
     stanza: Element,
     kind: Kind,
-    from: &FullJid,
+    from: &Jid,
     to: &BareJid,
 ) -> Vec<Element> {
     match kind {

@@ -31,15 +31,38 @@ pub struct ServerState {
     /// Where closed WebSocket streams are redirected (RFC 7395 §3.6.1); settable at runtime to
     /// drain a node.
     pub see_other_uri: RwLock<Option<String>>,
+    /// Federation: outgoing link pools, dialback keys, peer certificate checks.
+    pub s2s: crate::s2s::S2s,
 }
 
 impl ServerState {
-    pub fn new(config: Config, storage: Storage, tls: Arc<TlsSetup>) -> Arc<Self> {
+    pub fn new(config: Config, storage: Storage, tls: Arc<TlsSetup>) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
         let limits = weft_xml::Limits {
             max_stanza_bytes: config.limits.max_stanza_size.as_usize(),
             max_depth: config.limits.max_depth,
         };
-        Arc::new(ServerState {
+        let ca_pem = match &config.s2s.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading s2s.ca_file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let verifier = crate::s2s::certs::PeerCertVerifier::new(
+            crate::transport::tls::crypto_provider(),
+            config.s2s.system_roots,
+            ca_pem.as_deref(),
+        )?;
+        // Without a configured secret (the binary persists one in data_dir), a random one:
+        // dialback keys then only need to survive this process.
+        let secret = config.s2s.dialback_secret.clone().unwrap_or_else(|| {
+            let bytes: [u8; 32] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let s2s = crate::s2s::S2s::new(crate::s2s::dialback::DialbackKeys::new(&secret), verifier);
+        Ok(Arc::new(ServerState {
+            s2s,
             domains: config.server.domains.iter().cloned().collect(),
             limiter: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             see_other_uri: RwLock::new(config.websocket.see_other_uri.clone()),
@@ -52,7 +75,7 @@ impl ServerState {
             storage,
             tls,
             config,
-        })
+        }))
     }
 
     /// Starts draining: see `draining`.

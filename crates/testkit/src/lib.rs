@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use clients::{tcp::TcpClient, ws::WsClient, Client, Login};
 pub use minidom::Element;
-pub use pki::TestPki;
+pub use pki::{TestCa, TestPki};
 use weft_config::Config;
 use weft_sasl::{Hash, ScramCredentials};
 use weft_server::RunningServer;
@@ -36,19 +36,58 @@ impl TestServer {
 
     /// As `start`, with the configuration adjusted first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_inner(adjust, None).await
+    }
+
+    /// A server for `domain` whose certificate comes from `ca`, trusting `ca` for peers when
+    /// `trust_ca` (so SASL EXTERNAL works between servers of the same CA; without it, dialback).
+    pub async fn start_federating(
+        domain: &str,
+        ca: &TestCa,
+        trust_ca: bool,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        // One directory per server: tests in one process run in parallel.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("weft-test-ca-{}-{n}-{domain}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("CA file");
+        let domain = domain.to_string();
+        Self::start_inner(
+            move |c| {
+                c.server.domains = vec![domain];
+                c.s2s.system_roots = false;
+                c.s2s.ca_file = trust_ca.then_some(ca_file);
+                adjust(c);
+            },
+            Some(ca),
+        )
+        .await
+    }
+
+    async fn start_inner(adjust: impl FnOnce(&mut Config), ca: Option<&TestCa>) -> TestServer {
         let mut config = Config::default();
         let any = |_: &SocketAddr| SocketAddr::from(([127, 0, 0, 1], 0));
         config.listen.http = config.listen.http.iter().map(any).collect();
         config.listen.https = config.listen.https.iter().map(any).collect();
         config.listen.c2s = config.listen.c2s.iter().map(any).collect();
         config.listen.c2s_direct_tls = config.listen.c2s_direct_tls.iter().map(any).collect();
+        config.listen.s2s = config.listen.s2s.iter().map(any).collect();
+        config.listen.s2s_direct_tls = config.listen.s2s_direct_tls.iter().map(any).collect();
+        config.s2s.system_roots = false;
         // Short pings would make unrelated tests chatty; tests that need them set their own.
         config.c2s.scram_iterations = 4096;
         adjust(&mut config);
         let storage = weft_storage::Storage::in_memory()
             .await
             .expect("in-memory store");
-        let pki = TestPki::new(&config.server.domains);
+        let pki = match ca {
+            Some(ca) => ca.issue(&config.server.domains),
+            None => TestPki::new(&config.server.domains),
+        };
         let tls =
             weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())
                 .expect("TLS setup");
@@ -72,9 +111,23 @@ impl TestServer {
             .state
             .storage
             .accounts
-            .create_account(DOMAIN, user, &creds)
+            .create_account(self.domain(), user, &creds)
             .await
             .expect("create account");
+    }
+
+    /// The (first) domain this server hosts.
+    pub fn domain(&self) -> &str {
+        self.running.state.config.default_domain()
+    }
+
+    /// Where a peer reaches this server over s2s: "tcp://…" (STARTTLS), "tls://…", "wss://…".
+    pub fn s2s_route(&self, kind: &str) -> String {
+        match kind {
+            "tcp" => format!("tcp://{}", self.running.s2s[0]),
+            "tls" => format!("tls://{}", self.running.s2s_direct_tls[0]),
+            _ => self.wss_url(),
+        }
     }
 
     pub fn ws_url(&self) -> String {

@@ -4,6 +4,52 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A test certificate authority; several servers share one to federate.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weft test CA");
+        let cert = params.self_signed(&key).expect("CA cert");
+        TestCa { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A certificate for `domains` (DNS names only, serverAuth and clientAuth).
+    pub fn issue(&self, domains: &[String]) -> TestPki {
+        let (ca, ca_key) = (&self.cert, &self.key);
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let mut params = rcgen::CertificateParams::new(domains.to_vec()).expect("server params");
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, ca, ca_key).expect("server cert");
+        TestPki {
+            ca_cert: ca.der().clone(),
+            server_cert: cert.der().clone(),
+            server_key_der: key.serialize_der(),
+        }
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct TestPki {
     pub ca_cert: CertificateDer<'static>,
     pub server_cert: CertificateDer<'static>,
@@ -11,26 +57,9 @@ pub struct TestPki {
 }
 
 impl TestPki {
+    /// A fresh CA and a certificate for `domains`.
     pub fn new(domains: &[String]) -> TestPki {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "weft test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-        let key = rcgen::KeyPair::generate().expect("server key");
-        let mut params = rcgen::CertificateParams::new(domains.to_vec()).expect("server params");
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
-        TestPki {
-            ca_cert: ca.der().clone(),
-            server_cert: cert.der().clone(),
-            server_key_der: key.serialize_der(),
-        }
+        TestCa::new().issue(domains)
     }
 
     pub fn server_key(&self) -> PrivateKeyDer<'static> {

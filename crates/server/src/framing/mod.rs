@@ -59,6 +59,7 @@ impl FramingError {
 
 /// The attributes of our response header.
 pub struct HeaderOut<'a> {
+    /// Our stream id; empty on the initiating side of s2s, which sends none.
     pub id: &'a str,
     pub from: &'a str,
     pub to: Option<&'a str>,

@@ -5,12 +5,11 @@ use std::time::Duration;
 use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
-use weft_sasl::ChannelBindings;
 use weft_xml::{Limits, StreamEvent, StreamParser};
 
 use super::{FramingError, HeaderOut, Incoming};
 use crate::ns;
-use crate::transport::io::MaybeTlsStream;
+use crate::transport::io::{MaybeTlsStream, PeerInfo};
 
 /// Bytes read per syscall; stanzas larger than this simply take several reads.
 const READ_CHUNK: usize = 4096;
@@ -69,7 +68,14 @@ impl TcpFraming {
         self.out.extend_from_slice(b"' xmlns:stream='");
         self.out.extend_from_slice(ns::STREAM.as_bytes());
         self.out.push(b'\'');
-        push_attr(&mut self.out, "id", h.id);
+        if h.content_ns == ns::SERVER {
+            // XEP-0220: dialback elements use the db prefix on TCP streams.
+            self.out
+                .extend_from_slice(b" xmlns:db='jabber:server:dialback'");
+        }
+        if !h.id.is_empty() {
+            push_attr(&mut self.out, "id", h.id);
+        }
         push_attr(&mut self.out, "from", h.from);
         if let Some(to) = h.to {
             push_attr(&mut self.out, "to", to);
@@ -83,6 +89,10 @@ impl TcpFraming {
 
     /// Stanzas in the stream's content namespace are written without a redundant `xmlns`.
     pub fn queue(&mut self, el: &Element) {
+        if el.has_ns(crate::s2s::dialback::NS) {
+            crate::s2s::dialback::write_prefixed(el, &mut self.out, false);
+            return;
+        }
         weft_xml::write_element_in(el, self.content_ns, &mut self.out);
     }
 
@@ -100,25 +110,52 @@ impl TcpFraming {
     }
 
     /// RFC 6120 §5.4.3.3: after `<proceed/>` is flushed, the TLS handshake; any bytes the peer
-    /// sent after `<starttls/>` are discarded with the old parser.
+    /// sent after `<starttls/>` are discarded with the old parser. Returns what the handshake
+    /// tells about the peer (channel bindings, its certificate).
     pub async fn starttls(
         &mut self,
         acceptor: &TlsAcceptor,
         server_end_point: &[u8],
-    ) -> std::io::Result<ChannelBindings> {
+    ) -> std::io::Result<PeerInfo> {
         self.flush().await?;
+        let plain = self.take_plain()?;
+        let addr = plain.peer_addr()?;
+        let tls = acceptor.accept(plain).await?;
+        let peer = PeerInfo::tls(addr, tls.get_ref().1, server_end_point);
+        self.io = Some(MaybeTlsStream::Tls(Box::new(tls)));
+        Ok(peer)
+    }
+
+    /// The initiating side of STARTTLS (outgoing s2s), after the peer's `<proceed/>`. Returns
+    /// the certificate chain the peer presented.
+    pub async fn starttls_client(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> std::io::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        let plain = self.take_plain()?;
+        let tls = connector.connect(server_name, plain).await?;
+        let certs = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        self.io = Some(MaybeTlsStream::ClientTls(Box::new(tls)));
+        Ok(certs)
+    }
+
+    /// Takes the plain TCP stream out for a TLS handshake, resetting the parser: nothing read
+    /// before TLS may be used after it.
+    fn take_plain(&mut self) -> std::io::Result<tokio::net::TcpStream> {
         self.restart();
-        let plain = match self.io.take() {
-            Some(MaybeTlsStream::Plain(s)) => s,
+        match self.io.take() {
+            Some(MaybeTlsStream::Plain(s)) => Ok(s),
             other => {
                 self.io = other;
-                return Err(std::io::Error::other("TLS already established"));
+                Err(std::io::Error::other("TLS already established"))
             }
-        };
-        let tls = acceptor.accept(plain).await?;
-        let bindings = crate::transport::tls::channel_bindings(tls.get_ref().1, server_end_point);
-        self.io = Some(MaybeTlsStream::Tls(Box::new(tls)));
-        Ok(bindings)
+        }
     }
 
     pub async fn close(&mut self, peer_closed: bool) {

@@ -161,7 +161,9 @@ impl WsFraming {
         s.push_str("<open xmlns='");
         s.push_str(self.framing_ns);
         s.push('\'');
-        push_attr(&mut s, "id", h.id);
+        if !h.id.is_empty() {
+            push_attr(&mut s, "id", h.id);
+        }
         push_attr(&mut s, "from", h.from);
         if let Some(to) = h.to {
             push_attr(&mut s, "to", to);
@@ -178,7 +180,11 @@ impl WsFraming {
 
     pub fn queue(&mut self, el: &Element) {
         let mut buf = Vec::with_capacity(256);
-        weft_xml::write_element(el, &mut buf);
+        if el.has_ns(crate::s2s::dialback::NS) {
+            crate::s2s::dialback::write_prefixed(el, &mut buf, true);
+        } else {
+            weft_xml::write_element(el, &mut buf);
+        }
         self.push_bytes(buf);
     }
 
@@ -198,6 +204,11 @@ impl WsFraming {
                 .map_err(std::io::Error::other)?;
         }
         self.socket.flush().await.map_err(std::io::Error::other)
+    }
+
+    /// Switches to the XEP-0468 namespace once an s2s `<open/>` was seen on a shared endpoint.
+    pub fn set_framing_ns(&mut self, framing_ns: &'static str) {
+        self.framing_ns = framing_ns;
     }
 
     /// A new `<open/>` follows without `<close/>` (RFC 7395 §3.7); nothing to reset per message.

@@ -79,15 +79,8 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener, tls: Option<T
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls)) => {
-                            let bindings = crate::transport::tls::channel_bindings(
-                                tls.get_ref().1,
-                                &state2.tls.server_end_point,
-                            );
-                            let peer = PeerInfo {
-                                addr,
-                                secure: true,
-                                bindings,
-                            };
+                            let peer =
+                                PeerInfo::tls(addr, tls.get_ref().1, &state2.tls.server_end_point);
                             (MaybeTlsStream::Tls(Box::new(tls)), peer)
                         }
                         _ => return,

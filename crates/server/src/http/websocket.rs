@@ -20,6 +20,7 @@ use crate::framing::{Framed, WsFraming};
 use crate::negotiation::c2s::Transport;
 use crate::ns;
 use crate::state::ServerState;
+use crate::transport::io::PeerInfo;
 
 pub const SUBPROTOCOL: &str = "xmpp";
 
@@ -57,6 +58,22 @@ fn origin_allowed(state: &ServerState, headers: &HeaderMap) -> bool {
         .is_some_and(|o| allowed.iter().any(|a| a == o))
 }
 
+/// Behind a trusted TLS-terminating proxy (XEP-0468's HTTPS-only hosting) the connection
+/// counts as secure, and a client certificate it forwards counts as presented.
+fn forwarded_peer(state: &ServerState, peer: &PeerInfo, proxy_cert: &Option<String>) -> PeerInfo {
+    let mut peer = peer.clone();
+    if state.config.s2s.trusted_proxies.contains(&peer.addr.ip()) {
+        peer.secure = true;
+        if let Some(chain) = proxy_cert
+            .as_deref()
+            .and_then(crate::s2s::certs::chain_from_header)
+        {
+            peer.certs = Some(std::sync::Arc::new(chain));
+        }
+    }
+    peer
+}
+
 pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) -> Response {
     let headers = req.headers();
     if !header_has_token(headers, header::UPGRADE, "websocket")
@@ -84,6 +101,10 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
         );
     };
     let accept = derive_accept_key(key.as_bytes());
+    let proxy_cert = headers
+        .get(state.config.s2s.client_cert_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if !offers_xmpp(headers) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -122,6 +143,8 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
             WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(state.limits)))
                 .await;
         let ws_cfg = &state.config.websocket;
+        // c2s and s2s share the endpoint: the namespace of the first <open/> decides
+        // (RFC 7395 framing for clients, XEP-0468's framing-server for servers).
         let framing = WsFraming::new(
             socket,
             state.limits,
@@ -129,13 +152,24 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
             ws_cfg.ping_interval.0,
             ws_cfg.ping_timeout.0,
         );
-        let transport = Transport::WebSocket {
-            tls: conn.peer.secure,
-        };
-        let peer = conn.peer.clone();
+        let mut framed = Framed::WebSocket(framing);
+        let wait = state.config.c2s.unauthenticated_timeout.0;
+        let first = tokio::time::timeout(wait, framed.recv()).await.ok();
+        let peer = forwarded_peer(&state, &conn.peer, &proxy_cert);
         // The per-IP slot lives as long as the session.
         let _slot = conn;
-        crate::session::c2s::serve(state, Framed::WebSocket(framing), peer, transport).await;
+        match &first {
+            Some(Ok(crate::framing::Incoming::Header(h))) if h.ns == ns::FRAMING_SERVER => {
+                if let Framed::WebSocket(f) = &mut framed {
+                    f.set_framing_ns(ns::FRAMING_SERVER);
+                }
+                crate::s2s::incoming::serve(state, framed, peer, first.and_then(Result::ok)).await;
+            }
+            _ => {
+                let transport = Transport::WebSocket { tls: peer.secure };
+                crate::session::c2s::serve(state, framed, peer, transport, first).await;
+            }
+        }
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)

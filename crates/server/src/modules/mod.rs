@@ -7,7 +7,7 @@ pub mod ping;
 pub mod session;
 pub mod version;
 
-use jid::{FullJid, Jid};
+use jid::Jid;
 use minidom::Element;
 
 use crate::error::{StanzaError, StanzaErrorCondition};
@@ -17,7 +17,7 @@ use crate::state::ServerState;
 pub struct IqRequest<'a> {
     pub iq: &'a Element,
     pub payload: &'a Element,
-    pub from: &'a FullJid,
+    pub from: &'a Jid,
     /// The server's domain, or the bare JID of an account the server answers for.
     pub to: &'a Jid,
     pub is_set: bool,

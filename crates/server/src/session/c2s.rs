@@ -68,10 +68,18 @@ struct C2s {
     /// The 'from' of the client's header, echoed as 'to' (RFC 6120 §4.7.2).
     client_from: Option<String>,
     header_sent: bool,
+    /// What was already read by whoever handed us the connection (WebSocket dispatch).
+    pending: Option<Result<Incoming, FramingError>>,
 }
 
-/// Serves one client connection until it ends.
-pub async fn serve(state: Arc<ServerState>, framed: Framed, peer: PeerInfo, transport: Transport) {
+/// Serves one client connection until it ends; `first` is an event already read from it.
+pub async fn serve(
+    state: Arc<ServerState>,
+    framed: Framed,
+    peer: PeerInfo,
+    transport: Transport,
+    first: Option<Result<Incoming, FramingError>>,
+) {
     let domain = state.config.default_domain().to_string();
     let mut c2s = C2s {
         state: state.clone(),
@@ -82,6 +90,7 @@ pub async fn serve(state: Arc<ServerState>, framed: Framed, peer: PeerInfo, tran
         domain,
         client_from: None,
         header_sent: false,
+        pending: first,
     };
     let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
     // A stream that starts while draining is redirected once its header is in (negotiate).
@@ -165,6 +174,9 @@ impl C2s {
     }
 
     async fn recv(&mut self) -> Result<Incoming, End> {
+        if let Some(ev) = self.pending.take() {
+            return ev.map_err(End::from);
+        }
         self.framed.recv().await.map_err(End::from)
     }
 
@@ -274,15 +286,13 @@ impl C2s {
         }
         tcp.queue(&Element::builder("proceed", ns::TLS).build());
         let acceptor = tokio_rustls::TlsAcceptor::from(self.state.tls.starttls.clone());
-        let bindings = tcp
+        self.peer = tcp
             .starttls(&acceptor, &self.state.tls.server_end_point)
             .await
             .map_err(|e| {
                 tracing::debug!(peer = %self.peer.addr, "STARTTLS handshake failed: {e}");
                 End::Disconnected
             })?;
-        self.peer.secure = true;
-        self.peer.bindings = bindings;
         self.transport = Transport::Tcp { tls: true };
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! Sessions: one task per connection that owns its socket, and the registry that reaches them.
 
 pub mod c2s;
-mod rate;
+pub(crate) mod rate;
 pub mod registry;

@@ -3,8 +3,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -18,6 +20,8 @@ pub struct PeerInfo {
     pub secure: bool,
     /// Channel-binding data for SCRAM -PLUS; empty without TLS.
     pub bindings: ChannelBindings,
+    /// The certificate chain the peer presented in the TLS handshake (s2s), if any.
+    pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl PeerInfo {
@@ -26,6 +30,19 @@ impl PeerInfo {
             addr,
             secure: false,
             bindings: ChannelBindings::default(),
+            certs: None,
+        }
+    }
+
+    /// What an established server-side TLS connection tells about its peer.
+    pub fn tls(addr: SocketAddr, conn: &rustls::ServerConnection, server_end_point: &[u8]) -> Self {
+        PeerInfo {
+            addr,
+            secure: true,
+            bindings: crate::transport::tls::channel_bindings(conn, server_end_point),
+            certs: conn
+                .peer_certificates()
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect())),
         }
     }
 }
@@ -33,6 +50,8 @@ impl PeerInfo {
 pub enum MaybeTlsStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// Our side of an outgoing s2s link.
+    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for MaybeTlsStream {
@@ -44,6 +63,7 @@ impl AsyncRead for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -57,6 +77,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -64,6 +85,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -71,6 +93,7 @@ impl AsyncWrite for MaybeTlsStream {
         match self.get_mut() {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

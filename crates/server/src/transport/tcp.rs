@@ -16,8 +16,15 @@ use crate::transport::io::{MaybeTlsStream, PeerInfo};
 /// A TLS handshake that takes longer than this is abandoned.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Accepts c2s connections until shutdown. `direct_tls` selects XEP-0368 on this port.
-pub async fn serve_c2s(state: Arc<ServerState>, listener: TcpListener, direct_tls: bool) {
+/// Which kind of stream a TCP listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    C2s,
+    S2s,
+}
+
+/// Accepts c2s or s2s connections until shutdown. `direct_tls` selects XEP-0368 on this port.
+pub async fn serve(state: Arc<ServerState>, listener: TcpListener, role: Role, direct_tls: bool) {
     loop {
         let accepted = tokio::select! {
             _ = state.shutdown.cancelled() => break,
@@ -33,23 +40,35 @@ pub async fn serve_c2s(state: Arc<ServerState>, listener: TcpListener, direct_tl
             }
         };
         let Some(guard) = state.limiter.try_acquire(addr.ip()) else {
-            state.tracker.spawn(refuse_over_limit(stream));
+            state.tracker.spawn(refuse_over_limit(stream, role));
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state2 = state.clone();
         state.tracker.spawn(async move {
             let _guard = guard;
-            let Some((io, peer)) = handshake(&state2, stream, addr, direct_tls).await else {
+            let Some((io, peer)) = handshake(&state2, stream, addr, role, direct_tls).await else {
                 return;
             };
-            let transport = Transport::Tcp { tls: peer.secure };
-            let framed = Framed::Tcp(Box::new(TcpFraming::new(
-                io,
-                state2.limits,
-                crate::ns::CLIENT,
-            )));
-            crate::session::c2s::serve(state2, framed, peer, transport).await;
+            match role {
+                Role::C2s => {
+                    let transport = Transport::Tcp { tls: peer.secure };
+                    let framed = Framed::Tcp(Box::new(TcpFraming::new(
+                        io,
+                        state2.limits,
+                        crate::ns::CLIENT,
+                    )));
+                    crate::session::c2s::serve(state2, framed, peer, transport, None).await;
+                }
+                Role::S2s => {
+                    let framed = Framed::Tcp(Box::new(TcpFraming::new(
+                        io,
+                        state2.limits,
+                        crate::ns::SERVER,
+                    )));
+                    crate::s2s::incoming::serve(state2, framed, peer, None).await;
+                }
+            }
         });
     }
 }
@@ -58,23 +77,20 @@ async fn handshake(
     state: &ServerState,
     stream: TcpStream,
     addr: SocketAddr,
+    role: Role,
     direct_tls: bool,
 ) -> Option<(MaybeTlsStream, PeerInfo)> {
     if !direct_tls {
         return Some((MaybeTlsStream::Plain(stream), PeerInfo::plain(addr)));
     }
-    let acceptor = TlsAcceptor::from(state.tls.direct_tls.clone());
+    let config = match role {
+        Role::C2s => state.tls.direct_tls.clone(),
+        Role::S2s => state.tls.s2s_server.clone(),
+    };
+    let acceptor = TlsAcceptor::from(config);
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
-            let bindings = crate::transport::tls::channel_bindings(
-                tls.get_ref().1,
-                &state.tls.server_end_point,
-            );
-            let peer = PeerInfo {
-                addr,
-                secure: true,
-                bindings,
-            };
+            let peer = PeerInfo::tls(addr, tls.get_ref().1, &state.tls.server_end_point);
             Some((MaybeTlsStream::Tls(Box::new(tls)), peer))
         }
         Ok(Err(e)) => {
@@ -90,14 +106,20 @@ async fn handshake(
 
 /// Over the per-IP cap: a stream error without waiting for the client's header
 /// (RFC 6120 §4.9.1.3 lets the server open the stream to report it).
-async fn refuse_over_limit(mut stream: TcpStream) {
+async fn refuse_over_limit(mut stream: TcpStream, role: Role) {
+    let content = if role == Role::C2s {
+        "jabber:client"
+    } else {
+        "jabber:server"
+    };
     let msg = concat!(
-        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' ",
+        "<?xml version='1.0'?><stream:stream xmlns='CONTENT' ",
         "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
         "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
         "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many connections from your address</text>",
         "</stream:error></stream:stream>"
     );
+    let msg = msg.replace("CONTENT", content);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(msg.as_bytes()).await;
         let _ = stream.shutdown().await;

@@ -13,12 +13,20 @@ use weft_sasl::ChannelBindings;
 
 /// The certificate material and the rustls configurations built from it.
 pub struct TlsSetup {
-    /// HTTPS (ALPN http/1.1).
+    /// HTTPS (ALPN http/1.1). Asks for (never requires) a client certificate, which XEP-0468
+    /// peers use for SASL EXTERNAL; browsers without certificates are not affected.
     pub https: Arc<ServerConfig>,
     /// XEP-0368 Direct TLS for c2s (ALPN xmpp-client).
     pub direct_tls: Arc<ServerConfig>,
     /// STARTTLS on c2s.
     pub starttls: Arc<ServerConfig>,
+    /// Incoming s2s, STARTTLS and Direct TLS (ALPN xmpp-server): asks for a client certificate.
+    pub s2s_server: Arc<ServerConfig>,
+    /// Outgoing s2s: presents our certificate as client certificate; the peer's certificate is
+    /// judged after the handshake (see `s2s::certs`).
+    pub s2s_client: Arc<rustls::ClientConfig>,
+    /// The same with ALPN http/1.1, for wss:// links.
+    pub s2s_client_https: Arc<rustls::ClientConfig>,
     /// RFC 5929 tls-server-end-point: hash of our end-entity certificate.
     pub server_end_point: Vec<u8>,
 }
@@ -54,24 +62,49 @@ impl TlsSetup {
         key: PrivateKeyDer<'static>,
     ) -> anyhow::Result<TlsSetup> {
         let server_end_point = server_end_point_hash(&certs[0]);
-        let build = |alpn: &[&[u8]]| -> anyhow::Result<Arc<ServerConfig>> {
-            let mut cfg = ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs.clone(), key.clone_key())
-            .context("certificate and key do not match")?;
+        let provider = crypto_provider();
+        let build = |alpn: &[&[u8]], ask_client_cert: bool| -> anyhow::Result<Arc<ServerConfig>> {
+            let builder = ServerConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?;
+            let builder = if ask_client_cert {
+                builder.with_client_cert_verifier(crate::s2s::certs::RequestClientCert::new(
+                    provider.clone(),
+                ))
+            } else {
+                builder.with_no_client_auth()
+            };
+            let mut cfg = builder
+                .with_single_cert(certs.clone(), key.clone_key())
+                .context("certificate and key do not match")?;
+            cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Ok(Arc::new(cfg))
+        };
+        let client = |alpn: &[&[u8]]| -> anyhow::Result<Arc<rustls::ClientConfig>> {
+            let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(crate::s2s::certs::AcceptAnyServerCert::new(
+                    provider.clone(),
+                ))
+                .with_client_auth_cert(certs.clone(), key.clone_key())
+                .context("certificate and key do not match")?;
             cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             Ok(Arc::new(cfg))
         };
         Ok(TlsSetup {
-            https: build(&[b"http/1.1"])?,
-            direct_tls: build(&[b"xmpp-client"])?,
-            starttls: build(&[])?,
+            https: build(&[b"http/1.1"], true)?,
+            direct_tls: build(&[b"xmpp-client"], false)?,
+            starttls: build(&[], false)?,
+            s2s_server: build(&[b"xmpp-server"], true)?,
+            s2s_client: client(&[b"xmpp-server"])?,
+            s2s_client_https: client(&[b"http/1.1"])?,
             server_end_point,
         })
     }
+}
+
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

@@ -49,7 +49,19 @@ pub async fn login<C: Client>(
     how: Login,
     resource: Option<&str>,
 ) -> String {
-    authenticate(c, user, password, how).await;
+    login_at(c, crate::DOMAIN, user, password, how, resource).await
+}
+
+/// `login` on a server for another domain than `localhost`.
+pub async fn login_at<C: Client>(
+    c: &mut C,
+    domain: &str,
+    user: &str,
+    password: &str,
+    how: Login,
+    resource: Option<&str>,
+) -> String {
+    authenticate_at(c, domain, user, password, how).await;
     let result = bind(c, resource).await;
     assert_eq!(
         result.attr("type"),
@@ -78,7 +90,17 @@ pub async fn bind<C: Client>(c: &mut C, resource: Option<&str>) -> Element {
 
 /// Opens the stream, authenticates and restarts; returns after the post-SASL features.
 pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how: Login) {
-    let features = c.open_stream(crate::DOMAIN).await;
+    authenticate_at(c, crate::DOMAIN, user, password, how).await
+}
+
+pub async fn authenticate_at<C: Client>(
+    c: &mut C,
+    domain: &str,
+    user: &str,
+    password: &str,
+    how: Login,
+) {
+    let features = c.open_stream(domain).await;
     let offered = mechanisms(&features);
     type ChannelBinding = Option<(String, Vec<u8>)>;
     let (name, hash, cb): (&str, Option<Hash>, ChannelBinding) = match &how {
@@ -153,7 +175,7 @@ pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how:
             show(&success)
         );
     }
-    let features = c.open_stream(crate::DOMAIN).await;
+    let features = c.open_stream(domain).await;
     assert!(
         features.has_child("bind", BIND),
         "bind feature after SASL: {}",

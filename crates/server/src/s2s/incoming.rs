@@ -1,0 +1,442 @@
+//! Incoming s2s streams (RFC 6120 as receiving entity), over TCP or XEP-0468 WebSocket:
+//! STARTTLS, then SASL EXTERNAL when the peer's certificate is valid for the domain it claims,
+//! else XEP-0220 dialback; then stanzas, each accepted only from a domain authenticated on this
+//! stream and to a domain we host.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use base64::Engine;
+use jid::Jid;
+use minidom::Element;
+use rxml::xml_ncname;
+use tokio::time::Instant;
+
+use super::dialback;
+use crate::error::{StreamError, StreamErrorCondition};
+use crate::framing::{Framed, FramingError, HeaderOut, Incoming};
+use crate::ns;
+use crate::session::rate::StanzaBudget;
+use crate::stanza::Kind;
+use crate::state::ServerState;
+use crate::transport::io::PeerInfo;
+
+enum End {
+    Error(StreamError),
+    PeerClosed,
+    Disconnected,
+    Shutdown,
+}
+
+impl From<FramingError> for End {
+    fn from(e: FramingError) -> Self {
+        e.stream_error()
+            .map(End::Error)
+            .unwrap_or(End::Disconnected)
+    }
+}
+
+fn error(condition: StreamErrorCondition, text: &str) -> End {
+    End::Error(StreamError::new(condition, text))
+}
+
+struct S2sIn {
+    state: Arc<ServerState>,
+    framed: Framed,
+    peer: PeerInfo,
+    stream_id: String,
+    /// The local domain this stream is addressed to.
+    local: String,
+    /// The 'from' of the peer's header, if any.
+    claimed: Option<String>,
+    header_sent: bool,
+    /// Domains authenticated on this stream (several with dialback piggybacking).
+    authenticated: HashSet<String>,
+    /// Authenticated by SASL, after which the stream restarts and dialback is no longer needed.
+    sasl_done: bool,
+}
+
+/// Serves one incoming server stream. `first` is an event already read (WebSocket dispatch).
+pub async fn serve(
+    state: Arc<ServerState>,
+    framed: Framed,
+    peer: PeerInfo,
+    first: Option<Incoming>,
+) {
+    let mut s = S2sIn {
+        state: state.clone(),
+        framed,
+        peer,
+        stream_id: String::new(),
+        local: state.config.default_domain().to_string(),
+        claimed: None,
+        header_sent: false,
+        authenticated: HashSet::new(),
+        sasl_done: false,
+    };
+    let deadline = Instant::now() + state.config.s2s.connect_timeout.0 * 2;
+    let end = tokio::select! {
+        end = s.run(first) => end,
+        _ = tokio::time::sleep_until(deadline), if s.authenticated.is_empty() => {
+            error(StreamErrorCondition::ConnectionTimeout, "authentication took too long")
+        }
+        _ = state.shutdown.cancelled() => End::Shutdown,
+    };
+    s.finish(end).await;
+}
+
+impl S2sIn {
+    async fn finish(&mut self, end: End) {
+        let err = match end {
+            End::Disconnected => return,
+            End::PeerClosed => {
+                self.framed.close(true, None).await;
+                return;
+            }
+            End::Error(e) => e,
+            End::Shutdown => StreamError::new(
+                StreamErrorCondition::SystemShutdown,
+                "the server is shutting down",
+            ),
+        };
+        tracing::debug!(peer = %self.peer.addr, "s2s stream error: {}: {}", err.condition.name(), err.text);
+        if !self.header_sent {
+            self.queue_header();
+        }
+        self.framed.fail(&err, None).await;
+    }
+
+    fn queue_header(&mut self) {
+        if self.stream_id.is_empty() {
+            let bytes: [u8; 12] = rand::random();
+            self.stream_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        }
+        let h = HeaderOut {
+            id: &self.stream_id,
+            from: &self.local,
+            to: self.claimed.as_deref(),
+            content_ns: ns::SERVER,
+        };
+        self.framed.queue_header(&h);
+        self.header_sent = true;
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.framed.flush().await.map_err(|_| End::Disconnected)
+    }
+
+    async fn run(&mut self, mut first: Option<Incoming>) -> End {
+        let limits = &self.state.config.limits;
+        let mut budget = StanzaBudget::new(limits.s2s_stanza_rate, limits.s2s_stanza_burst);
+        loop {
+            let incoming = match first.take() {
+                Some(ev) => ev,
+                None => match self.framed.recv().await {
+                    Ok(ev) => ev,
+                    Err(e) => return End::from(e),
+                },
+            };
+            let result = match incoming {
+                Incoming::Header(h) => self.open(&h).await,
+                Incoming::Close => return End::PeerClosed,
+                Incoming::Element(el) => {
+                    let r = self.element(el).await;
+                    if let Some(until) = budget.spend() {
+                        tokio::time::sleep_until(until).await;
+                    }
+                    r
+                }
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    /// A new stream header (first, or after STARTTLS / SASL).
+    async fn open(&mut self, h: &weft_xml::StreamHeader) -> Result<(), End> {
+        self.stream_id.clear();
+        self.header_sent = false;
+        let ok = if self.framed.is_websocket() {
+            h.name == "open" && h.ns == ns::FRAMING_SERVER
+        } else {
+            h.name == "stream" && h.ns == ns::STREAM && h.default_ns.as_deref() == Some(ns::SERVER)
+        };
+        if !ok {
+            return Err(error(
+                StreamErrorCondition::InvalidNamespace,
+                "expected a jabber:server stream",
+            ));
+        }
+        let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
+        if !self.state.is_local_domain(&to) {
+            return Err(error(
+                StreamErrorCondition::HostUnknown,
+                "this server does not host that domain",
+            ));
+        }
+        self.local = to;
+        self.claimed = h.attr("from").map(|f| f.to_ascii_lowercase());
+        if let Some(from) = &self.claimed {
+            if !self.state.config.s2s.allows(from) {
+                return Err(error(
+                    StreamErrorCondition::PolicyViolation,
+                    "this server does not federate with your domain",
+                ));
+            }
+        }
+        self.queue_header();
+        let mut features = Element::builder("features", ns::STREAM);
+        let tls = self.peer.secure;
+        if !tls {
+            let Framed::Tcp(_) = &self.framed else {
+                return Err(error(
+                    StreamErrorCondition::PolicyViolation,
+                    "XEP-0468: WebSocket s2s requires wss",
+                ));
+            };
+            features = features.append(
+                Element::builder("starttls", ns::TLS)
+                    .append(Element::builder("required", ns::TLS).build())
+                    .build(),
+            );
+        } else if !self.sasl_done {
+            if self.cert_valid_for_claim() {
+                features = features.append(
+                    Element::builder("mechanisms", ns::SASL)
+                        .append(
+                            Element::builder("mechanism", ns::SASL)
+                                .append("EXTERNAL")
+                                .build(),
+                        )
+                        .build(),
+                );
+            }
+            if self.state.config.s2s.dialback && !self.state.config.s2s.require_valid_certificates {
+                features = features.append(dialback::feature());
+            }
+        }
+        self.framed.queue_stream_element(&features.build());
+        self.flush().await
+    }
+
+    fn cert_valid_for_claim(&self) -> bool {
+        match (&self.peer.certs, &self.claimed) {
+            (Some(certs), Some(domain)) => self.state.s2s.verifier.valid_for(certs, domain),
+            _ => false,
+        }
+    }
+
+    async fn element(&mut self, el: Element) -> Result<(), End> {
+        if !self.header_sent {
+            return Err(error(
+                StreamErrorCondition::BadFormat,
+                "the stream must begin with a header",
+            ));
+        }
+        if el.is("starttls", ns::TLS) {
+            return self.starttls().await;
+        }
+        if el.is("auth", ns::SASL) {
+            return self.sasl_external(&el).await;
+        }
+        if el.is("result", dialback::NS) {
+            return self.dialback_result(&el).await;
+        }
+        if el.is("verify", dialback::NS) {
+            return self.dialback_verify(&el).await;
+        }
+        self.stanza(el).await
+    }
+
+    async fn starttls(&mut self) -> Result<(), End> {
+        let Framed::Tcp(tcp) = &mut self.framed else {
+            return Err(error(
+                StreamErrorCondition::UnsupportedFeature,
+                "no STARTTLS on WebSocket",
+            ));
+        };
+        if self.peer.secure {
+            return Err(error(
+                StreamErrorCondition::PolicyViolation,
+                "TLS is already in place",
+            ));
+        }
+        tcp.queue(&Element::builder("proceed", ns::TLS).build());
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.state.tls.s2s_server.clone());
+        self.peer = tcp
+            .starttls(&acceptor, &self.state.tls.server_end_point)
+            .await
+            .map_err(|_| End::Disconnected)?;
+        self.header_sent = false;
+        Ok(())
+    }
+
+    /// XEP-0178: EXTERNAL on the certificate the peer presented.
+    async fn sasl_external(&mut self, auth: &Element) -> Result<(), End> {
+        let failure = |cond: &str| {
+            Element::builder("failure", ns::SASL)
+                .append(Element::builder(cond, ns::SASL).build())
+                .build()
+        };
+        if auth.attr("mechanism") != Some("EXTERNAL") || !self.peer.secure {
+            self.framed.queue(&failure("invalid-mechanism"));
+            return self.flush().await;
+        }
+        let text = auth.text();
+        let authzid = match text.trim() {
+            "" | "=" => None,
+            t => base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
+        };
+        let domain = authzid
+            .or_else(|| self.claimed.clone())
+            .map(|d| d.to_ascii_lowercase());
+        let valid = match (&domain, &self.peer.certs) {
+            (Some(d), Some(certs)) => {
+                self.claimed.as_deref().is_none_or(|c| c == d)
+                    && self.state.s2s.verifier.valid_for(certs, d)
+            }
+            _ => false,
+        };
+        let Some(domain) = domain.filter(|_| valid) else {
+            self.framed.queue(&failure("not-authorized"));
+            return self.flush().await;
+        };
+        self.framed
+            .queue(&Element::builder("success", ns::SASL).build());
+        self.flush().await?;
+        tracing::info!(peer = %self.peer.addr, %domain, "s2s authenticated (SASL EXTERNAL)");
+        self.authenticated.insert(domain);
+        self.state
+            .s2s
+            .authenticated_by_external
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sasl_done = true;
+        self.framed.restart();
+        self.header_sent = false;
+        Ok(())
+    }
+
+    /// XEP-0220 §2.1.1–2.1.3 as receiving server: check the key with the originating domain's
+    /// authoritative server, then answer.
+    async fn dialback_result(&mut self, el: &Element) -> Result<(), End> {
+        let cfg = &self.state.config.s2s;
+        if !cfg.dialback || cfg.require_valid_certificates || !self.peer.secure {
+            return Err(error(
+                StreamErrorCondition::NotAuthorized,
+                "dialback is not accepted here",
+            ));
+        }
+        let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
+            return Err(error(
+                StreamErrorCondition::ImproperAddressing,
+                "db:result needs from and to",
+            ));
+        };
+        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        if !self.state.is_local_domain(&to) {
+            return Err(error(
+                StreamErrorCondition::HostUnknown,
+                "this server does not host that domain",
+            ));
+        }
+        if !cfg.allows(&from) {
+            self.framed
+                .queue(&dialback::result_answer(&to, &from, false));
+            return self.flush().await;
+        }
+        let key = el.text();
+        let state = self.state.clone();
+        let verified = tokio::time::timeout(
+            cfg.connect_timeout.0,
+            super::link::verify_dialback(&state, &to, &from, &self.stream_id, key.trim()),
+        )
+        .await;
+        let valid = matches!(verified, Ok(Ok(true)));
+        if !valid {
+            tracing::info!(peer = %self.peer.addr, %from, "dialback failed: {verified:?}");
+        } else {
+            tracing::info!(peer = %self.peer.addr, %from, "s2s authenticated (dialback)");
+            self.authenticated.insert(from.clone());
+            self.state
+                .s2s
+                .authenticated_by_dialback
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.framed
+            .queue(&dialback::result_answer(&to, &from, valid));
+        self.flush().await
+    }
+
+    /// XEP-0220 §2.1.2 as authoritative server: is this key one we generated?
+    async fn dialback_verify(&mut self, el: &Element) -> Result<(), End> {
+        let (Some(from), Some(to), Some(id)) = (el.attr("from"), el.attr("to"), el.attr("id"))
+        else {
+            return Err(error(
+                StreamErrorCondition::ImproperAddressing,
+                "db:verify needs from, to and id",
+            ));
+        };
+        // `from` is the receiving server asking, `to` is us, the originating server.
+        let valid =
+            self.state.is_local_domain(to) && self.state.s2s.keys.verify(from, to, id, &el.text());
+        self.framed
+            .queue(&dialback::verify_answer(to, from, id, valid));
+        self.flush().await
+    }
+
+    /// RFC 6120 §8.1.1.2 / §13.5: a stanza must come from an authenticated domain and go to
+    /// one we host.
+    async fn stanza(&mut self, el: Element) -> Result<(), End> {
+        let Some(_) = Kind::of(&el, ns::SERVER) else {
+            return Err(error(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "only message, presence and iq in jabber:server are allowed",
+            ));
+        };
+        if self.authenticated.is_empty() {
+            return Err(error(
+                StreamErrorCondition::NotAuthorized,
+                "authenticate first",
+            ));
+        }
+        let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
+            return Err(error(
+                StreamErrorCondition::ImproperAddressing,
+                "s2s stanzas need from and to",
+            ));
+        };
+        let Ok(from) = Jid::new(from) else {
+            return Err(error(
+                StreamErrorCondition::InvalidFrom,
+                "'from' is not a JID",
+            ));
+        };
+        if !self.authenticated.contains(from.domain().as_str()) {
+            return Err(error(
+                StreamErrorCondition::InvalidFrom,
+                "'from' is not a domain authenticated on this stream",
+            ));
+        }
+        let Ok(to) = Jid::new(to) else {
+            return Err(error(
+                StreamErrorCondition::ImproperAddressing,
+                "'to' is not a JID",
+            ));
+        };
+        if !self.state.is_local_domain(to.domain().as_str()) {
+            return Err(error(
+                StreamErrorCondition::HostUnknown,
+                "'to' is not a domain hosted here",
+            ));
+        }
+        // Inside weft stanzas travel in jabber:client, the namespace local clients read.
+        let mut el = weft_xml::with_namespace(&el, ns::SERVER, ns::CLIENT);
+        crate::stanza::set_attr(&mut el, xml_ncname!("from").into(), from.as_str());
+        crate::router::deliver_local(&self.state, el).await;
+        Ok(())
+    }
+}

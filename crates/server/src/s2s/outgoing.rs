@@ -1,0 +1,132 @@
+//! One outgoing link's task: set up the link for the first queued stanza, then carry the queue
+//! in order until the link idles out. On failure, every queued stanza that deserves an answer
+//! gets `remote-server-not-found` or `remote-server-timeout` back; nothing vanishes silently.
+
+use std::sync::Arc;
+
+use minidom::Element;
+use tokio::sync::mpsc;
+
+use super::link::{self, Link};
+use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::framing::Incoming;
+use crate::ns;
+use crate::state::ServerState;
+
+/// Stanzas written per flush.
+const WRITE_BATCH: usize = 64;
+
+pub(super) async fn run(
+    state: Arc<ServerState>,
+    local: String,
+    remote: String,
+    pool_id: u64,
+    mut rx: mpsc::Receiver<Element>,
+) {
+    let timeout = state.config.s2s.connect_timeout.0;
+    let established = tokio::select! {
+        r = tokio::time::timeout(timeout, link::establish(&state, &local, &remote)) => r,
+        _ = state.shutdown.cancelled() => return,
+    };
+    let mut link = match established {
+        Ok(Ok(link)) => link,
+        Ok(Err(e)) => {
+            tracing::info!(%local, %remote, "s2s link failed: {e}");
+            state.s2s.forget(&local, &remote, pool_id);
+            bounce_all(&state, &mut rx, e.condition(), &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%local, %remote, "s2s link timed out");
+            state.s2s.forget(&local, &remote, pool_id);
+            bounce_all(
+                &state,
+                &mut rx,
+                StanzaErrorCondition::RemoteServerTimeout,
+                "the remote server did not answer in time",
+            )
+            .await;
+            return;
+        }
+    };
+    let idle = state.config.s2s.idle_timeout.0;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                link.framed.close(false, None).await;
+                return;
+            }
+            next = tokio::time::timeout(idle, rx.recv()) => match next {
+                Ok(Some(first)) => {
+                    if let Err(e) = write_batch(&mut link, first, &mut rx).await {
+                        tracing::info!(%local, %remote, "s2s link broke: {e}");
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(%local, %remote, "s2s link idle; closing");
+                    break;
+                }
+            },
+            incoming = link.framed.recv() => match incoming {
+                // An outgoing stream carries nothing to us but dialback answers and errors.
+                Ok(Incoming::Element(el)) => tracing::debug!(%remote, "ignored on outgoing stream: {}", el.name()),
+                Ok(_) | Err(_) => break,
+            }
+        }
+    }
+    // New stanzas go to a new link from now on; what is still queued is re-sent through it.
+    state.s2s.forget(&local, &remote, pool_id);
+    link.framed.close(false, None).await;
+    rx.close();
+    while let Ok(stanza) = rx.try_recv() {
+        if let Err(err) = super::S2s::send(&state, &local, &remote, stanza.clone()) {
+            bounce(&state, &stanza, err).await;
+        }
+    }
+}
+
+async fn write_batch(
+    link: &mut Link,
+    first: Element,
+    rx: &mut mpsc::Receiver<Element>,
+) -> std::io::Result<()> {
+    link.framed.queue(&to_server_ns(&first));
+    for _ in 1..WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(el) => link.framed.queue(&to_server_ns(&el)),
+            Err(_) => break,
+        }
+    }
+    link.framed.flush().await
+}
+
+/// Stanzas from local clients are in jabber:client; on s2s they travel in jabber:server.
+fn to_server_ns(el: &Element) -> Element {
+    if el.has_ns(ns::CLIENT) {
+        weft_xml::with_namespace(el, ns::CLIENT, ns::SERVER)
+    } else {
+        el.clone()
+    }
+}
+
+async fn bounce_all(
+    state: &Arc<ServerState>,
+    rx: &mut mpsc::Receiver<Element>,
+    condition: StanzaErrorCondition,
+    text: &str,
+) {
+    rx.close();
+    while let Some(stanza) = rx.recv().await {
+        bounce(state, &stanza, StanzaError::new(condition).with_text(text)).await;
+    }
+}
+
+/// Returns a stanza error to the local sender (RFC 6120 §8.3.1).
+async fn bounce(state: &Arc<ServerState>, stanza: &Element, err: StanzaError) {
+    let Some(reply) = err.reply_to(stanza) else {
+        return;
+    };
+    crate::router::deliver_local(state, reply).await;
+}
