@@ -237,6 +237,11 @@ pub struct HostMetaConfig {
     /// Public WebSocket URLs to advertise. Empty: derived from the listeners
     /// (wss://DOMAIN:PORT/path for each HTTPS listener, and ws:// for plain HTTP on loopback).
     pub websocket_urls: Vec<String>,
+    /// Public wss:// URLs for XEP-0468 s2s. Empty: the wss:// URLs derived from the listeners.
+    pub s2s_websocket_urls: Vec<String>,
+    /// Public IP addresses for the XEP-0487 `ips` field. Empty: the HTTPS listeners' addresses
+    /// when they are specific (not 0.0.0.0 / ::).
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 /// `[log]`
@@ -347,6 +352,14 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "websocket.see_other_uri",
                     "must be a ws:// or wss:// URL (RFC 7395 §3.6.1)",
+                ));
+            }
+        }
+        for (i, url) in self.host_meta.s2s_websocket_urls.iter().enumerate() {
+            if !url.starts_with("wss://") {
+                return Err(ConfigError::invalid(
+                    &format!("host_meta.s2s_websocket_urls[{i}]"),
+                    "must be a wss:// URL (XEP-0468 requires TLS)",
                 ));
             }
         }

@@ -12,6 +12,13 @@ use crate::state::ServerState;
 
 /// XEP-0156 link relation for RFC 7395 endpoints.
 pub const REL_WEBSOCKET: &str = "urn:xmpp:alt-connections:websocket";
+/// XEP-0468 / XEP-0487 link relation for s2s WebSocket endpoints.
+pub const REL_S2S_WEBSOCKET: &str = "urn:xmpp:alt-connections:s2s-websocket";
+/// XEP-0487 link relation for s2s Direct TLS (XEP-0368).
+pub const REL_S2S_TLS: &str = "urn:xmpp:alt-connections:s2s-tls";
+/// XEP-0487 priority and weight (RFC 2782) for every link we publish: all equal.
+const PRIORITY: u16 = 10;
+const WEIGHT: u16 = 50;
 
 /// The domain a host-meta request is about: its Host header when we serve it, else the default.
 fn domain_of(state: &ServerState, headers: &HeaderMap) -> String {
@@ -56,6 +63,41 @@ pub fn websocket_urls(state: &ServerState, domain: &str) -> Vec<String> {
     urls
 }
 
+/// XEP-0468 endpoints: configured, else wss:// per HTTPS listener (never ws://: wss is
+/// mandatory for s2s).
+pub fn s2s_websocket_urls(state: &ServerState, domain: &str) -> Vec<String> {
+    let cfg = &state.config;
+    if !cfg.s2s.enabled {
+        return Vec::new();
+    }
+    if !cfg.host_meta.s2s_websocket_urls.is_empty() {
+        return cfg.host_meta.s2s_websocket_urls.clone();
+    }
+    let path = &cfg.websocket.path;
+    cfg.listen
+        .https
+        .iter()
+        .map(|a| format!("wss://{domain}:{}{path}", a.port()))
+        .collect()
+}
+
+/// XEP-0487 `ips`: configured, else the specific addresses the HTTPS listeners are bound to.
+fn advertised_ips(state: &ServerState) -> Vec<String> {
+    let cfg = &state.config;
+    if !cfg.host_meta.ips.is_empty() {
+        return cfg.host_meta.ips.iter().map(|ip| ip.to_string()).collect();
+    }
+    let mut ips: Vec<String> = cfg
+        .listen
+        .https
+        .iter()
+        .filter(|a| !a.ip().is_unspecified())
+        .map(|a| a.ip().to_string())
+        .collect();
+    ips.dedup();
+    ips
+}
+
 fn with_cors(content_type: &'static str, body: String) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
@@ -78,16 +120,43 @@ pub async fn xrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
             weft_xml::escape(&url)
         ));
     }
+    for url in s2s_websocket_urls(&state, &domain) {
+        body.push_str(&format!(
+            "  <Link rel='{REL_S2S_WEBSOCKET}' href='{}'/>\n",
+            weft_xml::escape(&url)
+        ));
+    }
     body.push_str("</XRD>\n");
     with_cors("application/xrd+xml; charset=utf-8", body)
 }
 
 pub async fn jrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     let domain = domain_of(&state, &headers);
-    let links: Vec<serde_json::Value> = websocket_urls(&state, &domain)
+    let mut links: Vec<serde_json::Value> = websocket_urls(&state, &domain)
         .into_iter()
         .map(|href| serde_json::json!({ "rel": REL_WEBSOCKET, "href": href }))
         .collect();
+    // XEP-0487 fields make the s2s links usable by peers that require them (xmpp-proxy picks
+    // wss only when they are present); they need the addresses to connect to.
+    let ips = advertised_ips(&state);
+    for href in s2s_websocket_urls(&state, &domain) {
+        let mut link = serde_json::json!({ "rel": REL_S2S_WEBSOCKET, "href": href });
+        if !ips.is_empty() {
+            link["ips"] = serde_json::json!(ips);
+            link["priority"] = serde_json::json!(PRIORITY);
+            link["weight"] = serde_json::json!(WEIGHT);
+            link["sni"] = serde_json::json!(domain);
+        }
+        links.push(link);
+    }
+    if state.config.s2s.enabled && !ips.is_empty() {
+        for a in &state.config.listen.s2s_direct_tls {
+            links.push(serde_json::json!({
+                "rel": REL_S2S_TLS, "port": a.port(), "ips": ips,
+                "priority": PRIORITY, "weight": WEIGHT, "sni": domain,
+            }));
+        }
+    }
     let body = serde_json::json!({ "subject": domain, "links": links }).to_string();
     with_cors("application/json", body)
 }

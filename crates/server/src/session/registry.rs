@@ -14,8 +14,9 @@ use weft_config::ResourceConflict;
 /// What other tasks can ask of a session.
 #[derive(Debug)]
 pub enum Outbound {
-    /// A stanza to write to the client.
-    Stanza(Element),
+    /// A stanza to write to the client. Boxed: the channel allocates its slots in blocks up
+    /// front, and a pointer per slot instead of a whole element keeps idle sessions small.
+    Stanza(Box<Element>),
 }
 
 /// The way to reach one session's task; cheap to clone.
@@ -39,7 +40,7 @@ pub enum DeliveryError {
 impl SessionHandle {
     pub fn deliver(&self, stanza: Element) -> Result<(), DeliveryError> {
         self.tx
-            .try_send(Outbound::Stanza(stanza))
+            .try_send(Outbound::Stanza(Box::new(stanza)))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => DeliveryError::Congested,
                 mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
