@@ -179,3 +179,181 @@ async fn unreachable_peer_gives_remote_server_not_found() {
     }
     a.stop().await;
 }
+
+const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+    xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' ";
+
+/// A raw peer on b's Direct TLS s2s port presenting a certificate for `as_domain`.
+async fn raw_peer(b: &TestServer, ca: &TestCa, as_domain: &str) -> weft_testkit::TcpClient {
+    let server_domain = b.domain().to_string();
+    let pki = ca.issue(&[as_domain.to_string()]);
+    let mut cfg = (*pki.client_config_with_identity()).clone();
+    cfg.alpn_protocols = vec![b"xmpp-server".to_vec()];
+    weft_testkit::TcpClient::connect_direct_tls_as(
+        b.running.s2s_direct_tls[0],
+        std::sync::Arc::new(cfg),
+        &server_domain,
+    )
+    .await
+    .unwrap()
+}
+
+async fn expect_features(c: &mut weft_testkit::TcpClient) -> minidom::Element {
+    match c.recv_event().await {
+        Some(weft_xml::StreamEvent::Header(h)) => assert!(h.attr("id").is_some()),
+        other => panic!("expected a header, got {other:?}"),
+    }
+    c.recv().await
+}
+
+#[tokio::test]
+async fn incoming_checks_host_auth_and_from() {
+    let ca = TestCa::new();
+    let b = TestServer::start_federating("b.test", &ca, true, |_| {}).await;
+
+    // A stream to a domain b does not host.
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='nope.test' version='1.0'>"
+    ))
+    .await;
+    c.expect_stream_error("host-unknown").await;
+
+    // A stanza before authentication.
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    let features = expect_features(&mut c).await;
+    assert!(show(&features).contains("EXTERNAL"), "{}", show(&features));
+    c.send("<message from='x@a.test' to='bob@b.test'><body>early</body></message>")
+        .await;
+    c.expect_stream_error("not-authorized").await;
+
+    // Authenticated as a.test, a stanza claiming another domain is refused, and one that fits
+    // before it was delivered.
+    let mut bob = server_client(&b, "bob").await;
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>")
+        .await;
+    assert_eq!(c.recv().await.name(), "success");
+    c.restart();
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.send(
+        "<message from='alice@a.test/r' to='bob@b.test/r' type='chat'><body>legit</body></message>",
+    )
+    .await;
+    let got = bob.recv().await;
+    assert_eq!(got.attr("from"), Some("alice@a.test/r"));
+    c.send("<message from='mallory@evil.test/r' to='bob@b.test/r'><body>spoof</body></message>")
+        .await;
+    c.expect_stream_error("invalid-from").await;
+
+    // EXTERNAL for a domain the certificate is not valid for.
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.send(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>ZXZpbC50ZXN0</auth>",
+    )
+    .await;
+    let failure = c.recv().await;
+    assert!(
+        failure.has_child("not-authorized", "urn:ietf:params:xml:ns:xmpp-sasl"),
+        "{}",
+        show(&failure)
+    );
+    drop((c, bob));
+    b.stop().await;
+}
+
+async fn server_client(server: &TestServer, user: &str) -> WsClient {
+    client(server, user).await.0
+}
+
+#[tokio::test]
+async fn wrong_domain_or_expired_certificates_are_refused_when_required() {
+    let ca = TestCa::new();
+    // b's certificate is expired; a requires valid certificates, so no dialback fallback.
+    let a = TestServer::start_federating("a.test", &ca, true, |c| {
+        c.s2s.require_valid_certificates = true
+    })
+    .await;
+    let b = TestServer::start_federating_expired("b.test", &ca, |_| {}).await;
+    a.running
+        .state
+        .s2s
+        .set_routes("b.test", vec![b.s2s_route("tcp")]);
+    let (mut alice, _) = client(&a, "alice").await;
+    alice
+        .send("<message xmlns='jabber:client' to='bob@b.test' id='x1'><body>x</body></message>")
+        .await;
+    let err = alice.recv().await;
+    assert_eq!(
+        (err.attr("type"), err.attr("id")),
+        (Some("error"), Some("x1")),
+        "{}",
+        show(&err)
+    );
+    // A certificate for the wrong domain: a raw peer claiming a.test with a c.test certificate.
+    let mut c = raw_peer(&a, &ca, "c.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='b.test' to='a.test' version='1.0'>"
+    ))
+    .await;
+    c.expect_stream_error("not-authorized").await;
+    drop(alice);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_times_out_and_loses_nothing() {
+    let ca = TestCa::new();
+    let a = TestServer::start_federating("a.test", &ca, true, |c| {
+        c.s2s.connect_timeout = weft_config::HumanDuration(std::time::Duration::from_millis(500));
+    })
+    .await;
+    // Accepts TCP connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    a.running
+        .state
+        .s2s
+        .set_routes("quiet.test", vec![format!("tcp://{addr}")]);
+    let (mut alice, _) = client(&a, "alice").await;
+    for i in 0..2 {
+        alice.send(&format!("<message xmlns='jabber:client' to='x@quiet.test' id='t{i}'><body>x</body></message>")).await;
+    }
+    for i in 0..2 {
+        let err = alice.recv().await;
+        assert_eq!(err.attr("id"), Some(format!("t{i}").as_str()));
+        assert!(
+            show(&err).contains("remote-server-timeout"),
+            "{}",
+            show(&err)
+        );
+    }
+    holder.abort();
+    drop(alice);
+    a.stop().await;
+}

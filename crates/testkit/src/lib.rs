@@ -68,7 +68,44 @@ impl TestServer {
         .await
     }
 
+    /// As `start_federating`, but serving an expired certificate.
+    pub async fn start_federating_expired(
+        domain: &str,
+        ca: &TestCa,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let d = domain.to_string();
+        let mut pki = Some(ca.issue_expired(&[d]));
+        Self::start_with_pki(domain, ca, adjust, pki.take()).await
+    }
+
+    async fn start_with_pki(
+        domain: &str,
+        ca: &TestCa,
+        adjust: impl FnOnce(&mut Config),
+        pki: Option<TestPki>,
+    ) -> TestServer {
+        let domain = domain.to_string();
+        Self::start_full(
+            move |c| {
+                c.server.domains = vec![domain];
+                adjust(c);
+            },
+            Some(ca),
+            pki,
+        )
+        .await
+    }
+
     async fn start_inner(adjust: impl FnOnce(&mut Config), ca: Option<&TestCa>) -> TestServer {
+        Self::start_full(adjust, ca, None).await
+    }
+
+    async fn start_full(
+        adjust: impl FnOnce(&mut Config),
+        ca: Option<&TestCa>,
+        pki: Option<TestPki>,
+    ) -> TestServer {
         let mut config = Config::default();
         let any = |_: &SocketAddr| SocketAddr::from(([127, 0, 0, 1], 0));
         config.listen.http = config.listen.http.iter().map(any).collect();
@@ -84,9 +121,10 @@ impl TestServer {
         let storage = weft_storage::Storage::in_memory()
             .await
             .expect("in-memory store");
-        let pki = match ca {
-            Some(ca) => ca.issue(&config.server.domains),
-            None => TestPki::new(&config.server.domains),
+        let pki = match (pki, ca) {
+            (Some(pki), _) => pki,
+            (None, Some(ca)) => ca.issue(&config.server.domains),
+            (None, None) => TestPki::new(&config.server.domains),
         };
         let tls =
             weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())

@@ -28,9 +28,22 @@ impl TestCa {
 
     /// A certificate for `domains` (DNS names only, serverAuth and clientAuth).
     pub fn issue(&self, domains: &[String]) -> TestPki {
+        self.issue_inner(domains, false)
+    }
+
+    /// Like `issue`, but expired yesterday.
+    pub fn issue_expired(&self, domains: &[String]) -> TestPki {
+        self.issue_inner(domains, true)
+    }
+
+    fn issue_inner(&self, domains: &[String], expired: bool) -> TestPki {
         let (ca, ca_key) = (&self.cert, &self.key);
         let key = rcgen::KeyPair::generate().expect("server key");
         let mut params = rcgen::CertificateParams::new(domains.to_vec()).expect("server params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
             rcgen::ExtendedKeyUsagePurpose::ClientAuth,
@@ -64,6 +77,23 @@ impl TestPki {
 
     pub fn server_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()))
+    }
+
+    /// A client configuration that trusts the test CA and presents this certificate (an s2s
+    /// peer authenticating with SASL EXTERNAL).
+    pub fn client_config_with_identity(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_cert.clone()).expect("CA accepted");
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![self.server_cert.clone()], self.server_key())
+            .expect("client identity"),
+        )
     }
 
     /// A rustls client configuration trusting only the test CA.

@@ -201,7 +201,14 @@ impl S2sIn {
                     .build(),
             );
         } else if !self.sasl_done {
-            if self.cert_valid_for_claim() {
+            let cert_ok = self.cert_valid_for_claim();
+            if !cert_ok && self.state.config.s2s.require_valid_certificates {
+                return Err(error(
+                    StreamErrorCondition::NotAuthorized,
+                    "your certificate is not valid for the domain in 'from' (RFC 6120 §13.7.2)",
+                ));
+            }
+            if cert_ok {
                 features = features.append(
                     Element::builder("mechanisms", ns::SASL)
                         .append(

@@ -40,9 +40,28 @@ impl TcpClient {
         Ok(c)
     }
 
+    /// Direct TLS verifying the server as `server_name`.
+    pub async fn connect_direct_tls_as(
+        addr: SocketAddr,
+        cfg: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> anyhow::Result<TcpClient> {
+        let mut c = Self::connect(addr).await?;
+        c.tls_as(cfg, server_name).await?;
+        Ok(c)
+    }
+
     async fn tls(&mut self, cfg: Arc<rustls::ClientConfig>) -> anyhow::Result<()> {
+        self.tls_as(cfg, "localhost").await
+    }
+
+    async fn tls_as(
+        &mut self,
+        cfg: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> anyhow::Result<()> {
         let tcp = self.tcp.take().expect("TLS starts on a plain connection");
-        let name = rustls::pki_types::ServerName::try_from("localhost".to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, tcp)
             .await?;
@@ -56,6 +75,11 @@ impl TcpClient {
         self.io = Some(Box::new(tls));
         self.parser = StreamParser::new(lenient_limits());
         Ok(())
+    }
+
+    /// Expects a new stream from the server (after SASL success, RFC 6120 §4.3.3).
+    pub fn restart(&mut self) {
+        self.parser = StreamParser::new(lenient_limits());
     }
 
     /// Sends `<starttls/>`, expects `<proceed/>` and upgrades.
