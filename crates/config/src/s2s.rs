@@ -54,6 +54,9 @@ pub struct S2sConfig {
     pub client_cert_header: String,
     /// DNS servers for SRV and address lookups; empty uses the system's.
     pub nameservers: Vec<SocketAddr>,
+    /// Use DNS at all for federation (SRV, addresses). Off: only routes, host-meta bases given
+    /// by address, and the addresses host-meta itself lists (XEP-0487 `ips`).
+    pub dns_lookups: bool,
     /// Fixed routes per remote domain, bypassing discovery: "wss://host:port/path",
     /// "tcp://host:port" (STARTTLS) or "tls://host:port" (Direct TLS).
     pub routes: BTreeMap<String, Vec<String>>,
@@ -80,6 +83,7 @@ impl Default for S2sConfig {
             trusted_proxies: Vec::new(),
             client_cert_header: "X-SSL-Client-Cert".into(),
             nameservers: Vec::new(),
+            dns_lookups: true,
             routes: BTreeMap::new(),
             host_meta_base: BTreeMap::new(),
         }

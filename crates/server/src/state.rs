@@ -60,7 +60,12 @@ impl ServerState {
             let bytes: [u8; 32] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect()
         });
-        let s2s = crate::s2s::S2s::new(crate::s2s::dialback::DialbackKeys::new(&secret), verifier);
+        let discovery = crate::s2s::discovery_for(&config, verifier.roots.clone())?;
+        let s2s = crate::s2s::S2s::new(
+            crate::s2s::dialback::DialbackKeys::new(&secret),
+            verifier,
+            discovery,
+        );
         Ok(Arc::new(ServerState {
             s2s,
             domains: config.server.domains.iter().cloned().collect(),

@@ -357,3 +357,39 @@ async fn a_peer_that_never_answers_times_out_and_loses_nothing() {
     drop(alice);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_discovered_through_host_meta_json() {
+    let ca = TestCa::new();
+    let b = TestServer::start_federating("b.test", &ca, true, |_| {}).await;
+    let b_https = format!("https://{}", b.running.https[0]);
+    let a = TestServer::start_federating("a.test", &ca, true, |c| {
+        c.s2s.host_meta_base.insert("b.test".into(), b_https);
+        // No DNS leaves the machine: the host-meta base and its XEP-0487 ips are enough.
+        c.s2s.dns_lookups = false;
+    })
+    .await;
+    b.running
+        .state
+        .s2s
+        .set_routes("a.test", vec![a.s2s_route("tcp")]);
+    exchange(&a, &b).await;
+    // a reached b over wss (found in b's host-meta.json) and authenticated with EXTERNAL.
+    assert_eq!(auth_counts(&b), (1, 0));
+    let meta = a
+        .running
+        .state
+        .s2s
+        .discovery
+        .host_meta("b.test")
+        .await
+        .expect("cached host-meta");
+    assert!(meta.verified_via_https);
+    assert!(
+        meta.url.ends_with("/.well-known/host-meta.json"),
+        "{}",
+        meta.url
+    );
+    a.stop().await;
+    b.stop().await;
+}

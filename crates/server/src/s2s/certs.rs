@@ -17,6 +17,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 #[derive(Clone, Debug)]
 pub struct PeerCertVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    /// The same roots, for verified HTTPS (host-meta discovery).
+    pub roots: Arc<RootCertStore>,
 }
 
 impl PeerCertVerifier {
@@ -42,20 +44,15 @@ impl PeerCertVerifier {
             }
         }
         if roots.is_empty() {
-            // webpki refuses an empty store; a verifier that trusts nothing is what we want.
-            return Ok(PeerCertVerifier {
-                webpki: WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(dummy_roots()),
-                    provider,
-                )
-                .build()
-                .context("building the certificate verifier")?,
-            });
+            // webpki refuses an empty store; one certificate nobody chains to trusts nothing.
+            roots = dummy_roots();
         }
+        let roots = Arc::new(roots);
         Ok(PeerCertVerifier {
-            webpki: WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            webpki: WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
                 .build()
                 .context("building the certificate verifier")?,
+            roots,
         })
     }
 

@@ -26,6 +26,9 @@ pub enum LinkError {
     /// No route answered (DNS, refused connections, no usable endpoint).
     #[error("no route to the server: {0}")]
     Unreachable(String),
+    /// Discovery or the peer did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// The peer answered but broke the protocol or refused us.
     #[error("the server refused the link: {0}")]
     Refused(String),
@@ -35,8 +38,10 @@ impl LinkError {
     /// The stanza error queued stanzas get (RFC 6120 §8.3.3.14/.15).
     pub fn condition(&self) -> StanzaErrorCondition {
         match self {
-            LinkError::Unreachable(_) => StanzaErrorCondition::RemoteServerNotFound,
-            LinkError::Refused(_) => StanzaErrorCondition::RemoteServerNotFound,
+            LinkError::Unreachable(_) | LinkError::Refused(_) => {
+                StanzaErrorCondition::RemoteServerNotFound
+            }
+            LinkError::Timeout(_) => StanzaErrorCondition::RemoteServerTimeout,
         }
     }
 }
@@ -47,7 +52,19 @@ fn refused(why: impl Into<String>) -> LinkError {
 
 /// Where to connect for a remote domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Route {
+pub struct Route {
+    pub kind: RouteKind,
+    /// Addresses to connect to; empty means resolve `host`.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// SNI and verification name for the TLS handshake.
+    pub sni: Option<String>,
+    /// Names a peer certificate may be valid for: the domain, widened only by host-meta
+    /// fetched over verified HTTPS (RFC 7395 §6).
+    pub names: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteKind {
     /// XEP-0468 over wss://.
     WebSocket(String),
     /// RFC 6120 TCP with STARTTLS.
@@ -56,20 +73,96 @@ pub enum Route {
     DirectTls(String, u16),
 }
 
-/// The routes to try, in the operator's transport order: configured routes, else the domain
-/// on 5269 (host-meta and SRV discovery plug in here).
-pub fn routes(state: &ServerState, remote: &str) -> Vec<Route> {
+impl Route {
+    fn fixed(kind: RouteKind, remote: &str) -> Route {
+        Route {
+            kind,
+            addrs: Vec::new(),
+            sni: None,
+            names: vec![remote.to_string()],
+        }
+    }
+
+    fn from_candidate(c: weft_discovery::Candidate, remote: &str) -> Route {
+        use weft_discovery::Candidate as C;
+        let names = c.reference_names(remote);
+        match c {
+            C::WebSocket {
+                url,
+                connect_addrs,
+                sni,
+                ..
+            } => Route {
+                kind: RouteKind::WebSocket(url),
+                addrs: connect_addrs,
+                sni: Some(sni),
+                names,
+            },
+            C::DirectTls {
+                host,
+                port,
+                addrs,
+                sni,
+                ..
+            } => Route {
+                kind: RouteKind::DirectTls(host, port),
+                addrs,
+                sni: Some(sni),
+                names,
+            },
+            C::StartTls { host, port, addrs } => Route {
+                kind: RouteKind::StartTls(host, port),
+                addrs,
+                sni: None,
+                names,
+            },
+        }
+    }
+}
+
+/// The routes to try, in the operator's transport order: runtime overrides, then
+/// `[s2s.routes]`, else discovery (XEP-0156 host-meta, then SRV, then the domain on 5269).
+pub async fn routes(state: &ServerState, remote: &str) -> Result<Vec<Route>, LinkError> {
+    let prefs: Vec<weft_discovery::TransportPref> = state
+        .config
+        .s2s
+        .transports
+        .iter()
+        .map(|t| match t {
+            weft_config::S2sTransport::Websocket => weft_discovery::TransportPref::WebSocket,
+            weft_config::S2sTransport::Tcp => weft_discovery::TransportPref::Tcp,
+        })
+        .collect();
     let runtime = state.s2s.runtime_routes(remote);
-    let configured = runtime
+    let Some(configured) = runtime
         .as_ref()
-        .or_else(|| state.config.s2s.routes.get(remote));
-    let mut routes: Vec<Route> = match configured {
-        Some(list) => list.iter().filter_map(|r| parse_route(r)).collect(),
-        None => vec![Route::StartTls(remote.to_string(), 5269)],
+        .or_else(|| state.config.s2s.routes.get(remote))
+    else {
+        let candidates = state
+            .s2s
+            .discovery
+            .s2s_candidates(remote, &prefs)
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    LinkError::Timeout(e.to_string())
+                } else {
+                    LinkError::Unreachable(e.to_string())
+                }
+            })?;
+        return Ok(candidates
+            .into_iter()
+            .map(|c| Route::from_candidate(c, remote))
+            .collect());
     };
+    let mut routes: Vec<Route> = configured
+        .iter()
+        .filter_map(|r| parse_route(r))
+        .map(|k| Route::fixed(k, remote))
+        .collect();
     let rank = |r: &Route| {
-        let kind = match r {
-            Route::WebSocket(_) => weft_config::S2sTransport::Websocket,
+        let kind = match r.kind {
+            RouteKind::WebSocket(_) => weft_config::S2sTransport::Websocket,
             _ => weft_config::S2sTransport::Tcp,
         };
         state
@@ -82,19 +175,19 @@ pub fn routes(state: &ServerState, remote: &str) -> Vec<Route> {
     };
     routes.sort_by_key(rank);
     routes.retain(|r| rank(r) != usize::MAX);
-    routes
+    Ok(routes)
 }
 
-fn parse_route(r: &str) -> Option<Route> {
+fn parse_route(r: &str) -> Option<RouteKind> {
     if r.starts_with("wss://") {
-        return Some(Route::WebSocket(r.to_string()));
+        return Some(RouteKind::WebSocket(r.to_string()));
     }
     let (scheme, rest) = r.split_once("://")?;
     let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
     let port = port.parse().ok()?;
     match scheme {
-        "tcp" => Some(Route::StartTls(host.to_string(), port)),
-        "tls" => Some(Route::DirectTls(host.to_string(), port)),
+        "tcp" => Some(RouteKind::StartTls(host.to_string(), port)),
+        "tls" => Some(RouteKind::DirectTls(host.to_string(), port)),
         _ => None,
     }
 }
@@ -117,26 +210,37 @@ struct Connected {
     framed: Framed,
     tls: bool,
     peer_certs: Vec<CertificateDer<'static>>,
+    /// Names the peer's certificate may be valid for.
+    names: Vec<String>,
+}
+
+async fn tcp_connect(route: &Route, host: &str, port: u16) -> Result<TcpStream, LinkError> {
+    let r = if route.addrs.is_empty() {
+        TcpStream::connect((host, port)).await
+    } else {
+        TcpStream::connect(&route.addrs[..]).await
+    };
+    let tcp = r.map_err(|e| LinkError::Unreachable(format!("{host}:{port}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Connected, LinkError> {
     let limits = state.limits;
     let unreachable = |e: std::io::Error| LinkError::Unreachable(e.to_string());
     let server_name = |host: &str| -> Result<ServerName<'static>, LinkError> {
-        // Verify (and send SNI) for the domain we want, unless the route names another host.
-        let name = if host.parse::<std::net::IpAddr>().is_ok() {
-            remote
-        } else {
-            host
+        // SNI: what discovery says; else the host, unless it is an address (then the domain).
+        let name = match &route.sni {
+            Some(sni) => sni.as_str(),
+            None if host.parse::<std::net::IpAddr>().is_ok() => remote,
+            None => host,
         };
         ServerName::try_from(name.to_string()).map_err(|e| refused(e.to_string()))
     };
-    match route {
-        Route::StartTls(host, port) => {
-            let tcp = TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(unreachable)?;
-            let _ = tcp.set_nodelay(true);
+    let names = route.names.clone();
+    match &route.kind {
+        RouteKind::StartTls(host, port) => {
+            let tcp = tcp_connect(route, host, *port).await?;
             let framed = Framed::Tcp(Box::new(TcpFraming::new(
                 MaybeTlsStream::Plain(tcp),
                 limits,
@@ -146,13 +250,11 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 framed,
                 tls: false,
                 peer_certs: Vec::new(),
+                names,
             })
         }
-        Route::DirectTls(host, port) => {
-            let tcp = TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(unreachable)?;
-            let _ = tcp.set_nodelay(true);
+        RouteKind::DirectTls(host, port) => {
+            let tcp = tcp_connect(route, host, *port).await?;
             let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client.clone());
             let tls = connector
                 .connect(server_name(host)?, tcp)
@@ -168,9 +270,10 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 framed,
                 tls: true,
                 peer_certs,
+                names,
             })
         }
-        Route::WebSocket(url) => {
+        RouteKind::WebSocket(url) => {
             let mut request = url
                 .as_str()
                 .into_client_request()
@@ -185,10 +288,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 .trim_matches(['[', ']'])
                 .to_string();
             let port = request.uri().port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(unreachable)?;
-            let _ = tcp.set_nodelay(true);
+            let tcp = tcp_connect(route, &host, port).await?;
             let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client_https.clone());
             let tls = connector
                 .connect(server_name(&host)?, tcp)
@@ -219,6 +319,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 framed: Framed::WebSocket(framing),
                 tls: true,
                 peer_certs,
+                names,
             })
         }
     }
@@ -337,7 +438,10 @@ async fn negotiate(
         if purpose == Purpose::Verify {
             return Ok(stream_id);
         }
-        let peer_valid = state.s2s.verifier.valid_for(&c.peer_certs, remote);
+        let peer_valid = c
+            .names
+            .iter()
+            .any(|n| state.s2s.verifier.valid_for(&c.peer_certs, n));
         if cfg.require_valid_certificates && !peer_valid {
             return Err(refused(format!(
                 "the peer's certificate is not valid for {remote}"
@@ -398,7 +502,7 @@ pub async fn establish(
     remote: &str,
 ) -> Result<Link, LinkError> {
     let mut last = LinkError::Unreachable(format!("no route for {remote}"));
-    for route in routes(state, remote) {
+    for route in routes(state, remote).await? {
         let attempt = async {
             let mut c = connect(state, &route, remote).await?;
             negotiate(state, &mut c, local, remote, Purpose::Stanzas).await?;
@@ -428,7 +532,7 @@ pub async fn verify_dialback(
     key: &str,
 ) -> Result<bool, LinkError> {
     let mut last = LinkError::Unreachable(format!("no route for {originating}"));
-    for route in routes(state, originating) {
+    for route in routes(state, originating).await? {
         let attempt = async {
             let mut c = connect(state, &route, originating).await?;
             negotiate(state, &mut c, receiving, originating, Purpose::Verify).await?;

@@ -20,6 +20,32 @@ use crate::state::ServerState;
 use certs::PeerCertVerifier;
 use dialback::DialbackKeys;
 
+/// Discovery for outgoing links: HTTPS host-meta verified against the same roots as peers'
+/// certificates, the configured nameservers, and `s2s.host_meta_base` overrides.
+pub fn discovery_for(
+    config: &weft_config::Config,
+    roots: Arc<rustls::RootCertStore>,
+) -> anyhow::Result<weft_discovery::Discovery> {
+    let mut tls =
+        rustls::ClientConfig::builder_with_provider(crate::transport::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut dc = weft_discovery::DiscoveryConfig::new(Arc::new(tls));
+    if !config.s2s.dns_lookups {
+        dc.dns = weft_discovery::DnsMode::StaticOnly;
+    } else if !config.s2s.nameservers.is_empty() {
+        dc.dns = weft_discovery::DnsMode::Nameservers(config.s2s.nameservers.clone());
+    }
+    let mut overrides = weft_discovery::Overrides::default();
+    for (domain, base) in &config.s2s.host_meta_base {
+        overrides = overrides.host_meta_base(domain, base);
+    }
+    dc.overrides = overrides;
+    weft_discovery::Discovery::try_new(dc).map_err(|e| anyhow::anyhow!("s2s discovery: {e}"))
+}
+
 /// The queue of one outgoing link.
 #[derive(Clone)]
 struct Pool {
@@ -34,19 +60,26 @@ pub struct S2s {
     next_id: AtomicU64,
     pub keys: DialbackKeys,
     pub verifier: PeerCertVerifier,
+    /// XEP-0156 host-meta and SRV lookups, with their cache.
+    pub discovery: weft_discovery::Discovery,
     /// Incoming authentications by method, for metrics and tests.
     pub authenticated_by_external: AtomicU64,
     pub authenticated_by_dialback: AtomicU64,
 }
 
 impl S2s {
-    pub fn new(keys: DialbackKeys, verifier: PeerCertVerifier) -> Self {
+    pub fn new(
+        keys: DialbackKeys,
+        verifier: PeerCertVerifier,
+        discovery: weft_discovery::Discovery,
+    ) -> Self {
         S2s {
             pools: Mutex::new(HashMap::new()),
             routes: std::sync::RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             keys,
             verifier,
+            discovery,
             authenticated_by_external: AtomicU64::new(0),
             authenticated_by_dialback: AtomicU64::new(0),
         }
