@@ -477,3 +477,98 @@ async fn websocket_discovered_through_host_meta_xml() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn idle_links_close_and_reopen_on_demand() {
+    let ca = TestCa::new();
+    let idle = |c: &mut weft_config::Config| {
+        c.s2s.idle_timeout = weft_config::HumanDuration(std::time::Duration::from_millis(300));
+    };
+    let a = TestServer::start_federating("a.test", &ca, true, idle).await;
+    let b = TestServer::start_federating("b.test", &ca, true, idle).await;
+    a.running
+        .state
+        .s2s
+        .set_routes("b.test", vec![b.s2s_route("tcp")]);
+    b.running
+        .state
+        .s2s
+        .set_routes("a.test", vec![a.s2s_route("tcp")]);
+    exchange(&a, &b).await;
+    assert_eq!(a.running.state.s2s.links(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(a.running.state.s2s.links(), 0, "the idle link was closed");
+    exchange(&a, &b).await;
+    assert_eq!(auth_counts(&b), (2, 0), "a second link was authenticated");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn deny_lists_refuse_federation_both_ways() {
+    let ca = TestCa::new();
+    let a = TestServer::start_federating("a.test", &ca, true, |c| {
+        c.s2s.deny_domains = vec!["c.test".into()]
+    })
+    .await;
+    let b = TestServer::start_federating("b.test", &ca, true, |c| {
+        c.s2s.deny_domains = vec!["a.test".into()]
+    })
+    .await;
+    a.running
+        .state
+        .s2s
+        .set_routes("b.test", vec![b.s2s_route("tcp")]);
+    let (mut alice, _) = client(&a, "alice").await;
+    // Outgoing: a refuses to federate with c.test at once.
+    alice
+        .send("<message xmlns='jabber:client' to='x@c.test' id='d1'><body>x</body></message>")
+        .await;
+    let err = alice.recv().await;
+    assert!(show(&err).contains("not-allowed"), "{}", show(&err));
+    // Incoming: b refuses a.test; alice's message comes back as an error, not lost.
+    alice
+        .send("<message xmlns='jabber:client' to='bob@b.test' id='d2'><body>x</body></message>")
+        .await;
+    let err = alice.recv().await;
+    assert_eq!(
+        (err.attr("type"), err.attr("id")),
+        (Some("error"), Some("d2")),
+        "{}",
+        show(&err)
+    );
+    drop(alice);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn stanza_size_limit_applies_to_s2s() {
+    let ca = TestCa::new();
+    let b = TestServer::start_federating("b.test", &ca, true, |c| {
+        c.limits.max_stanza_size = weft_config::ByteSize::kib(4)
+    })
+    .await;
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>YS50ZXN0</auth>")
+        .await;
+    assert_eq!(c.recv().await.name(), "success");
+    c.restart();
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    let big = "a".repeat(5000);
+    c.send(&format!(
+        "<message from='x@a.test' to='bob@b.test'><body>{big}</body></message>"
+    ))
+    .await;
+    c.expect_stream_error("policy-violation").await;
+    b.stop().await;
+}
