@@ -510,6 +510,19 @@ mod tests {
             err_key("[c2s]\nresource_conflict = \"maybe\"\n"),
             "c2s.resource_conflict"
         );
+        // Host-meta is never fetched over plain HTTP, and s2s WebSocket is wss only.
+        assert_eq!(
+            err_key("[s2s.host_meta_base]\n\"b.test\" = \"http://127.0.0.1:8080\"\n"),
+            "s2s.host_meta_base.b.test"
+        );
+        assert_eq!(
+            err_key("[s2s.routes]\n\"b.test\" = [\"ws://127.0.0.1:8080/x\"]\n"),
+            "s2s.routes.b.test[0]"
+        );
+        assert_eq!(
+            err_key("[host_meta]\ns2s_websocket_urls = [\"ws://x/y\"]\n"),
+            "host_meta.s2s_websocket_urls[0]"
+        );
     }
 
     #[test]
