@@ -101,10 +101,18 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
         );
     };
     let accept = derive_accept_key(key.as_bytes());
-    let proxy_cert = headers
-        .get(state.config.s2s.client_cert_header.as_str())
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // More than one copy means a proxy appended ours to a peer's forged one: believe neither.
+    let mut copies = headers
+        .get_all(state.config.s2s.client_cert_header.as_str())
+        .iter();
+    let proxy_cert = match (copies.next(), copies.next()) {
+        (Some(v), None) => v.to_str().ok().map(str::to_string),
+        (Some(_), Some(_)) => {
+            tracing::warn!("several client certificate headers on one request; ignoring them");
+            None
+        }
+        _ => None,
+    };
     if !offers_xmpp(headers) {
         return refuse(
             StatusCode::BAD_REQUEST,
