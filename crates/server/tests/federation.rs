@@ -572,3 +572,36 @@ async fn stanza_size_limit_applies_to_s2s() {
     c.expect_stream_error("policy-violation").await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn only_unauthenticated_incoming_streams_time_out() {
+    let ca = TestCa::new();
+    let quick = |c: &mut weft_config::Config| {
+        c.s2s.connect_timeout = weft_config::HumanDuration(std::time::Duration::from_millis(300));
+    };
+    let a = TestServer::start_federating("a.test", &ca, true, quick).await;
+    let b = TestServer::start_federating("b.test", &ca, true, quick).await;
+    a.running
+        .state
+        .s2s
+        .set_routes("b.test", vec![b.s2s_route("tcp")]);
+    b.running
+        .state
+        .s2s
+        .set_routes("a.test", vec![a.s2s_route("tcp")]);
+    exchange(&a, &b).await;
+    // Well past the authentication deadline, the authenticated links still carry stanzas.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    exchange(&a, &b).await;
+    assert_eq!(auth_counts(&b), (1, 0), "the same link, not a new one");
+    // A peer that never authenticates is dropped.
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.expect_stream_error("connection-timeout").await;
+    a.stop().await;
+    b.stop().await;
+}

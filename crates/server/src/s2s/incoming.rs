@@ -74,12 +74,8 @@ pub async fn serve(
         authenticated: HashSet::new(),
         sasl_done: false,
     };
-    let deadline = Instant::now() + state.config.s2s.connect_timeout.0 * 2;
     let end = tokio::select! {
         end = s.run(first) => end,
-        _ = tokio::time::sleep_until(deadline), if s.authenticated.is_empty() => {
-            error(StreamErrorCondition::ConnectionTimeout, "authentication took too long")
-        }
         _ = state.shutdown.cancelled() => End::Shutdown,
     };
     s.finish(end).await;
@@ -128,12 +124,19 @@ impl S2sIn {
     async fn run(&mut self, mut first: Option<Incoming>) -> End {
         let limits = &self.state.config.limits;
         let mut budget = StanzaBudget::new(limits.s2s_stanza_rate, limits.s2s_stanza_burst);
+        // A peer gets this long to authenticate some domain; authenticated streams live on.
+        let deadline = Instant::now() + self.state.config.s2s.connect_timeout.0 * 2;
         loop {
             let incoming = match first.take() {
                 Some(ev) => ev,
-                None => match self.framed.recv().await {
-                    Ok(ev) => ev,
-                    Err(e) => return End::from(e),
+                None => tokio::select! {
+                    r = self.framed.recv() => match r {
+                        Ok(ev) => ev,
+                        Err(e) => return End::from(e),
+                    },
+                    _ = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => {
+                        return error(StreamErrorCondition::ConnectionTimeout, "authentication took too long");
+                    }
                 },
             };
             let result = match incoming {
