@@ -231,7 +231,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[host_meta]`: XEP-0156 discovery documents. Behind a reverse proxy, set the public URLs.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostMetaConfig {
     /// Public WebSocket URLs to advertise. Empty: derived from the listeners
@@ -242,6 +242,20 @@ pub struct HostMetaConfig {
     /// Public IP addresses for the XEP-0487 `ips` field. Empty: the HTTPS listeners' addresses
     /// when they are specific (not 0.0.0.0 / ::).
     pub ips: Vec<std::net::IpAddr>,
+    /// XEP-0487 `xmpp.ttl`: how long peers may cache host-meta.json. Published with the
+    /// XEP-0487 links (when addresses are known), which tells peers to skip SRV lookups.
+    pub ttl: HumanDuration,
+}
+
+impl Default for HostMetaConfig {
+    fn default() -> Self {
+        HostMetaConfig {
+            websocket_urls: Vec::new(),
+            s2s_websocket_urls: Vec::new(),
+            ips: Vec::new(),
+            ttl: HumanDuration(Duration::from_secs(300)),
+        }
+    }
 }
 
 /// `[log]`

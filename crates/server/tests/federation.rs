@@ -605,3 +605,25 @@ async fn only_unauthenticated_incoming_streams_time_out() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_peer_stream_error_ends_the_stream_without_an_answer() {
+    let ca = TestCa::new();
+    let b = TestServer::start_federating("b.test", &ca, true, |_| {}).await;
+    let mut c = raw_peer(&b, &ca, "a.test").await;
+    c.send(&format!(
+        "{SERVER_HEADER}from='a.test' to='b.test' version='1.0'>"
+    ))
+    .await;
+    expect_features(&mut c).await;
+    c.send(
+        "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+    )
+    .await;
+    // b closes its side; it does not answer an error with an error (RFC 6120 §4.9.1.2).
+    match c.recv_event().await {
+        Some(weft_xml::StreamEvent::Close) | None => {}
+        other => panic!("expected the stream to close, got {other:?}"),
+    }
+    b.stop().await;
+}

@@ -145,6 +145,28 @@ async fn host_meta_xml_and_json_with_cors_only_there() {
         .iter()
         .any(|l| l["rel"] == "urn:xmpp:alt-connections:websocket"
             && l["href"] == format!("wss://localhost:{port}/xmpp-websocket")));
+    // XEP-0468 / XEP-0487: the s2s WebSocket endpoint, with the fields peers need.
+    let s2s_link = format!(
+        "<Link rel='urn:xmpp:alt-connections:s2s-websocket' href='wss://localhost:{port}/xmpp-websocket'/>"
+    );
+    assert!(xrd.contains(&s2s_link), "{xrd}");
+    let s2s = links
+        .iter()
+        .find(|l| l["rel"] == "urn:xmpp:alt-connections:s2s-websocket")
+        .expect("s2s link");
+    assert_eq!(
+        s2s["href"],
+        format!("wss://localhost:{port}/xmpp-websocket")
+    );
+    assert_eq!(s2s["ips"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(s2s["sni"], "localhost");
+    assert!(s2s["priority"].is_u64() && s2s["weight"].is_u64());
+    let tls = links
+        .iter()
+        .find(|l| l["rel"] == "urn:xmpp:alt-connections:s2s-tls")
+        .expect("s2s-tls link");
+    assert_eq!(tls["port"], server.running.s2s_direct_tls[0].port());
+    assert_eq!(json["xmpp"]["ttl"], 300, "XEP-0487 top-level object");
     let health = http_get(server.http_addr(), "/health").await;
     assert!(
         !health

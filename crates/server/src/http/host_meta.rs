@@ -157,7 +157,12 @@ pub async fn jrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
             }));
         }
     }
-    let body = serde_json::json!({ "subject": domain, "links": links }).to_string();
+    let mut doc = serde_json::json!({ "subject": domain, "links": links });
+    if state.config.s2s.enabled && !ips.is_empty() {
+        // XEP-0487: the top-level object marks the links as complete (peers skip SRV).
+        doc["xmpp"] = serde_json::json!({ "ttl": state.config.host_meta.ttl.0.as_secs() });
+    }
+    let body = doc.to_string();
     with_cors("application/json", body)
 }
 

@@ -244,6 +244,16 @@ impl S2sIn {
                 "the stream must begin with a header",
             ));
         }
+        if el.is("error", ns::STREAM) {
+            // RFC 6120 §4.9.1.2: the peer ended the stream with an error; no error goes back.
+            let condition = el
+                .children()
+                .next()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default();
+            tracing::info!(peer = %self.peer.addr, "peer sent stream error <{condition}/>");
+            return Err(End::PeerClosed);
+        }
         if el.is("starttls", ns::TLS) {
             return self.starttls().await;
         }

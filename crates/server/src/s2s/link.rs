@@ -289,7 +289,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 .to_string();
             let port = request.uri().port_u16().unwrap_or(443);
             let tcp = tcp_connect(route, &host, port).await?;
-            let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client_https.clone());
+            let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client_plain.clone());
             let tls = connector
                 .connect(server_name(&host)?, tcp)
                 .await
@@ -425,7 +425,7 @@ async fn negotiate(
             let Framed::Tcp(tcp) = &mut c.framed else {
                 unreachable!()
             };
-            let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client.clone());
+            let connector = tokio_rustls::TlsConnector::from(state.tls.s2s_client_plain.clone());
             let name =
                 ServerName::try_from(remote.to_string()).map_err(|e| refused(e.to_string()))?;
             c.peer_certs = tcp

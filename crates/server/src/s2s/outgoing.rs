@@ -70,7 +70,13 @@ pub(super) async fn run(
                 }
             },
             incoming = link.framed.recv() => match incoming {
-                // An outgoing stream carries nothing to us but dialback answers and errors.
+                // RFC 6120 §4.9: the peer ended the stream; the link is over.
+                Ok(Incoming::Element(el)) if el.is("error", ns::STREAM) => {
+                    let condition = el.children().next().map(|c| c.name().to_string()).unwrap_or_default();
+                    tracing::info!(%local, %remote, "peer sent stream error <{condition}/>");
+                    break;
+                }
+                // Otherwise an outgoing stream carries nothing to us but dialback answers.
                 Ok(Incoming::Element(el)) => tracing::debug!(%remote, "ignored on outgoing stream: {}", el.name()),
                 Ok(_) | Err(_) => break,
             }

@@ -25,8 +25,10 @@ pub struct TlsSetup {
     /// Outgoing s2s: presents our certificate as client certificate; the peer's certificate is
     /// judged after the handshake (see `s2s::certs`).
     pub s2s_client: Arc<rustls::ClientConfig>,
-    /// The same with ALPN http/1.1, for wss:// links.
-    pub s2s_client_https: Arc<rustls::ClientConfig>,
+    /// The same without ALPN: STARTTLS (XEP-0368 defines `xmpp-server` for Direct TLS only)
+    /// and wss:// links. COMPAT(xmpp-proxy): its TLS listener refuses ALPN `http/1.1` with a
+    /// fatal alert, and any HTTPS server treats no ALPN as HTTP/1.1.
+    pub s2s_client_plain: Arc<rustls::ClientConfig>,
     /// RFC 5929 tls-server-end-point: hash of our end-entity certificate.
     pub server_end_point: Vec<u8>,
 }
@@ -97,7 +99,7 @@ impl TlsSetup {
             starttls: build(&[], false)?,
             s2s_server: build(&[b"xmpp-server"], true)?,
             s2s_client: client(&[b"xmpp-server"])?,
-            s2s_client_https: client(&[b"http/1.1"])?,
+            s2s_client_plain: client(&[])?,
             server_end_point,
         })
     }
