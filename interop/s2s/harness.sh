@@ -2,17 +2,24 @@
 # Federation peers on loopback for weft's s2s tests: a DNS server (dnsmasq), Prosody and
 # ejabberd (Debian packages), each domain on its own 127.0.0.x, certificates from a test CA.
 #
-#   interop/s2s/harness.sh up [--mode external|dialback] [--dir DIR]
+#   interop/s2s/harness.sh up [--mode external|dialback] [--direct-tls] [--dir DIR] [--weft BIN | --no-weft]
 #   interop/s2s/harness.sh status [--dir DIR]
 #   interop/s2s/harness.sh env [--dir DIR]        # shell variables, for `eval`
+#   interop/s2s/harness.sh restart-weft [--dir DIR]   # stop weft, start it again (same data)
+#   interop/s2s/harness.sh drop-links prosody|ejabberd [--dir DIR]   # that peer closes its s2s
 #   interop/s2s/harness.sh down [--dir DIR] [--purge]
 #
 # `up` makes DIR (default: a new mktemp dir, remembered in interop/s2s/.current-run so that
 # down/status find it), prints where everything is, and leaves DIR/harness.json and
-# DIR/harness.env for tests. `down` stops exactly the processes `up` started (by pid, checked
-# against DIR) and keeps DIR for its logs unless --purge. Modes:
-#   external  peers trust the test CA and require valid certificates: SASL EXTERNAL
-#   dialback  peers trust only a decoy CA: TLS still, certificates unverifiable, dialback
+# DIR/harness.env for tests. It also starts weft as weft.test (binary: --weft BIN, else
+# $WEFT_BIN, else target/debug/weft of this repository, honouring CARGO_TARGET_DIR) unless
+# --no-weft. `down` stops exactly the processes `up` started (by pid, checked against DIR)
+# and keeps DIR for its logs unless --purge. Modes:
+#   external  peers and weft trust the test CA (peers require valid certificates): SASL EXTERNAL
+#   dialback  everyone trusts only a decoy CA: TLS still, certificates unverifiable, dialback
+# --direct-tls (or S2S_DIRECT_TLS=1): weft.test's links use XEP-0368 Direct TLS on port 5270
+# both ways (an _xmpps-server SRV record for weft.test, Direct TLS listeners on the peers, tls://
+# routes in weft); Prosody <-> ejabberd stay on STARTTLS.
 # Addresses (env overrides): S2S_DNS_IP=127.0.0.10 S2S_PROSODY_IP=127.0.0.2
 # S2S_EJABBERD_IP=127.0.0.3 S2S_WEFT_IP=127.0.0.4. Needs root (port 53, users, mounts);
 # interop/s2s/install.sh installs the packages.
@@ -33,8 +40,13 @@ WEFT_DOMAIN=weft.test
 EJABBERD_DIST_PORT=5210
 PROSODY_USER=alice
 EJABBERD_USER=bob
+WEFT_USER=carol
+# weft routes this domain to a port where nothing listens (a link that cannot be set up).
+UNREACHABLE_DOMAIN=unreachable.test
+UNREACHABLE_PORT=5999
 PROSODY_LOGLEVEL=${S2S_PROSODY_LOGLEVEL:-debug}
 EJABBERD_LOGLEVEL=${S2S_EJABBERD_LOGLEVEL:-debug}
+WEFT_LOGLEVEL=${S2S_WEFT_LOGLEVEL:-weft_server=debug,weft=debug,info}
 
 say() { printf '== %s\n' "$*"; }
 die() { printf '== ERROR: %s\n' "$*" >&2; exit 1; }
@@ -129,7 +141,7 @@ preflight() {
   getent passwd prosody >/dev/null || die "no 'prosody' user: is the prosody package installed?"
   getent passwd ejabberd >/dev/null || die "no 'ejabberd' user: is the ejabberd package installed?"
   local ip busy
-  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP"; do
+  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP" ${WEFT_BIN:+"$WEFT_IP"}; do
     busy="$(listening_on "$ip")"
     [[ -z "$busy" ]] || die "something already listens on $ip: $(echo $busy) (harness.sh status; harness.sh down)"
   done
@@ -152,10 +164,18 @@ start_dns() {
   mkdir -p "$RUN/dns"
   render "$HERE/templates/resolv.conf.in" "$RUN/dns/resolv.conf"
   local args=() d ip
+  local prio
   for d in "$PROSODY_DOMAIN:$PROSODY_IP" "$EJABBERD_DOMAIN:$EJABBERD_IP" "$WEFT_DOMAIN:$WEFT_IP"; do
-    ip=${d#*:} d=${d%%:*}
+    ip=${d#*:} d=${d%%:*} prio=0
+    # XEP-0368: with --direct-tls, weft.test's _xmpps-server record (5270) comes first by
+    # priority. ejabberd merges both SRV sets and orders them by priority only (equal
+    # priorities: either one); Prosody asks _xmpps-server first whatever the priorities.
+    [[ -z "$DIRECT_TLS" || $d != "$WEFT_DOMAIN" ]] || {
+      prio=10
+      args+=(--srv-host="_xmpps-server._tcp.$d,$d,5270,0,5")
+    }
     args+=(--host-record="$d,$ip"
-      --srv-host="_xmpp-server._tcp.$d,$d,5269,0,5"
+      --srv-host="_xmpp-server._tcp.$d,$d,5269,$prio,5"
       --srv-host="_xmpp-client._tcp.$d,$d,5222,0,5")
   done
   # -C /dev/null: no /etc/dnsmasq.conf; --local=/test/: NXDOMAIN for any other *.test name
@@ -182,7 +202,8 @@ start_prosody() {
   setpriv --reuid=prosody --regid=prosody --init-groups -- \
     prosody --config "$p/prosody.cfg.lua" -F >"$p/console.log" 2>&1 &
   echo $! >"$RUN/pids/prosody.pid"
-  if ! wait_listen "$PROSODY_IP" 5269 20 "$!" || ! wait_listen "$PROSODY_IP" 5222 5 "$!"; then
+  if ! wait_listen "$PROSODY_IP" 5269 20 "$!" || ! wait_listen "$PROSODY_IP" 5222 5 "$!" ||
+    { [[ -n "$DIRECT_TLS" ]] && ! wait_listen "$PROSODY_IP" 5270 5 "$!"; }; then
     tail -n 30 "$p/console.log" "$p/prosody.log" >&2 || true
     die "Prosody did not start"
   fi
@@ -217,18 +238,83 @@ start_ejabberd() {
   done
   [[ -n "$pid" ]] && ours "$pid" || { tail -n 40 "$e/logs/ejabberd.log" >&2 || true; die "ejabberd wrote no pid file"; }
   echo "$pid" >"$RUN/pids/ejabberd.pid"
-  if ! wait_listen "$EJABBERD_IP" 5269 60 "$pid" || ! wait_listen "$EJABBERD_IP" 5222 10 "$pid"; then
+  if ! wait_listen "$EJABBERD_IP" 5269 60 "$pid" || ! wait_listen "$EJABBERD_IP" 5222 10 "$pid" ||
+    { [[ -n "$DIRECT_TLS" ]] && ! wait_listen "$EJABBERD_IP" 5270 10 "$pid"; }; then
     tail -n 40 "$e/logs/ejabberd.log" >&2 || true
     die "ejabberd did not open its ports"
   fi
   ejctl register "$EJABBERD_USER" "$EJABBERD_DOMAIN" "$PASSWORD" >/dev/null
 }
 
+# The weft binary for `up`: --weft BIN, $WEFT_BIN, or this repository's target/debug/weft
+# (CARGO_TARGET_DIR honoured). Empty with --no-weft.
+find_weft() {
+  if [[ -n "$NO_WEFT" ]]; then WEFT_BIN=""; return 0; fi
+  local bin=${WEFT_OPT:-${WEFT_BIN:-}}
+  [[ -n "$bin" ]] || bin="${CARGO_TARGET_DIR:-$(cd "$HERE/../.." && pwd)/target}/debug/weft"
+  [[ -x "$bin" ]] || die "weft binary not found at $bin (cargo build -p weft; or --weft BIN; or --no-weft)"
+  WEFT_BIN="$(realpath "$bin")"
+}
+
+start_weft() {
+  local w="$RUN/weft"
+  say "weft as $WEFT_DOMAIN on $WEFT_IP (c2s 5222/5223, s2s 5269/5270, http 5280, https 5443): $WEFT_BIN"
+  mkdir -p "$w/data"
+  render "$HERE/templates/weft.toml.in" "$w/weft.toml"
+  printf '%s\n' "$WEFT_BIN" >"$w/bin"
+  "$WEFT_BIN" config check "$w/weft.toml" >/dev/null || die "weft refuses its configuration $w/weft.toml"
+  printf '%s\n' "$PASSWORD" | "$WEFT_BIN" --config "$w/weft.toml" user add "$WEFT_USER@$WEFT_DOMAIN" >/dev/null ||
+    die "weft user add $WEFT_USER@$WEFT_DOMAIN failed"
+  launch_weft
+}
+
+# Starts weft from $RUN/weft (config, binary) and waits for its c2s and s2s ports. Its log
+# ($RUN/weft/weft.log) is appended to, so a restart keeps what came before.
+launch_weft() {
+  local w="$RUN/weft" bin
+  bin="$(cat "$w/bin")"
+  printf '== harness: weft starting at %s\n' "$(date -u +%FT%TZ)" >>"$w/weft.log"
+  "$bin" --config "$w/weft.toml" run </dev/null >>"$w/weft.log" 2>&1 &
+  echo $! >"$RUN/pids/weft.pid"
+  if ! wait_listen "$WEFT_IP" 5269 20 "$!" || ! wait_listen "$WEFT_IP" 5270 5 "$!" ||
+    ! wait_listen "$WEFT_IP" 5222 5 "$!"; then
+    tail -n 30 "$w/weft.log" >&2 || true
+    die "weft did not start"
+  fi
+}
+
+stop_weft() {
+  local pid
+  pid="$(cat "$RUN/pids/weft.pid" 2>/dev/null || true)"
+  if ours "$pid"; then say "stopping weft (pid $pid)"; stop_pid weft "$pid" 15; fi
+}
+
+cmd_restart_weft() {
+  [[ -n "$RUN" && -d "$RUN/pids" && -f "$RUN/weft/weft.toml" ]] || die "no run with weft is up${RUN:+ in $RUN}"
+  local t0=$SECONDS
+  stop_weft
+  [[ -z "$(listening_on "$WEFT_IP")" ]] || die "something still listens on $WEFT_IP after stopping weft"
+  launch_weft
+  say "weft restarted in $((SECONDS - t0)) s (pid $(cat "$RUN/pids/weft.pid"))"
+}
+
+# The peer closes its s2s streams with weft.test (ejabberd: all its s2s streams), as an
+# operator or an idle timeout would.
+cmd_drop_links() {
+  [[ -n "$RUN" && -d "$RUN/pids" ]] || die "no run is up${RUN:+ in $RUN}"
+  case "$PEER" in
+    prosody) prosodyctl_run shell "s2s:closeall('$WEFT_DOMAIN')" ;;
+    ejabberd) EJCTL_TIMEOUT=30 ejctl stop_s2s_connections && echo "ejabberd: stop_s2s_connections done" ;;
+    *) die "drop-links: prosody or ejabberd, not '$PEER'" ;;
+  esac
+}
+
 write_env() {
   cat >"$RUN/harness.env" <<EOF
-# interop/s2s/harness.sh up --mode $MODE (values single-quoted: source it, or eval "$(harness.sh env)")
+# interop/s2s/harness.sh up --mode $MODE (values single-quoted: source it, or eval "\$(harness.sh env)")
 S2S_RUN_DIR='$RUN'
 S2S_MODE='$MODE'
+S2S_TRANSPORT='$TRANSPORT'
 S2S_CA_FILE='$RUN/certs/ca.pem'
 S2S_TRUST_FILE='$TRUST_FILE'
 S2S_DNS_IP='$DNS_IP'
@@ -250,11 +336,18 @@ S2S_WEFT_DOMAIN='$WEFT_DOMAIN'
 S2S_WEFT_IP='$WEFT_IP'
 S2S_WEFT_CERT='$RUN/certs/$WEFT_DOMAIN.fullchain.pem'
 S2S_WEFT_KEY='$RUN/certs/$WEFT_DOMAIN.key'
+S2S_WEFT_RUNNING='${WEFT_BIN:+1}'
+S2S_WEFT_BIN='$WEFT_BIN'
+S2S_WEFT_USER='$WEFT_USER'
+S2S_WEFT_CONFIG='$RUN/weft/weft.toml'
+S2S_WEFT_LOG='$RUN/weft/weft.log'
 EOF
   cat >"$RUN/harness.json" <<EOF
 {
   "runDir": "$RUN",
+  "harness": "$HERE/harness.sh",
   "mode": "$MODE",
+  "transport": "$TRANSPORT",
   "caFile": "$RUN/certs/ca.pem",
   "trustFile": "$TRUST_FILE",
   "dns": { "ip": "$DNS_IP", "port": 53, "resolvConf": "$RUN/dns/resolv.conf" },
@@ -267,7 +360,10 @@ EOF
   },
   "dnsmasqVersion": "$DNSMASQ_VERSION",
   "weft": { "domain": "$WEFT_DOMAIN", "ip": "$WEFT_IP", "cert": "$RUN/certs/$WEFT_DOMAIN.fullchain.pem",
-    "key": "$RUN/certs/$WEFT_DOMAIN.key" }
+    "key": "$RUN/certs/$WEFT_DOMAIN.key", "running": $([[ -n "$WEFT_BIN" ]] && echo true || echo false),
+    "bin": "$WEFT_BIN", "user": "$WEFT_USER", "c2sPort": 5222, "s2sPort": 5269, "httpPort": 5280,
+    "config": "$RUN/weft/weft.toml", "log": "$RUN/weft/weft.log",
+    "unreachableDomain": "$UNREACHABLE_DOMAIN" }
 }
 EOF
 }
@@ -278,10 +374,23 @@ cmd_up() {
     dialback) PROSODY_SECURE_AUTH=false ;;
     *) die "--mode must be external or dialback, not '$MODE'" ;;
   esac
+  if [[ -n "$DIRECT_TLS" ]]; then
+    TRANSPORT=direct-tls PEER_DIRECT_TLS_PORTS=5270
+    EJABBERD_DIRECT_TLS_LISTENER="  -
+    port: 5270
+    ip: \"$EJABBERD_IP\"
+    module: ejabberd_s2s_in
+    tls: true"
+    WEFT_ROUTE_PROSODY="tls://$PROSODY_IP:5270" WEFT_ROUTE_EJABBERD="tls://$EJABBERD_IP:5270"
+  else
+    TRANSPORT=starttls PEER_DIRECT_TLS_PORTS="" EJABBERD_DIRECT_TLS_LISTENER=""
+    WEFT_ROUTE_PROSODY="tcp://$PROSODY_IP:5269" WEFT_ROUTE_EJABBERD="tcp://$EJABBERD_IP:5269"
+  fi
   if [[ -z "$RUN" && -f "$CURRENT" ]]; then
     local prev; prev="$(cat "$CURRENT")"
     [[ ! -d "$prev/pids" ]] || die "a run is already up in $prev: interop/s2s/harness.sh down first"
   fi
+  find_weft
   preflight
   if [[ -z "$RUN" ]]; then
     RUN="$(mktemp -d "${TMPDIR:-/tmp}/weft-s2s.XXXXXX")"
@@ -298,15 +407,16 @@ cmd_up() {
   local t0=$SECONDS
   # Whatever fails from here on, stop what was started.
   trap 'rc=$?; if [[ $rc -ne 0 ]]; then say "up failed: stopping what it started"; cmd_down || true; fi' EXIT
-  say "run dir $RUN (mode $MODE)"
+  say "run dir $RUN (mode $MODE, weft.test's links over $TRANSPORT)"
   peer_versions
   make_certs
   start_dns
   start_prosody
   start_ejabberd
+  [[ -z "$WEFT_BIN" ]] || start_weft
   write_env
   trap - EXIT
-  say "up in $((SECONDS - t0)) s: $PROSODY_USER@$PROSODY_DOMAIN and $EJABBERD_USER@$EJABBERD_DOMAIN (password in $RUN/harness.env)"
+  say "up in $((SECONDS - t0)) s: $PROSODY_USER@$PROSODY_DOMAIN and $EJABBERD_USER@$EJABBERD_DOMAIN${WEFT_BIN:+ and $WEFT_USER@$WEFT_DOMAIN} (password in $RUN/harness.env)"
   say "tests: S2S_RUN_DIR=$RUN node --test interop/s2s/test/   (or interop/s2s/run.sh)"
 }
 
@@ -315,6 +425,8 @@ cmd_up() {
 cmd_down() {
   [[ -n "$RUN" && -d "$RUN/pids" ]] || { say "nothing to stop${RUN:+ in $RUN}"; rm -f "$CURRENT"; return 0; }
   local pid
+  # weft first: it closes its links cleanly while the peers are still there.
+  stop_weft
   # ejabberd: ask politely through ejabberdctl, then by signal. Its pid file as a fallback
   # when up failed before copying it.
   pid="$(cat "$RUN/pids/ejabberd.pid" 2>/dev/null || cat "$RUN/ejabberd/ejabberd.pid" 2>/dev/null || true)"
@@ -328,7 +440,7 @@ cmd_down() {
   pid="$(cat "$RUN/pids/dnsmasq.pid" 2>/dev/null || true)"
   if ours "$pid"; then say "stopping dnsmasq (pid $pid)"; stop_pid dnsmasq "$pid" 10; fi
   local ip left=""
-  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP"; do left+="$(listening_on "$ip")"; done
+  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP" "$WEFT_IP"; do left+="$(listening_on "$ip")"; done
   [[ -z "$left" ]] || { say "still listening after down: $(echo $left)"; return 1; }
   rm -rf "$RUN/pids"
   [[ "$(cat "$CURRENT" 2>/dev/null)" != "$RUN" ]] || rm -f "$CURRENT"
@@ -339,12 +451,14 @@ cmd_status() {
   [[ -n "$RUN" && -d "$RUN" ]] || { say "no run (interop/s2s/harness.sh up)"; return 3; }
   local name pid rc=0
   say "run dir $RUN ($(sed -n "s/^S2S_MODE='\(.*\)'\$/\1/p" "$RUN/harness.env" 2>/dev/null | grep . || echo 'up incomplete'))"
-  for name in dnsmasq prosody ejabberd; do
+  for name in dnsmasq prosody ejabberd weft; do
     pid="$(cat "$RUN/pids/$name.pid" 2>/dev/null || true)"
-    if ours "$pid"; then say "$name: running, pid $pid"; else say "$name: not running"; rc=1; fi
+    if ours "$pid"; then say "$name: running, pid $pid"
+    elif [[ $name == weft && ! -f "$RUN/weft/weft.toml" ]]; then say "weft: not part of this run (--no-weft)"
+    else say "$name: not running"; rc=1; fi
   done
   local ip
-  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP"; do say "listening on $ip: $(listening_on "$ip" | tr '\n' ' ')"; done
+  for ip in "$DNS_IP" "$PROSODY_IP" "$EJABBERD_IP" "$WEFT_IP"; do say "listening on $ip: $(listening_on "$ip" | tr '\n' ' ')"; done
   [[ $rc -ne 0 ]] && return $rc
   dns_check | sed 's/^/   /' || rc=1
   say "ejabberd: $(EJCTL_TIMEOUT=20 ejctl status 2>&1 | head -1)"
@@ -357,12 +471,17 @@ cmd_status() {
 # --- command line ----------------------------------------------------------------------------
 
 CMD="${1:-}"; shift || true
-MODE=${S2S_MODE:-external} RUN="" PURGE=""
+MODE=${S2S_MODE:-external} RUN="" PURGE="" WEFT_OPT="" NO_WEFT="" WEFT_BIN=${WEFT_BIN:-} PEER=""
+DIRECT_TLS=${S2S_DIRECT_TLS:-}
+if [[ "$CMD" == drop-links ]]; then PEER=${1:-}; shift || true; fi
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --mode) MODE=$2; shift 2 ;;
     --dir) RUN=$2; shift 2 ;;
     --purge) PURGE=1; shift ;;
+    --weft) WEFT_OPT=$2; shift 2 ;;
+    --no-weft) NO_WEFT=1; shift ;;
+    --direct-tls) DIRECT_TLS=1; shift ;;
     *) die "unknown argument $1" ;;
   esac
 done
@@ -373,6 +492,8 @@ case "$CMD" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  restart-weft) cmd_restart_weft ;;
+  drop-links) cmd_drop_links ;;
   env) [[ -f "$RUN/harness.env" ]] || die "no run is up"; grep -v '^#' "$RUN/harness.env" | sed 's/^/export /' ;;
-  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,25p' "$0" >&2; exit 2 ;;
 esac

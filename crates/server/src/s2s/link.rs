@@ -212,6 +212,8 @@ struct Connected {
     peer_certs: Vec<CertificateDer<'static>>,
     /// Names the peer's certificate may be valid for.
     names: Vec<String>,
+    /// How the link authenticated: "SASL EXTERNAL" or "dialback" (for logs).
+    mechanism: &'static str,
 }
 
 async fn tcp_connect(route: &Route, host: &str, port: u16) -> Result<TcpStream, LinkError> {
@@ -251,6 +253,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 tls: false,
                 peer_certs: Vec::new(),
                 names,
+                mechanism: "",
             })
         }
         RouteKind::DirectTls(host, port) => {
@@ -271,6 +274,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 tls: true,
                 peer_certs,
                 names,
+                mechanism: "",
             })
         }
         RouteKind::WebSocket(url) => {
@@ -320,6 +324,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 tls: true,
                 peer_certs,
                 names,
+                mechanism: "",
             })
         }
     }
@@ -464,6 +469,7 @@ async fn negotiate(
             let answer = next_element(&mut c.framed).await?;
             if answer.is("success", ns::SASL) {
                 authenticated = true;
+                c.mechanism = "SASL EXTERNAL";
                 c.framed.restart();
                 continue;
             }
@@ -487,7 +493,10 @@ async fn negotiate(
             let el = next_element(&mut c.framed).await?;
             if el.is("result", dialback::NS) {
                 return match el.attr("type") {
-                    Some("valid") => Ok(stream_id),
+                    Some("valid") => {
+                        c.mechanism = "dialback";
+                        Ok(stream_id)
+                    }
                     other => Err(refused(format!("dialback answered {other:?}"))),
                 };
             }
@@ -506,11 +515,11 @@ pub async fn establish(
         let attempt = async {
             let mut c = connect(state, &route, remote).await?;
             negotiate(state, &mut c, local, remote, Purpose::Stanzas).await?;
-            Ok::<_, LinkError>(Link { framed: c.framed })
+            Ok::<_, LinkError>((Link { framed: c.framed }, c.mechanism))
         };
         match attempt.await {
-            Ok(link) => {
-                tracing::info!(%local, %remote, ?route, "s2s link up");
+            Ok((link, mechanism)) => {
+                tracing::info!(%local, %remote, ?route, mechanism, "s2s link up");
                 return Ok(link);
             }
             Err(e) => {

@@ -78,7 +78,10 @@ pub(super) async fn run(
                 }
                 // Otherwise an outgoing stream carries nothing to us but dialback answers.
                 Ok(Incoming::Element(el)) => tracing::debug!(%remote, "ignored on outgoing stream: {}", el.name()),
-                Ok(_) | Err(_) => break,
+                Ok(_) | Err(_) => {
+                    tracing::info!(%local, %remote, "the peer closed the s2s link");
+                    break;
+                }
             }
         }
     }

@@ -17,14 +17,16 @@ export function loadHarness() {
   return h;
 }
 
-// Logs in `peer.user@peer.domain` over c2s on the peer's own address; resolves once bound.
-export async function startClient(h, peer) {
+// Logs in `peer.user@peer.domain` over c2s STARTTLS on the peer's own address (a peer of
+// h.peers, or h.weft); resolves once bound. Test files that run one after the other but keep
+// sessions open should use their own `resource`.
+export async function startClient(h, peer, resource = 's2s-harness') {
   const xmpp = client({
     service: `xmpp://${peer.ip}:${peer.c2sPort}`,
     domain: peer.domain,
     username: peer.user,
     password: h.password,
-    resource: 's2s-harness',
+    resource,
   });
   xmpp.reconnect.stop();
   xmpp.errors = [];
@@ -71,6 +73,31 @@ export async function waitForLog(file, patterns, ms = 10000) {
     if (missing.length === 0) return text;
     if (Date.now() > deadline) {
       throw new Error(`${file} lacks, after ${ms} ms: ${missing.map(String).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// The size of a log file now: with textSince/waitForLogSince, what was logged after it.
+export function logOffset(file) {
+  return fs.existsSync(file) ? fs.statSync(file).size : 0;
+}
+
+export function textSince(file, offset) {
+  if (!fs.existsSync(file)) return '';
+  const buf = fs.readFileSync(file);
+  return buf.subarray(Math.min(offset, buf.length)).toString('utf8');
+}
+
+// waitForLog on what `file` gained after `offset` (logOffset).
+export async function waitForLogSince(file, offset, patterns, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const text = textSince(file, offset);
+    const missing = patterns.filter((p) => !p.test(text));
+    if (missing.length === 0) return text;
+    if (Date.now() > deadline) {
+      throw new Error(`${file} lacks, after ${ms} ms (looking past byte ${offset}): ${missing.map(String).join(', ')}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

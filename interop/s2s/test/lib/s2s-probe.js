@@ -71,6 +71,9 @@ export async function probeS2s({ ip, port, from, to, ca, cert, key, authzid, ms 
       sock.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>${payload}</auth>`);
       out.saslReply = await readUntil(sock, st, /<success[^>]*\/>|<success[\s\S]*?<\/success>|<failure[\s\S]*?<\/failure>|<failure[^>]*\/>/, ms, 'SASL reply');
     }
+    // After <success/> the peer's parser waits for a new stream header (RFC 6120 §6.4.6):
+    // open one, so that the closing tag is well-formed there too.
+    if (/^<success/.test(out.saslReply ?? '')) sock.write(header(from, to));
     sock.write('</stream:stream>');
     await readUntil(sock, st, /<\/([\w-]+:)?stream>/, 3000, 'closing tag').catch(() => {});
     sock.destroy();
