@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod federation;
 mod pki;
 
 use std::net::SocketAddr;
