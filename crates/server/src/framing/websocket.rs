@@ -231,6 +231,20 @@ impl WsFraming {
                 reason: Utf8Bytes::from_static(""),
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
+            // Lingering close: bytes of the refused frame may still be unread, and closing a
+            // socket with unread input makes the kernel send RST, which can destroy the error
+            // and close frame before the peer reads them. Drain until the peer closes.
+            use tokio::io::AsyncReadExt;
+            let io = self.socket.get_mut();
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
             return;
         }
         if !peer_closed {
