@@ -164,16 +164,20 @@ impl TcpFraming {
             return;
         }
         if !peer_closed {
-            // Give the peer a moment to close its side, reading (and dropping) what remains.
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                loop {
-                    match self.recv().await {
-                        Ok(Incoming::Close) | Err(_) => break,
-                        Ok(_) => {}
+            // Wait for the peer to close its side, discarding what it still sends. Reading raw
+            // bytes (not through the parser, which may have failed) also keeps unread input
+            // from turning our close into an RST that could destroy the stream error.
+            if let Some(io) = self.io.as_mut() {
+                let buf = &mut self.read_buf;
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    while let Ok(n) = io.read(buf).await {
+                        if n == 0 {
+                            break;
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await;
+            }
         }
         if let Some(io) = self.io.as_mut() {
             let _ = io.shutdown().await;
