@@ -46,7 +46,7 @@ pub async fn route_from_client(
 /// for its sender.
 async fn to_local(
     state: &ServerState,
-    mut stanza: Element,
+    stanza: Element,
     kind: Kind,
     from: &Jid,
     to: Jid,
@@ -55,7 +55,7 @@ async fn to_local(
         return to_server(state, &stanza, kind, from, &to);
     }
     match to.try_as_full() {
-        Ok(full) => to_full_jid(state, &mut stanza, kind, full).await,
+        Ok(full) => to_full_jid(state, stanza, kind, full).await,
         Err(bare) => {
             let bare = bare.clone();
             to_bare_jid(state, stanza, kind, from, &bare).await
@@ -203,29 +203,31 @@ fn server_iq(state: &ServerState, iq: &Element, from: &Jid, to: &Jid) -> Vec<Ele
 
 async fn to_full_jid(
     state: &ServerState,
-    stanza: &mut Element,
+    stanza: Element,
     kind: Kind,
     to: &FullJid,
 ) -> Vec<Element> {
     if let Some(handle) = state.sessions.lookup(to) {
-        return match handle.deliver(stanza.clone()) {
+        return match handle.deliver(stanza) {
             Ok(()) => Vec::new(),
-            Err(DeliveryError::Congested) => reply_with(
-                stanza,
+            Err((DeliveryError::Congested, stanza)) => reply_with(
+                &stanza,
                 StanzaError::new(StanzaErrorCondition::ResourceConstraint)
                     .with_text("the recipient is not reading fast enough"),
             ),
-            Err(DeliveryError::Gone) => reply(stanza, StanzaErrorCondition::RecipientUnavailable),
+            Err((DeliveryError::Gone, stanza)) => {
+                reply(&stanza, StanzaErrorCondition::RecipientUnavailable)
+            }
         };
     }
     // RFC 6121 §8.5.3.2: no such resource.
     match kind {
         Kind::Message => match stanza.attr("type") {
-            Some("groupchat") => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
+            Some("groupchat") => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
             Some("headline") | Some("error") => Vec::new(),
-            _ => deliver_message_to_bare(state, stanza.clone(), &to.to_bare()).await,
+            _ => deliver_message_to_bare(state, stanza, &to.to_bare()).await,
         },
-        Kind::Iq => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
+        Kind::Iq => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
         Kind::Presence => Vec::new(),
     }
 }

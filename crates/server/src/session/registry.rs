@@ -38,12 +38,16 @@ pub enum DeliveryError {
 }
 
 impl SessionHandle {
-    pub fn deliver(&self, stanza: Element) -> Result<(), DeliveryError> {
+    /// Queues `stanza` for the session; on failure the stanza comes back, so callers need no
+    /// copy of it (the stanza path is hot) to build an error reply.
+    pub fn deliver(&self, stanza: Element) -> Result<(), (DeliveryError, Element)> {
         self.tx
             .try_send(Outbound::Stanza(Box::new(stanza)))
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => DeliveryError::Congested,
-                mpsc::error::TrySendError::Closed(_) => DeliveryError::Gone,
+                mpsc::error::TrySendError::Full(Outbound::Stanza(s)) => {
+                    (DeliveryError::Congested, *s)
+                }
+                mpsc::error::TrySendError::Closed(Outbound::Stanza(s)) => (DeliveryError::Gone, *s),
             })
     }
 }
