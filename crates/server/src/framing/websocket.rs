@@ -33,6 +33,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> WsIo for T {}
 
 pub type WsSocket = WebSocketStream<Box<dyn WsIo>>;
 
+/// tungstenite's read buffer is allocated per connection and kept for its life, so it is
+/// most of an idle session's memory; a stanza is usually a few hundred bytes, and bigger
+/// frames grow the buffer as they arrive.
+const READ_CHUNK_BYTES: usize = 1024;
+
 /// Frames queued by one flush are written together up to this many bytes: a write buffer of
 /// 0 made tungstenite send one syscall per stanza, which halved throughput under load.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
@@ -43,7 +48,7 @@ pub fn socket_config(limits: Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(limits.max_stanza_bytes))
         .max_frame_size(Some(limits.max_stanza_bytes))
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_CHUNK_BYTES)
         .write_buffer_size(WRITE_BATCH_BYTES)
 }
 

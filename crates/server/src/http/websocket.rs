@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -164,18 +166,26 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
         let wait = state.config.c2s.unauthenticated_timeout.0;
         let first = tokio::time::timeout(wait, framed.recv()).await.ok();
         let peer = forwarded_peer(&state, &conn.peer, &proxy_cert);
+        // The session gets a task of its own and this one ends: a task's memory is that of its
+        // largest state (the upgrade, the first read), which an idle session should not keep.
         // The per-IP slot lives as long as the session.
-        let _slot = conn;
+        let tracker = state.tracker.clone();
         match &first {
             Some(Ok(crate::framing::Incoming::Header(h))) if h.ns == ns::FRAMING_SERVER => {
                 if let Framed::WebSocket(f) = &mut framed {
                     f.set_framing_ns(ns::FRAMING_SERVER);
                 }
-                crate::s2s::incoming::serve(state, framed, peer, first.and_then(Result::ok)).await;
+                let session =
+                    crate::s2s::incoming::serve(state, framed, peer, first.and_then(Result::ok));
+                // Boxed: the s2s future is large and incoming s2s links are few.
+                tracker.spawn(Box::pin(session).map(move |()| drop(conn)));
             }
             _ => {
                 let transport = Transport::WebSocket { tls: peer.secure };
-                crate::session::c2s::serve(state, framed, peer, transport, first).await;
+                let session = crate::session::c2s::serve(state, framed, peer, transport, first);
+                // `map` keeps the slot beside the future; an async block would hold the
+                // future twice (captured and awaited).
+                tracker.spawn(session.map(move |()| drop(conn)));
             }
         }
     });

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use futures_util::FutureExt;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -46,10 +48,13 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener, role: Role, d
         let _ = stream.set_nodelay(true);
         let state2 = state.clone();
         state.tracker.spawn(async move {
-            let _guard = guard;
             let Some((io, peer)) = handshake(&state2, stream, addr, role, direct_tls).await else {
                 return;
             };
+            // The session gets a task of its own and this one ends: a task's memory is that of
+            // its largest state (the TLS handshake), which an idle session should not keep.
+            // The per-IP slot lives as long as the session.
+            let tracker = state2.tracker.clone();
             match role {
                 Role::C2s => {
                     let transport = Transport::Tcp { tls: peer.secure };
@@ -58,7 +63,10 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener, role: Role, d
                         state2.limits,
                         crate::ns::CLIENT,
                     )));
-                    crate::session::c2s::serve(state2, framed, peer, transport, None).await;
+                    let session = crate::session::c2s::serve(state2, framed, peer, transport, None);
+                    // `map` keeps the slot beside the future; an async block would hold the
+                    // future twice (captured and awaited).
+                    tracker.spawn(session.map(move |()| drop(guard)));
                 }
                 Role::S2s => {
                     let framed = Framed::Tcp(Box::new(TcpFraming::new(
@@ -66,7 +74,9 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener, role: Role, d
                         state2.limits,
                         crate::ns::SERVER,
                     )));
-                    crate::s2s::incoming::serve(state2, framed, peer, None).await;
+                    let session = crate::s2s::incoming::serve(state2, framed, peer, None);
+                    // Boxed: the s2s future is large and incoming s2s links are few.
+                    tracker.spawn(Box::pin(session).map(move |()| drop(guard)));
                 }
             }
         });

@@ -70,20 +70,23 @@ struct C2s {
     client_from: Option<String>,
     header_sent: bool,
     /// What was already read by whoever handed us the connection (WebSocket dispatch).
-    pending: Option<Result<Incoming, FramingError>>,
+    pending: Option<Box<Result<Incoming, FramingError>>>,
 }
 
 /// Serves one client connection until it ends; `first` is an event already read from it.
-pub async fn serve(
+///
+/// Not an `async fn`: its arguments would stay in the future beside the `C2s` they move into.
+/// The future lives as long as the connection, so its size is memory per idle session.
+pub fn serve(
     state: Arc<ServerState>,
     framed: Framed,
     peer: PeerInfo,
     transport: Transport,
     first: Option<Result<Incoming, FramingError>>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let domain = state.config.default_domain().to_string();
-    let mut c2s = C2s {
-        state: state.clone(),
+    let c2s = C2s {
+        state,
         framed,
         peer,
         transport,
@@ -91,38 +94,45 @@ pub async fn serve(
         domain,
         client_from: None,
         header_sent: false,
-        pending: first,
+        pending: first.map(Box::new),
     };
-    let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
-    // A stream that starts while draining is redirected once its header is in (negotiate).
-    let drain_started_before = state.is_draining();
-    let drained = async {
-        if drain_started_before {
-            std::future::pending::<()>().await;
-        }
-        state.draining.cancelled().await;
-    };
-    let negotiated = tokio::select! {
-        r = c2s.negotiate() => r,
-        _ = drained => Err(End::Shutdown),
-        _ = tokio::time::sleep_until(deadline) => Err(stream_error(
-            StreamErrorCondition::ConnectionTimeout,
-            "authentication took too long",
-        )),
-        _ = state.shutdown.cancelled() => Err(End::Shutdown),
-    };
-    let end = match negotiated {
-        Ok(mut bound) => {
-            let end = c2s.established(&mut bound).await;
-            c2s.unbind(&bound);
-            end
-        }
-        Err(end) => end,
-    };
-    c2s.finish(end).await;
+    c2s.run()
 }
 
 impl C2s {
+    async fn run(mut self) {
+        let state = self.state.clone();
+        let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
+        // A stream that starts while draining is redirected once its header is in (negotiate).
+        let drain_started_before = state.is_draining();
+        let drained = async {
+            if drain_started_before {
+                std::future::pending::<()>().await;
+            }
+            state.draining.cancelled().await;
+        };
+        // Negotiation and the final close are boxed: they run once, and inline they would
+        // make every idle session's future as large as their biggest state.
+        let negotiated = tokio::select! {
+            r = Box::pin(self.negotiate()) => r,
+            _ = drained => Err(End::Shutdown),
+            _ = tokio::time::sleep_until(deadline) => Err(stream_error(
+                StreamErrorCondition::ConnectionTimeout,
+                "authentication took too long",
+            )),
+            _ = state.shutdown.cancelled() => Err(End::Shutdown),
+        };
+        let end = match negotiated {
+            Ok(mut bound) => {
+                let end = self.established(&mut bound).await;
+                self.unbind(&bound);
+                end
+            }
+            Err(end) => end,
+        };
+        Box::pin(self.finish(end)).await;
+    }
+
     fn queue_header(&mut self) {
         let header = HeaderOut {
             id: &self.stream_id,
@@ -176,7 +186,7 @@ impl C2s {
 
     async fn recv(&mut self) -> Result<Incoming, End> {
         if let Some(ev) = self.pending.take() {
-            return ev.map_err(End::from);
+            return (*ev).map_err(End::from);
         }
         self.framed.recv().await.map_err(End::from)
     }
@@ -446,7 +456,8 @@ impl C2s {
             }
         }
         stanza::set_attr(&mut el, xml_ncname!("from").into(), jid.as_str());
-        let replies = router::route_from_client(&self.state, el, kind, jid).await;
+        // Boxed: routing's future is larger than the idle loop that waits on it.
+        let replies = Box::pin(router::route_from_client(&self.state, el, kind, jid)).await;
         if !replies.is_empty() {
             for r in &replies {
                 self.framed.queue(r);
