@@ -39,6 +39,7 @@
 mod builder;
 mod error;
 mod ext;
+mod fast_path;
 mod header;
 mod message;
 mod stream;

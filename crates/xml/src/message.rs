@@ -6,6 +6,7 @@ use rxml::Parse;
 
 use crate::builder::{Built, Mode, TreeBuilder};
 use crate::error::{classify, XmlError};
+use crate::fast_path;
 use crate::stream::raw_parser;
 use crate::{Limits, MAX_TOKEN_BYTES};
 
@@ -18,12 +19,25 @@ use crate::{Limits, MAX_TOKEN_BYTES};
 /// nesting deeper than [`Limits::max_depth`] is [`XmlError::TooDeep`]; restricted constructs
 /// are [`XmlError::Restricted`].
 pub fn parse_message(text: &str, limits: Limits) -> Result<Element, XmlError> {
-    parse_message_bytes(text.as_bytes(), limits)
+    if text.len() <= limits.max_stanza_bytes {
+        if let Some(el) = fast_path::parse(text, limits) {
+            return Ok(el);
+        }
+    }
+    parse_with_rxml(text.as_bytes(), limits)
 }
 
 /// [`parse_message`] for bytes not yet known to be UTF-8 (e.g. a binary WebSocket frame);
 /// invalid UTF-8 is [`XmlError::InvalidUtf8`].
 pub fn parse_message_bytes(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_message(text, limits),
+        Err(_) => parse_with_rxml(bytes, limits),
+    }
+}
+
+/// The parser of record: every message the fast path declines, and every error.
+pub(crate) fn parse_with_rxml(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
     if bytes.len() > limits.max_stanza_bytes {
         return Err(XmlError::StanzaTooLarge {
             limit: limits.max_stanza_bytes,
