@@ -389,13 +389,19 @@ impl C2s {
         let mut budget = StanzaBudget::new(limits.c2s_stanza_rate, limits.c2s_stanza_burst);
         // While set, the client is over its stanza budget: we write but do not read.
         let mut paused_until: Option<Instant> = None;
+        // Made once and polled by reference: a fresh `cancelled()` per turn of the loop
+        // re-registers with each token (locks and wait-list updates for every stanza).
+        let shutdown = state.shutdown.cancelled();
+        let draining = state.draining.cancelled();
+        let replaced = bound.replaced.cancelled();
+        tokio::pin!(shutdown, draining, replaced);
         loop {
             let resume = paused_until.unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
-                _ = state.shutdown.cancelled() => return End::Shutdown,
-                _ = state.draining.cancelled() => return End::Shutdown,
-                _ = bound.replaced.cancelled() => {
+                _ = &mut shutdown => return End::Shutdown,
+                _ = &mut draining => return End::Shutdown,
+                _ = &mut replaced => {
                     return stream_error(
                         StreamErrorCondition::Conflict,
                         "replaced by a new session for the same resource",
