@@ -19,30 +19,49 @@ use crate::{Limits, MAX_TOKEN_BYTES};
 
 const NO_METRICS: EventMetrics = EventMetrics::new(0);
 
-/// `Some(element)` when `bytes` is a well-formed message inside the subset; `None` means
+/// `Some(element)` when `text` is a well-formed message inside the subset; `None` means
 /// "ask rxml" (outside the subset, or an error rxml should describe).
 pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
+    let mut events = Vec::with_capacity(16);
+    let len = scan_element(text, MAX_TOKEN_BYTES, &mut events)?;
+    // After the element: only whitespace (no CR: rxml normalises it).
+    if !text.as_bytes()[len..]
+        .iter()
+        .all(|c| matches!(c, b' ' | b'\t' | b'\n'))
+    {
+        return None;
+    }
+    let mut tree = TreeBuilder::new(Mode::Message, limits);
+    let mut root = None;
+    for ev in events {
+        if let Some(Built::Element(el)) = tree.process(ev).ok()? {
+            root = Some(el);
+        }
+    }
+    root
+}
+
+/// Scans the one complete element that starts at the beginning of `text`, pushing the raw
+/// events rxml would produce for it, and returns its length in bytes. `None` when the element
+/// is incomplete, leaves the subset or is not well-formed (names longer than `token_limit`
+/// included); nothing is known about it then and rxml must read it.
+pub(crate) fn scan_element(
+    text: &str,
+    token_limit: usize,
+    events: &mut Vec<RawEvent>,
+) -> Option<usize> {
     let mut scan = Scan {
         s: text,
         b: text.as_bytes(),
         pos: 0,
+        token_limit,
     };
-    let mut tree = TreeBuilder::new(Mode::Message, limits);
     // Names of the open elements, for matching end tags.
     let mut open: Vec<&str> = Vec::new();
-    let mut root = None;
     if scan.peek() != Some(b'<') {
         return None;
     }
     loop {
-        if open.is_empty() && root.is_some() {
-            // After the root: only whitespace (no CR: rxml normalises it).
-            return scan.b[scan.pos..]
-                .iter()
-                .all(|c| matches!(c, b' ' | b'\t' | b'\n'))
-                .then_some(root)
-                .flatten();
-        }
         match scan.peek()? {
             b'<' => {
                 scan.pos += 1;
@@ -55,38 +74,29 @@ pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
                         if open.pop()? != name {
                             return None;
                         }
-                        if let Some(Built::Element(el)) =
-                            tree.process(RawEvent::ElementFoot(NO_METRICS)).ok()?
-                        {
-                            root = Some(el);
-                        }
+                        events.push(RawEvent::ElementFoot(NO_METRICS));
                     }
                     b'!' | b'?' => return None,
                     _ => {
                         let name = scan.name()?;
-                        tree.process(RawEvent::ElementHeadOpen(NO_METRICS, qname(name)?))
-                            .ok()?;
-                        let empty = scan.attributes(&mut tree)?;
-                        tree.process(RawEvent::ElementHeadClose(NO_METRICS)).ok()?;
+                        events.push(RawEvent::ElementHeadOpen(NO_METRICS, qname(name)?));
+                        let empty = scan.attributes(events)?;
+                        events.push(RawEvent::ElementHeadClose(NO_METRICS));
                         if empty {
-                            if let Some(Built::Element(el)) =
-                                tree.process(RawEvent::ElementFoot(NO_METRICS)).ok()?
-                            {
-                                root = Some(el);
-                            }
+                            events.push(RawEvent::ElementFoot(NO_METRICS));
                         } else {
                             open.push(name);
                         }
                     }
                 }
+                if open.is_empty() {
+                    return Some(scan.pos);
+                }
             }
             _ => {
-                if open.is_empty() {
-                    return None;
-                }
                 let text = scan.text()?;
                 if !text.is_empty() {
-                    tree.process(RawEvent::Text(NO_METRICS, text)).ok()?;
+                    events.push(RawEvent::Text(NO_METRICS, text));
                 }
             }
         }
@@ -97,6 +107,7 @@ struct Scan<'a> {
     s: &'a str,
     b: &'a [u8],
     pos: usize,
+    token_limit: usize,
 }
 
 impl<'a> Scan<'a> {
@@ -140,11 +151,11 @@ impl<'a> Scan<'a> {
             self.pos += 1;
         }
         let len = self.pos - start;
-        (len > 0 && !part_start && len <= MAX_TOKEN_BYTES).then(|| &self.s[start..self.pos])
+        (len > 0 && !part_start && len <= self.token_limit).then(|| &self.s[start..self.pos])
     }
 
     /// Attributes up to the end of the start tag; `true` for `/>`.
-    fn attributes(&mut self, tree: &mut TreeBuilder) -> Option<bool> {
+    fn attributes(&mut self, events: &mut Vec<RawEvent>) -> Option<bool> {
         loop {
             let spaced = self.skip_space();
             match self.peek()? {
@@ -172,24 +183,20 @@ impl<'a> Scan<'a> {
             let start = self.pos;
             let end = start + self.b[start..].iter().position(|&c| c == quote)?;
             let raw = &self.s[start..end];
-            if raw.len() > MAX_TOKEN_BYTES {
+            if raw.len() > self.token_limit {
                 return None;
             }
             self.pos = end + 1;
             // Whitespace is normalised in attribute values; rxml does that.
             let value = unescape(raw, |c| matches!(c, b'<' | b'\t' | b'\n' | b'\r'))?;
-            tree.process(RawEvent::Attribute(NO_METRICS, qname(name)?, value))
-                .ok()?;
+            events.push(RawEvent::Attribute(NO_METRICS, qname(name)?, value));
         }
     }
 
-    /// Character data up to the next `<`.
+    /// Character data up to the next `<` (`None` at the end of the input: incomplete).
     fn text(&mut self) -> Option<String> {
         let start = self.pos;
-        let end = self.b[start..]
-            .iter()
-            .position(|&c| c == b'<')
-            .map_or(self.b.len(), |i| start + i);
+        let end = start + self.b[start..].iter().position(|&c| c == b'<')?;
         let raw = &self.s[start..end];
         self.pos = end;
         if raw.contains("]]>") {

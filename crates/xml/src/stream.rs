@@ -8,6 +8,7 @@ use rxml::{Options, Parse, RawEvent, RawParser, WithOptions};
 
 use crate::builder::{Built, Mode, TreeBuilder};
 use crate::error::{classify, Recent, XmlError};
+use crate::fast_path;
 use crate::header::StreamHeader;
 use crate::{Limits, MAX_HEADER_BYTES};
 
@@ -62,6 +63,8 @@ pub struct StreamParser {
     /// Offset of the `<` of the top-level element in progress.
     stanza_start: Option<u64>,
     recent: Recent,
+    /// Off only in tests that compare the fast path with rxml alone.
+    fast_path: bool,
 }
 
 impl Default for StreamParser {
@@ -86,6 +89,7 @@ impl StreamParser {
             consumed: 0,
             stanza_start: None,
             recent: Recent::default(),
+            fast_path: true,
         }
     }
 
@@ -156,6 +160,9 @@ impl StreamParser {
     fn feed_chunk(&mut self, chunk: &[u8]) -> Result<(), XmlError> {
         let mut buf = chunk;
         loop {
+            if self.between_elements() {
+                buf = self.fast_elements(buf)?;
+            }
             let before = buf.len();
             let result = self.parser.parse(&mut buf, false);
             self.consumed += (before - buf.len()) as u64;
@@ -180,6 +187,55 @@ impl StreamParser {
         }
         self.recent.push(chunk);
         self.check_pending()
+    }
+
+    /// The lexer holds nothing and no top-level element is open: complete elements at the
+    /// start of the input can be read by the fast path without rxml seeing them.
+    fn between_elements(&self) -> bool {
+        self.fast_path
+            && self.header_seen
+            && !self.closed
+            && self.pos == self.consumed
+            && self.stanza_start.is_none()
+            && self.tree.open_elements() == 1
+    }
+
+    /// Reads the complete top-level elements (and whitespace between them) at the start of
+    /// `buf` that are inside the fast path's subset; returns what is left for rxml.
+    fn fast_elements<'b>(&mut self, buf: &'b [u8]) -> Result<&'b [u8], XmlError> {
+        let text = match std::str::from_utf8(buf) {
+            Ok(t) => t,
+            // A chunk may end inside a UTF-8 sequence: the part before it is still good.
+            Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let mut done = 0;
+        let mut events = Vec::new();
+        loop {
+            let ws = text.as_bytes()[done..]
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .count();
+            let start = done + ws;
+            let Some(len) =
+                fast_path::scan_element(&text[start..], self.limits.token_limit(), &mut events)
+            else {
+                break;
+            };
+            if len > self.limits.max_stanza_bytes {
+                return Err(XmlError::StanzaTooLarge {
+                    limit: self.limits.max_stanza_bytes,
+                });
+            }
+            self.consumed += (ws + len) as u64;
+            self.pos += ws as u64;
+            for ev in events.drain(..) {
+                self.handle(ev)?;
+            }
+            // The events carry no byte counts; the element's length is added here.
+            self.pos += len as u64;
+            done = start + len;
+        }
+        Ok(&buf[done..])
     }
 
     fn handle(&mut self, ev: RawEvent) -> Result<(), XmlError> {
@@ -249,4 +305,83 @@ pub(crate) fn raw_parser(token_limit: usize) -> RawParser {
         max_token_length: token_limit,
         ..Options::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+    const STANZAS: &[&str] = &[
+        "<message type='chat' to='a@localhost/r' id='m1'><body>1763872312345678901 hi</body></message>",
+        "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<presence><status>a &amp; b &lt;c&gt;</status></presence>",
+        "<stream:features/>",
+        "<message xmlns:x='urn:x' x:a='1'><x:e>ü ✓</x:e></message>",
+        " \n",
+    ];
+    const PIECES: &[&str] = &[
+        "<", ">", "/", "&", ";", "'", "=", ":", "!", " ", "\r", "\u{1}", "]]>", "&#60;",
+        "<!--x-->", "<![CDATA[x]]>", "a", "ü", "</stream:stream>", "<a>", "<b/>", "x='1'",
+    ];
+
+    /// Everything a parser said for `input` fed in `cuts`-sized pieces.
+    fn run(input: &[u8], cuts: &[usize], fast: bool) -> (Vec<StreamEvent>, bool) {
+        let mut p = StreamParser::new(Limits {
+            max_stanza_bytes: 300,
+            ..Limits::default()
+        });
+        p.fast_path = fast;
+        let mut events = Vec::new();
+        let mut rest = input;
+        let mut failed = false;
+        for &cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at(cut.min(rest.len()));
+            rest = tail;
+            failed |= p.feed(piece).is_err();
+            while let Some(ev) = p.next_event() {
+                events.push(ev);
+            }
+            if failed {
+                break;
+            }
+        }
+        (events, failed)
+    }
+
+    #[test]
+    fn fast_path_and_rxml_agree_on_mutated_streams() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut elements = 0;
+        for _ in 0..5_000 {
+            let mut body = String::new();
+            for _ in 0..1 + next(6) {
+                body.push_str(STANZAS[next(STANZAS.len())]);
+            }
+            for _ in 0..next(3) {
+                let mut at = next(body.len() + 1);
+                while !body.is_char_boundary(at) {
+                    at -= 1;
+                }
+                body.insert_str(at, PIECES[next(PIECES.len())]);
+            }
+            let input = format!("{HEADER}{body}");
+            let cuts: Vec<usize> = (0..4).map(|_| 1 + next(200)).collect();
+            let fast = run(input.as_bytes(), &cuts, true);
+            let slow = run(input.as_bytes(), &cuts, false);
+            assert_eq!(fast, slow, "{input:?} cut {cuts:?}");
+            elements += fast.0.len();
+        }
+        assert!(elements > 10_000, "only {elements} events");
+    }
 }
