@@ -6,6 +6,7 @@
 //! uses exactly one core and the server can have the other.
 #![forbid(unsafe_code)]
 
+mod compare;
 mod conn;
 mod connect;
 mod login;
@@ -47,6 +48,8 @@ enum Command {
     Users(users::UsersArgs),
     /// Prints the records of a --json-out file as a table.
     Summary { file: PathBuf },
+    /// The side-by-side table of bench/compare.sh (weft, Prosody, ejabberd, relay) with ratios.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +105,9 @@ pub struct Common {
     /// Name of the server under test, for the record (e.g. weft, prosody).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Which case of a series this run is (e.g. tput-ws-small), for `weft-bench compare`.
+    #[arg(long, default_value = "")]
+    pub tag: String,
 }
 
 /// What every scenario shares: options, the dialer and the SCRAM cache.
@@ -169,6 +175,9 @@ impl Ctx {
         let mut m = Map::new();
         m.insert("scenario".into(), json!(scenario));
         m.insert("label".into(), json!(c.label));
+        if !c.tag.is_empty() {
+            m.insert("tag".into(), json!(c.tag));
+        }
         m.insert(
             "target".into(),
             json!(format!("{:?}", c.target).to_lowercase()),
@@ -203,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             Command::Throughput(a) => throughput::run(Ctx::new(a.common.clone())?, a).await,
             Command::Users(a) => users::run(a).await.map(|()| true),
             Command::Summary { file } => report::summary(&file).map(|()| true),
+            Command::Compare(a) => compare::run(&a),
         }
     })?;
     // Exit code 2 when a scenario did not complete cleanly, so CI smoke runs catch it.

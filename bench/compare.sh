@@ -1,0 +1,502 @@
+#!/usr/bin/env bash
+# weft next to Prosody and ejabberd (Debian packages) and a bare WebSocket relay, in one run,
+# with one table of ratios (issue 4). Installs the peers if missing (apt-get, no packaged
+# service started), builds weft and weft-bench, then for each server in turn (one running at a
+# time, pinned to CPU 1; the generator on CPU 0):
+#   connect   N sessions over ws:// with SCRAM-SHA-1 on a fresh server: logins/s, memory per
+#             idle session, a ping sample (weft also over wss://)
+#   throughput PAIRS pairs over ws and TCP (window mode), BIG_PAIRS pairs over ws and TCP
+#             (window BIG_WINDOW), and PAIRS pairs over ws at half the server's own ws peak
+#   relay     PAIRS and BIG_PAIRS pairs through weft-relay, the ceiling
+#   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
+# and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
+#
+#   bench/compare.sh           full run (N=10000, T=10 s, 10 and 500 pairs, scale 19500)
+#   bench/compare.sh --smoke   N=20, 2 s, all servers and the relay: checks that every
+#                              scenario completes, not how fast (CI; well under 3 minutes)
+#
+# Exits non-zero if any scenario did not complete (failed logins, lost messages, unanswered
+# pings, a server that did not start). Needs root for the peers (installing them, running them
+# as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
+# PING, SCALE_N (0: no scale run), WARMUP, SERVERS (subset of "weft prosody ejabberd relay"),
+# RESULTS (directory for the table; --smoke: the run's temporary directory), PROFILE (cargo
+# profile; dev reuses a debug build, fine for --smoke only), CARGO_TARGET_DIR, and the ports
+# WEFT_HTTP_PORT WEFT_HTTPS_PORT WEFT_C2S_PORT PROSODY_C2S_PORT PROSODY_HTTP_PORT
+# EJABBERD_C2S_PORT EJABBERD_HTTP_PORT EJABBERD_DIST_PORT RELAY_PORT (all on 127.0.0.1, away
+# from quick.sh's 252xx and interop/s2s's 127.0.0.2-.10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PEERS_DIR=$ROOT/bench/peers
+
+SMOKE=0
+for arg in "$@"; do
+    case $arg in
+        --smoke) SMOKE=1 ;;
+        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
+    esac
+done
+if ((SMOKE)); then
+    N=${N:-20} T=${T:-2} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-20} WARMUP=${WARMUP:-0.5}
+    SCALE_N=${SCALE_N:-0} SETTLE=0.5 BENCH_TIMEOUT=120
+else
+    N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
+    SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200
+fi
+# With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
+BIG_WINDOW=${BIG_WINDOW:-1}
+PING=${PING:-$((N < 1000 ? N : 1000))}
+SERVERS=${SERVERS:-weft prosody ejabberd relay}
+WEFT_HTTP_PORT=${WEFT_HTTP_PORT:-26280} WEFT_HTTPS_PORT=${WEFT_HTTPS_PORT:-26443} WEFT_C2S_PORT=${WEFT_C2S_PORT:-26222}
+PROSODY_C2S_PORT=${PROSODY_C2S_PORT:-26322} PROSODY_HTTP_PORT=${PROSODY_HTTP_PORT:-26380}
+EJABBERD_C2S_PORT=${EJABBERD_C2S_PORT:-26422} EJABBERD_HTTP_PORT=${EJABBERD_HTTP_PORT:-26480}
+EJABBERD_DIST_PORT=${EJABBERD_DIST_PORT:-26410} RELAY_PORT=${RELAY_PORT:-26290}
+PASSWORD=bench-password
+# Accounts bench1..: enough for the connect runs and the many-pairs runs, plus two for the
+# warm-up logins before each connect run (the last two: never in use by a measured run).
+PEER_USERS=$(((N > 2 * BIG_PAIRS ? N : 2 * BIG_PAIRS) + 2))
+WEFT_USERS=$((PEER_USERS > SCALE_N + 2 ? PEER_USERS : SCALE_N + 2))
+# ejabberd's BEAM on one core: one normal and one dirty CPU scheduler, and no busy-waiting
+# (a spinning scheduler would be counted as ejabberd's CPU per message).
+EJABBERD_SCHED=${EJABBERD_SCHED:-+S 1:1 +SDcpu 1:1 +sbwt none +sbwtdcpu none +sbwtdio none}
+T_START=$SECONDS
+
+say() { printf '== %s\n' "$*"; }
+die() { printf '== compare.sh: %s\n' "$*" >&2; exit 1; }
+want() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+# --- installation ---------------------------------------------------------------------------
+
+need_peers=0
+if want prosody || want ejabberd; then need_peers=1; fi
+if ((need_peers)); then
+    [[ $EUID -eq 0 ]] || die "the peers need root (install, run as the prosody/ejabberd users): sudo, or SERVERS='weft relay'"
+    missing=()
+    for p in prosody ejabberd; do
+        want "$p" || continue
+        [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        # No packaged service may start during the install: a policy-rc.d that denies starts,
+        # unless one is already in place (as in interop/s2s/install.sh).
+        policy=/usr/sbin/policy-rc.d
+        made_policy=0
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\n# bench/compare.sh: no service starts during this install\nexit 101\n' >"$policy"
+            chmod 755 "$policy"
+            made_policy=1
+        fi
+        say "apt-get install ${missing[*]}"
+        rc=0
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } || rc=$?
+        ((made_policy)) && rm -f "$policy"
+        ((rc == 0)) || die "apt-get install ${missing[*]} failed"
+    fi
+    for c in setpriv ss timeout; do command -v "$c" >/dev/null || die "$c not found (util-linux, iproute2, coreutils)"; done
+fi
+
+# --- build ----------------------------------------------------------------------------------
+
+# PROFILE=dev reuses a debug build (e.g. in CI, where tests built it already): fine for
+# --smoke, meaningless for figures.
+PROFILE=${PROFILE:-release}
+say "cargo build --profile $PROFILE -p weft -p weft-bench"
+cargo build --profile "$PROFILE" -q -p weft -p weft-bench
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+
+# Every session is a descriptor in both processes; the soft limit goes up to the hard one
+# (inherited by every server started below).
+ulimit -n "$(ulimit -Hn)"
+SERVER_CPU=() GEN_CPU=() PINNING="none (taskset missing or fewer than 2 CPUs)"
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+    SERVER_CPU=(taskset -c 1) GEN_CPU=(taskset -c 0)
+    PINNING="servers and relay on CPU 1 (taskset -c 1), weft-bench on CPU 0 (taskset -c 0)"
+fi
+
+# Nothing may already listen on our ports (a leftover of an earlier run, or someone else's).
+for port in $WEFT_HTTP_PORT $WEFT_HTTPS_PORT $WEFT_C2S_PORT $PROSODY_C2S_PORT $PROSODY_HTTP_PORT \
+    $EJABBERD_C2S_PORT $EJABBERD_HTTP_PORT $EJABBERD_DIST_PORT $RELAY_PORT; do
+    if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use: $(ss -Hltnp "sport = :$port" | head -1)"; fi
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/weft-compare.XXXXXX")
+chmod 755 "$WORK" # the prosody and ejabberd users work below it
+OUT=$WORK/results.jsonl
+: >"$OUT"
+if ((SMOKE)); then RESULTS=${RESULTS:-$WORK/results}; else RESULTS=${RESULTS:-$ROOT/bench/results}; fi
+say "run directory $WORK"
+
+# --- processes: started in the background, stopped by pid -----------------------------------
+
+WEFT="" PROSODY="" EJABBERD="" RELAY=""
+FAILED=()
+
+# A pid is ours only while its command line names this run's directory (a pid is never
+# signalled after its process is gone and the number reused).
+ours() { [[ -n "${1:-}" && -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$WORK/"; }
+
+stop_pid() { # stop_pid PID SECONDS: TERM, bounded wait, then KILL
+    local pid=$1 deadline=$((SECONDS + $2))
+    ours "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    while ((SECONDS < deadline)) && ours "$pid"; do sleep 0.2; done
+    if ours "$pid"; then
+        say "pid $pid ignored SIGTERM for $2 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true # reaps it if it is our child
+}
+
+wait_port() { # wait_port PORT SECONDS PID: bounded; fails early if PID died
+    local deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do
+        [[ -z "${3:-}" ]] || kill -0 "$3" 2>/dev/null || return 1
+        ss -Hltn "src 127.0.0.1:$1" | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+cleanup() {
+    set +e
+    stop_weft
+    stop_prosody
+    stop_ejabberd
+    stop_relay
+    # The account stores are large and of no use afterwards; the logs stay for reading.
+    rm -rf "$WORK/weft/data" "$WORK/prosody/data" "$WORK/ejabberd/spool"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- weft -----------------------------------------------------------------------------------
+
+setup_weft() {
+    mkdir -p "$WORK/weft"
+    cat >"$WORK/weft/weft.toml" <<EOF
+# bench/compare.sh: loopback only, no TLS required, PLAIN allowed on loopback, no per-IP or
+# stanza rate limits; an https listener (self-signed certificate generated in data_dir) for wss.
+[server]
+domains = ["localhost"]
+data_dir = "$WORK/weft/data"
+[listen]
+http = ["127.0.0.1:$WEFT_HTTP_PORT"]
+https = ["127.0.0.1:$WEFT_HTTPS_PORT"]
+c2s = ["127.0.0.1:$WEFT_C2S_PORT"]
+c2s_direct_tls = []
+s2s = []
+s2s_direct_tls = []
+[c2s]
+require_encryption = false
+allow_plain_on_loopback = true
+[limits]
+max_connections_per_ip = 100000
+# Benchmarks measure the router, not the per-client stanza budget (0 turns it off).
+c2s_stanza_rate = 0
+[log]
+level = "warn"
+EOF
+    "$BIN/weft-bench" users --weft-config "$WORK/weft/weft.toml" --n "$WEFT_USERS"
+}
+
+start_weft() {
+    "${SERVER_CPU[@]}" "$BIN/weft" --config "$WORK/weft/weft.toml" >>"$WORK/weft/weft.log" 2>&1 &
+    WEFT=$!
+    if ! { wait_port "$WEFT_HTTP_PORT" 20 "$WEFT" && wait_port "$WEFT_C2S_PORT" 10 "$WEFT" &&
+        wait_port "$WEFT_HTTPS_PORT" 10 "$WEFT"; }; then
+        tail -n 20 "$WORK/weft/weft.log" >&2
+        die "weft did not start"
+    fi
+    SERVER_PID=$WEFT
+}
+stop_weft() { [[ -z $WEFT ]] || stop_pid "$WEFT" 15; WEFT=""; }
+
+# --- Prosody --------------------------------------------------------------------------------
+
+# render TEMPLATE OUT: replaces each @NAME@ by the value of shell variable NAME.
+render() {
+    local text name
+    shopt -u patsub_replacement 2>/dev/null || true # bash 5.2: '&' in a value stays '&'
+    text="$(<"$1")"
+    for name in $(grep -o '@[A-Z0-9_]*@' "$1" | sort -u | tr -d @); do
+        [[ -n "${!name+x}" ]] || die "template $1 uses @$name@, which is not set"
+        text="${text//@$name@/${!name}}"
+    done
+    printf '%s\n' "$text" >"$2"
+}
+
+setup_prosody() {
+    local P=$WORK/prosody
+    mkdir -p "$P/data" "$P/certs"
+    DIR=$P C2S_PORT=$PROSODY_C2S_PORT HTTP_PORT=$PROSODY_HTTP_PORT render "$PEERS_DIR/prosody.cfg.lua.in" "$P/prosody.cfg.lua"
+    chown -R prosody:prosody "$P"
+    # One account through prosodyctl (Prosody's own internal_hashed format, SCRAM-SHA-1 keys at
+    # default_iteration_count), then the same file for every other account: 10,000
+    # `prosodyctl register` would take minutes, and a shared salt lets the generator derive its
+    # salted password once.
+    local log
+    log=$(timeout -k 5 60 prosodyctl --config "$P/prosody.cfg.lua" register bench1 localhost "$PASSWORD" 2>&1) ||
+        die "prosodyctl register bench1 failed: $log"
+    local dir=$P/data/localhost/accounts
+    [[ -s $dir/bench1.dat ]] || die "prosodyctl register wrote no $dir/bench1.dat"
+    grep -q 'stored_key' "$dir/bench1.dat" || die "unexpected account format in $dir/bench1.dat"
+    local content i
+    content=$(<"$dir/bench1.dat")
+    for ((i = 2; i <= PEER_USERS; i++)); do printf '%s\n' "$content" >"$dir/bench$i.dat"; done
+    chown -R prosody:prosody "$P/data"
+    say "Prosody: $PEER_USERS accounts (bench1's credentials copied)"
+}
+
+start_prosody() {
+    local P=$WORK/prosody
+    # Prosody refuses to run as root: its own user (setpriv and taskset exec, so $! is Prosody).
+    "${SERVER_CPU[@]}" setpriv --reuid=prosody --regid=prosody --init-groups -- \
+        prosody --config "$P/prosody.cfg.lua" -F >>"$P/console.log" 2>&1 &
+    PROSODY=$!
+    if ! { wait_port "$PROSODY_C2S_PORT" 20 "$PROSODY" && wait_port "$PROSODY_HTTP_PORT" 10 "$PROSODY"; }; then
+        tail -n 20 "$P/console.log" "$P/prosody.log" >&2 || true
+        die "Prosody did not start"
+    fi
+    SERVER_PID=$PROSODY
+}
+stop_prosody() { [[ -z $PROSODY ]] || stop_pid "$PROSODY" 15; PROSODY=""; }
+
+# --- ejabberd -------------------------------------------------------------------------------
+
+EJ_NODE=weft-bench-ejabberd@127.0.0.1
+EJ_PIN=()
+# ejabberdctl for our node, run as the ejabberd user: as root, ejabberdctl would `su`, which
+# resets the open-files limit to 1024.
+ejctl() {
+    local E=$WORK/ejabberd
+    (cd "$E" && HOME=$E/home timeout -k 5 "${EJCTL_TIMEOUT:-60}" "${EJ_PIN[@]}" \
+        setpriv --reuid=ejabberd --regid=ejabberd --init-groups -- \
+        ejabberdctl --config-dir "$E" --ctl-config "$E/ejabberdctl.cfg" --config "$E/ejabberd.yml" \
+        --spool "$E/spool" --logs "$E/logs" "$@")
+}
+
+setup_ejabberd() {
+    local E=$WORK/ejabberd
+    mkdir -p "$E/spool" "$E/logs" "$E/contrib" "$E/modules.d" "$E/home"
+    EJ_COOKIE=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    DIR=$E C2S_PORT=$EJABBERD_C2S_PORT HTTP_PORT=$EJABBERD_HTTP_PORT render "$PEERS_DIR/ejabberd.yml.in" "$E/ejabberd.yml"
+    DIR=$E NODE=$EJ_NODE DIST_PORT=$EJABBERD_DIST_PORT COOKIE=$EJ_COOKIE MAX_PORTS=$(($(ulimit -n) + 1000)) \
+        SCHED_OPTS=$EJABBERD_SCHED render "$PEERS_DIR/ejabberdctl.cfg.in" "$E/ejabberdctl.cfg"
+    printf '%% bench/compare.sh: no resolver settings (loopback only)\n' >"$E/inetrc"
+    chown -R ejabberd:ejabberd "$E"
+    chmod 600 "$E/ejabberdctl.cfg" # holds the cookie
+}
+
+start_ejabberd() {
+    local E=$WORK/ejabberd pid="" deadline
+    rm -f "$E/ejabberd.pid"
+    # `start` detaches the BEAM (its parent exits): the pid comes from the pid file, and the
+    # CPU affinity set by taskset is inherited (only `start` is pinned, not the ctl commands).
+    EJ_PIN=("${SERVER_CPU[@]}")
+    ejctl start >>"$E/console.log" 2>&1 || die "ejabberdctl start failed: $(tail -n 5 "$E/console.log")"
+    EJ_PIN=()
+    deadline=$((SECONDS + 60))
+    while ((SECONDS < deadline)); do
+        pid=$(cat "$E/ejabberd.pid" 2>/dev/null || true)
+        [[ -n $pid ]] && ours "$pid" && break
+        sleep 0.2
+    done
+    if [[ -z $pid ]] || ! ours "$pid"; then
+        tail -n 20 "$E/logs/ejabberd.log" >&2 || true
+        die "ejabberd wrote no pid file"
+    fi
+    EJABBERD=$pid
+    if ! { wait_port "$EJABBERD_C2S_PORT" 60 "$pid" && wait_port "$EJABBERD_HTTP_PORT" 10 "$pid"; }; then
+        tail -n 20 "$E/logs/ejabberd.log" >&2 || true
+        die "ejabberd did not open its ports"
+    fi
+    SERVER_PID=$EJABBERD
+}
+
+stop_ejabberd() {
+    [[ -n $EJABBERD ]] || return 0
+    if ours "$EJABBERD"; then
+        EJCTL_TIMEOUT=30 ejctl stop >/dev/null 2>&1 || true
+        stop_pid "$EJABBERD" 30
+    fi
+    EJABBERD=""
+}
+
+ejabberd_accounts() {
+    local E=$WORK/ejabberd
+    # A hidden client node that dials the node's fixed distribution port (no epmd).
+    ERL_FLAGS="-name compare-ctl-$$@127.0.0.1 -setcookie $EJ_COOKIE -hidden -dist_listen false -erl_epmd_port $EJABBERD_DIST_PORT -start_epmd false" \
+        HOME=$E/home timeout -k 5 600 escript "$PEERS_DIR/ejabberd-accounts.escript" \
+        "$EJ_NODE" localhost bench 1 "$PEER_USERS" "$PASSWORD" || die "creating the ejabberd accounts failed"
+}
+
+# --- relay ----------------------------------------------------------------------------------
+
+start_relay() {
+    "${SERVER_CPU[@]}" "$BIN/weft-relay" --listen "127.0.0.1:$RELAY_PORT" --max-seconds 1800 >>"$WORK/relay.log" 2>&1 &
+    RELAY=$!
+    wait_port "$RELAY_PORT" 10 "$RELAY" || die "weft-relay did not start"
+    SERVER_PID=$RELAY
+}
+# The relay's command line does not name the run directory: it is our child, stopped by $!.
+stop_relay() {
+    [[ -n $RELAY ]] || return 0
+    kill -TERM "$RELAY" 2>/dev/null || true
+    wait "$RELAY" 2>/dev/null || true
+    RELAY=""
+}
+
+# --- scenarios ------------------------------------------------------------------------------
+
+# bench WHAT ARGS…: weft-bench on CPU 0, bounded in time; a run that fails is noted and the
+# others go on (its record, if any, is marked in the table).
+bench() {
+    local what=$1
+    shift
+    say "$what"
+    if ! "${GEN_CPU[@]}" timeout -k 10 "$BENCH_TIMEOUT" "$BIN/weft-bench" "$@" --json-out "$OUT"; then
+        FAILED+=("$what")
+        say "$what: did not complete" >&2
+    fi
+    echo
+}
+
+# The JSON field KEY of the last record with this tag and label ("" if none).
+field() {
+    grep -F "\"tag\":\"$1\"" "$OUT" | grep -F "\"label\":\"$2\"" | tail -n 1 |
+        sed -n "s/.*\"$3\":\([0-9.e+-]*\).*/\1/p"
+}
+
+# args LABEL TRANSPORT: the options that name the server under test.
+args() {
+    local port
+    case $1:$2 in
+        weft:ws) port=$WEFT_HTTP_PORT ;;
+        weft:wss) port=$WEFT_HTTPS_PORT ;;
+        weft:tcp) port=$WEFT_C2S_PORT ;;
+        prosody:ws) port=$PROSODY_HTTP_PORT ;;
+        prosody:tcp) port=$PROSODY_C2S_PORT ;;
+        ejabberd:ws) port=$EJABBERD_HTTP_PORT ;;
+        ejabberd:tcp) port=$EJABBERD_C2S_PORT ;;
+        *) die "no port for $1 over $2" ;;
+    esac
+    echo --label "$1" --transport "$2" --port "$port" --server-pid "$SERVER_PID" --mech scram-sha-1 --password "$PASSWORD"
+}
+
+# connect_run LABEL TRANSPORT TAG SESSIONS: a fresh server for every connect run, because memory
+# freed by earlier sessions stays in the allocator and would hide the growth.
+connect_run() {
+    "start_$1"
+    # Two logins first, not recorded: code loaded on first use (the BEAM loads modules lazily,
+    # Lua compiles on require) is neither a login rate nor memory per session.
+    local users=$PEER_USERS
+    [[ $1 != weft ]] || users=$WEFT_USERS
+    # shellcheck disable=SC2046
+    "${GEN_CPU[@]}" timeout -k 5 60 "$BIN/weft-bench" connect $(args "$1" "$2") --n 2 --first-user "$((users - 1))" \
+        --settle 0 >"$WORK/warmup.log" 2>&1 || { cat "$WORK/warmup.log" >&2; FAILED+=("$1: warm-up logins over $2"); }
+    # shellcheck disable=SC2046 # word splitting of the option list is intended
+    bench "$1: connect $4 over $2" connect $(args "$1" "$2") --tag "$3" --n "$4" \
+        --ping-sample "$((PING < $4 ? PING : $4))" --settle "$SETTLE" --max-seconds 900
+    "stop_$1"
+}
+
+throughput_runs() {
+    local s=$1 tr peak rate
+    "start_$s"
+    for tr in ws tcp; do
+        # shellcheck disable=SC2046
+        bench "$s: throughput $PAIRS pairs over $tr" throughput $(args "$s" "$tr") --tag "tput-$tr-small" \
+            --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
+    done
+    for tr in ws tcp; do
+        # shellcheck disable=SC2046
+        bench "$s: throughput $BIG_PAIRS pairs over $tr (window $BIG_WINDOW)" throughput $(args "$s" "$tr") \
+            --tag "tput-$tr-big" --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
+    done
+    # Latency where the server is not saturated: half of its own few-pair ws peak. A server
+    # that cannot keep up even so (unbatched messages cost more than the window mode's
+    # batches) shows it as latency: up to 2 × PAIRS × 1000 messages may be queued, and the
+    # drain waits up to 30 s for them rather than calling them lost.
+    peak=$(field tput-ws-small "$s" msgs_per_s)
+    rate=$(awk -v p="${peak:-0}" 'BEGIN { r = int(p / 2); print (r > 0 ? r : 0) }')
+    if ((rate > 0)); then
+        # shellcheck disable=SC2046
+        bench "$s: latency, $PAIRS pairs over ws at $rate msgs/s (half its peak)" throughput $(args "$s" ws) \
+            --tag latency-ws --pairs "$PAIRS" --rate "$rate" --seconds "$T" --warmup "$WARMUP" --drain 30
+    else
+        FAILED+=("$s: latency at half peak (no peak measured)")
+    fi
+    "stop_$s"
+}
+
+SERVER_PID=""
+if want weft; then
+    say "weft ($BIN/weft)"
+    setup_weft
+    connect_run weft ws connect-ws "$N"
+    connect_run weft wss connect-wss "$N"
+    throughput_runs weft
+    if ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
+fi
+if want prosody; then
+    say "Prosody $(dpkg-query -W -f='${Version}' prosody)"
+    setup_prosody
+    connect_run prosody ws connect-ws "$N"
+    throughput_runs prosody
+fi
+if want ejabberd; then
+    say "ejabberd $(dpkg-query -W -f='${Version}' ejabberd) ($EJABBERD_SCHED)"
+    setup_ejabberd
+    start_ejabberd
+    ejabberd_accounts
+    stop_ejabberd
+    connect_run ejabberd ws connect-ws "$N"
+    throughput_runs ejabberd
+fi
+if want relay; then
+    say "weft-relay"
+    start_relay
+    bench "relay: $PAIRS pairs over ws" throughput --target relay --transport ws --port "$RELAY_PORT" \
+        --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-small \
+        --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
+    bench "relay: $BIG_PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
+        --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-big \
+        --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
+    stop_relay
+fi
+
+# --- the table ------------------------------------------------------------------------------
+
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z "$(git status --porcelain -- crates bench/src 2>/dev/null)" ]] || COMMIT_NOTE=" (with uncommitted changes)"
+DATE=$(date -u +%F)
+mkdir -p "$RESULTS"
+BASE=$RESULTS/$DATE-$COMMIT
+{
+    echo "# weft next to Prosody and ejabberd$( ((SMOKE)) && echo ' (smoke run: figures are meaningless)')"
+    echo
+    echo "bench/compare.sh$( ((SMOKE)) && echo ' --smoke'), $(date -u '+%F %T') UTC, $((SECONDS - T_START)) s."
+    echo
+    echo "- commit: $COMMIT${COMMIT_NOTE:-} on $(git rev-parse --abbrev-ref HEAD 2>/dev/null || echo '?'), cargo profile $PROFILE"
+    echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sort | uniq -c | sed 's/^ *\([0-9]*\) /\1 × /' | paste -sd ';'), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r); open files $(ulimit -n)"
+    echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
+    echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
+    echo "- settings: connect N=$N (ping sample $PING), SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak; scale run ${SCALE_N} sessions (weft only; 0 = none)"
+    echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
+    echo "- raw records: $(basename "$BASE").jsonl"
+    if ((${#FAILED[@]})); then
+        echo "- **did not complete**: $(printf '%s; ' "${FAILED[@]}")"
+    else
+        echo "- every scenario completed"
+    fi
+} >"$WORK/header.md"
+cp "$OUT" "$BASE.jsonl"
+"$BIN/weft-bench" compare "$OUT" --header "$WORK/header.md" --out "$BASE.md" --target-sessions 10000
+cp "$BASE.md" "$RESULTS/latest.md"
+say "table: $BASE.md (also $RESULTS/latest.md); logs in $WORK; $((SECONDS - T_START)) s"
+if ((${#FAILED[@]})); then
+    say "did not complete: $(printf '%s; ' "${FAILED[@]}")" >&2
+    exit 1
+fi
+say "compare.sh: all scenarios completed"

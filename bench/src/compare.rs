@@ -1,0 +1,731 @@
+//! `weft-bench compare FILE`: the side-by-side table of `bench/compare.sh`.
+//!
+//! Reads the JSON-lines records of one run (weft, Prosody, ejabberd and the relay, each record
+//! tagged with its case by `--tag`), and prints one markdown table: one row per figure, columns
+//! weft | prosody | ejabberd | relay | weft/prosody | weft/ejabberd | target | pass. With
+//! `--out` the table goes to a file too, under the `--header` text (machine, versions, pinning).
+//!
+//! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
+//! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`; the relay's records are
+//! `tput-ws-small` and `tput-ws-big` with label `relay`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// JSON-lines records of one compare.sh run (weft-bench --json-out).
+    pub file: PathBuf,
+    /// Markdown text put above the table in --out (machine, versions, settings).
+    #[arg(long)]
+    pub header: Option<PathBuf>,
+    /// Write header, table and notes to this markdown file (the table is printed either way).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Sessions at which the memory targets are stated.
+    #[arg(long, default_value_t = 10_000)]
+    pub target_sessions: u64,
+    /// Sessions to project memory for, from the scale runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub project_sessions: u64,
+}
+
+const PEERS: [&str; 2] = ["prosody", "ejabberd"];
+
+/// The records of one run, looked up by (tag, label); the last record wins.
+struct Records(Vec<Value>);
+
+impl Records {
+    fn get(&self, tag: &str, label: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .rev()
+            .find(|r| r["tag"].as_str() == Some(tag) && r["label"].as_str() == Some(label))
+    }
+
+    /// The record of this tag for weft, else for any server (for the settings of a case).
+    fn any(&self, tag: &str) -> Option<&Value> {
+        self.get(tag, "weft")
+            .or_else(|| self.0.iter().rev().find(|r| r["tag"].as_str() == Some(tag)))
+    }
+
+    fn num(&self, tag: &str, label: &str, key: &str) -> Option<f64> {
+        self.get(tag, label).and_then(|r| r[key].as_f64())
+    }
+}
+
+/// Whether a run finished cleanly: every login, ping and message accounted for.
+fn complete(r: &Value) -> bool {
+    let n = |k: &str| r[k].as_f64().unwrap_or(0.0);
+    match r["scenario"].as_str() {
+        Some("connect") => {
+            n("failed") == 0.0
+                && n("dropped") == 0.0
+                && n("ok") == n("n")
+                && r["ping_ok"] == r["ping_sample"]
+        }
+        Some("throughput") => {
+            n("lost") == 0.0
+                && n("errors") == 0.0
+                && n("closed") == 0.0
+                && n("delivered_in_window") > 0.0
+        }
+        _ => true,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    /// A figure the target needs is missing.
+    NoData,
+    /// No target: the figure is there to read.
+    Info,
+}
+
+impl Verdict {
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "**FAIL**",
+            Verdict::NoData => "n/a",
+            Verdict::Info => "",
+        }
+    }
+
+    fn of(ok: Option<bool>) -> Verdict {
+        match ok {
+            Some(true) => Verdict::Pass,
+            Some(false) => Verdict::Fail,
+            None => Verdict::NoData,
+        }
+    }
+
+    /// All of several conditions; no data for any of them is no data.
+    fn all(parts: &[Option<bool>]) -> Verdict {
+        if parts.iter().any(|p| p.is_none()) {
+            return Verdict::NoData;
+        }
+        Verdict::of(Some(parts.iter().all(|p| *p == Some(true))))
+    }
+}
+
+struct Row {
+    figure: String,
+    /// weft, prosody, ejabberd, relay.
+    cells: [String; 4],
+    /// weft/prosody, weft/ejabberd.
+    ratios: [String; 2],
+    target: String,
+    verdict: Verdict,
+}
+
+/// A figure with a precision that suits its size.
+pub fn fmt(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        // Thousands separators keep wide numbers readable.
+        let s = format!("{:.0}", v.abs());
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if v < 0.0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 0.1 {
+        format!("{v:.2}")
+    } else if a == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn ratio(w: Option<f64>, p: Option<f64>) -> Option<f64> {
+    match (w, p) {
+        (Some(w), Some(p)) if p > 0.0 => Some(w / p),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 10.0 => format!("{r:.0}×"),
+        Some(r) if r >= 1.0 => format!("{r:.1}×"),
+        // Three decimals, so that 0.099× and 0.11× against a 1/10 target read right.
+        Some(r) if r >= 0.01 => format!("{r:.3}×"),
+        Some(r) => format!("{r:.1e}×"),
+        None => "—".into(),
+    }
+}
+
+struct Table<'a> {
+    recs: &'a Records,
+    rows: Vec<Row>,
+    incomplete: bool,
+}
+
+impl Table<'_> {
+    /// The cell for (tag, label, key): the figure, marked when its run was incomplete.
+    fn cell(&mut self, tag: &str, label: &str, key: &str) -> String {
+        let Some(r) = self.recs.get(tag, label) else {
+            return "—".into();
+        };
+        let Some(v) = r[key].as_f64() else {
+            return "—".into();
+        };
+        if complete(r) {
+            fmt(v)
+        } else {
+            self.incomplete = true;
+            format!("{} (!)", fmt(v))
+        }
+    }
+
+    /// A figure for weft and both peers (and the relay when `relay_tag` is set), with the
+    /// ratios weft/peer. `check` judges the ratios (weft/prosody, weft/ejabberd).
+    fn versus(
+        &mut self,
+        figure: String,
+        tag: &str,
+        key: &str,
+        relay_tag: Option<&str>,
+        target: &str,
+        check: Option<fn(f64) -> bool>,
+    ) {
+        let w = self.recs.num(tag, "weft", key);
+        let ratios: Vec<Option<f64>> = PEERS
+            .iter()
+            .map(|p| ratio(w, self.recs.num(tag, p, key)))
+            .collect();
+        let weft_ok = self.recs.get(tag, "weft").map(complete);
+        let verdict = match check {
+            None => Verdict::Info,
+            Some(f) => {
+                let mut parts: Vec<Option<bool>> = ratios.iter().map(|r| r.map(f)).collect();
+                parts.push(weft_ok);
+                Verdict::all(&parts)
+            }
+        };
+        let cells = [
+            self.cell(tag, "weft", key),
+            self.cell(tag, "prosody", key),
+            self.cell(tag, "ejabberd", key),
+            relay_tag.map_or_else(String::new, |t| self.cell(t, "relay", key)),
+        ];
+        self.rows.push(Row {
+            figure,
+            cells,
+            ratios: [fmt_ratio(ratios[0]), fmt_ratio(ratios[1])],
+            target: target.into(),
+            verdict,
+        });
+    }
+
+    /// A figure judged on weft's value alone (peers shown for reference, no ratios).
+    fn absolute(
+        &mut self,
+        figure: String,
+        tag: &str,
+        key: &str,
+        with_peers: bool,
+        target: String,
+        check: Option<Box<dyn Fn(f64) -> bool>>,
+    ) {
+        let w = self.recs.num(tag, "weft", key);
+        let weft_ok = self.recs.get(tag, "weft").map(complete);
+        let verdict = match check {
+            None => Verdict::Info,
+            Some(f) => Verdict::all(&[w.map(f), weft_ok]),
+        };
+        let mut cells = [
+            self.cell(tag, "weft", key),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+        if with_peers {
+            cells[1] = self.cell(tag, "prosody", key);
+            cells[2] = self.cell(tag, "ejabberd", key);
+        }
+        self.rows.push(Row {
+            figure,
+            cells,
+            ratios: [String::new(), String::new()],
+            target,
+            verdict,
+        });
+    }
+
+    /// "answered/sample" pings for each server; the target is all of weft's.
+    fn pings(&mut self, figure: String, tag: &str, with_peers: bool) {
+        let text = |r: Option<&Value>| match r {
+            Some(r) if r.get("ping_sample").is_some() => {
+                format!("{}/{}", r["ping_ok"], r["ping_sample"])
+            }
+            Some(_) => "not sampled".into(),
+            None => "—".into(),
+        };
+        let w = self.recs.get(tag, "weft");
+        let verdict = Verdict::of(w.map(|r| {
+            r["ping_sample"].as_u64().unwrap_or(0) > 0 && r["ping_ok"] == r["ping_sample"]
+        }));
+        let mut cells = [text(w), String::new(), String::new(), String::new()];
+        if with_peers {
+            cells[1] = text(self.recs.get(tag, "prosody"));
+            cells[2] = text(self.recs.get(tag, "ejabberd"));
+        }
+        self.rows.push(Row {
+            figure,
+            cells,
+            ratios: [String::new(), String::new()],
+            target: "all answered".into(),
+            verdict,
+        });
+    }
+
+    fn note(&mut self, figure: String, cells: [String; 4], target: String, verdict: Verdict) {
+        self.rows.push(Row {
+            figure,
+            cells,
+            ratios: [String::new(), String::new()],
+            target,
+            verdict,
+        });
+    }
+}
+
+fn field(r: Option<&Value>, key: &str) -> String {
+    r.and_then(|r| r.get(key))
+        .filter(|v| !v.is_null())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
+    let mut t = Table {
+        recs,
+        rows: Vec::new(),
+        incomplete: false,
+    };
+
+    // 1. Logins and idle sessions over ws.
+    let c = recs.get("connect-ws", "weft");
+    let n = field(recs.any("connect-ws"), "n");
+    t.versus(
+        format!("SCRAM-SHA-1 logins/s over ws ({n} sessions)"),
+        "connect-ws",
+        "logins_per_s",
+        None,
+        "≥10× each peer",
+        Some(|r| r >= 10.0),
+    );
+    t.versus(
+        "login time p99 over ws (ms)".into(),
+        "connect-ws",
+        "login_p99_ms",
+        None,
+        "",
+        None,
+    );
+    let at = if n == a.target_sessions.to_string() {
+        String::new()
+    } else {
+        format!(" (target stated at {} sessions)", a.target_sessions)
+    };
+    t.versus(
+        format!("RSS per idle ws session, KiB ({n} sessions)"),
+        "connect-ws",
+        "rss_kib_per_session",
+        None,
+        &format!("weft ≤8 KiB{at}"),
+        None,
+    );
+    // The memory target is on weft's own figure, not a ratio.
+    if let Some(last) = t.rows.last_mut() {
+        let w = recs.num("connect-ws", "weft", "rss_kib_per_session");
+        last.verdict = Verdict::all(&[w.map(|v| v <= 8.0), c.map(complete)]);
+    }
+    t.versus(
+        format!("PSS per idle ws session, KiB ({n} sessions)"),
+        "connect-ws",
+        "pss_kib_per_session",
+        None,
+        "",
+        None,
+    );
+    t.pings(
+        "pings answered by idle ws sessions".into(),
+        "connect-ws",
+        true,
+    );
+
+    // 1b. The same over wss (weft only).
+    let cw = recs.get("connect-wss", "weft");
+    let nw = field(cw, "n");
+    t.absolute(
+        format!("SCRAM-SHA-1 logins/s over wss ({nw} sessions, weft only)"),
+        "connect-wss",
+        "logins_per_s",
+        false,
+        String::new(),
+        None,
+    );
+    let at = if nw == a.target_sessions.to_string() {
+        String::new()
+    } else {
+        format!(" (target stated at {} sessions)", a.target_sessions)
+    };
+    t.absolute(
+        format!("RSS per idle wss session, KiB ({nw} sessions)"),
+        "connect-wss",
+        "rss_kib_per_session",
+        false,
+        format!("≤24 KiB{at}"),
+        Some(Box::new(|v| v <= 24.0)),
+    );
+    t.pings(
+        "pings answered by idle wss sessions".into(),
+        "connect-wss",
+        false,
+    );
+
+    // 2. Throughput with few pairs, ws and TCP; 3. with many pairs.
+    let relay_small = recs.num("tput-ws-small", "relay", "msgs_per_s");
+    for tr in ["ws", "tcp"] {
+        let tag = format!("tput-{tr}-small");
+        let r = recs.get(&tag, "weft");
+        let any = recs.any(&tag);
+        let (pairs, window) = (field(any, "pairs"), field(any, "window"));
+        t.versus(
+            format!("msgs/s, {pairs} pairs over {tr} (window {window})"),
+            &tag,
+            "msgs_per_s",
+            (tr == "ws").then_some("tput-ws-small"),
+            "≥10× each peer",
+            Some(|r| r >= 10.0),
+        );
+        let w = recs.num(&tag, "weft", "msgs_per_s");
+        let frac = ratio(w, relay_small);
+        t.note(
+            format!("weft {tr} / relay ws msgs/s, {pairs} pairs"),
+            [
+                frac.map_or("—".into(), |f| format!("{f:.2}")),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            "≥0.33".into(),
+            Verdict::all(&[frac.map(|f| f >= 1.0 / 3.0), r.map(complete)]),
+        );
+        for (q, key) in [("p50", "latency_p50_ms"), ("p99", "latency_p99_ms")] {
+            t.versus(
+                format!("latency {q}, {pairs} pairs over {tr} (ms)"),
+                &tag,
+                key,
+                (tr == "ws").then_some("tput-ws-small"),
+                "",
+                None,
+            );
+        }
+        t.versus(
+            format!("server CPU s per 1000 msgs, {pairs} pairs over {tr}"),
+            &tag,
+            "server_cpu_s_per_1000",
+            (tr == "ws").then_some("tput-ws-small"),
+            "≤1/10 of each peer's",
+            Some(|r| r <= 0.1),
+        );
+    }
+    for tr in ["ws", "tcp"] {
+        let tag = format!("tput-{tr}-big");
+        let r = recs.get(&tag, "weft");
+        let any = recs.any(&tag);
+        let (pairs, window) = (field(any, "pairs"), field(any, "window"));
+        let small = recs.num(&format!("tput-{tr}-small"), "weft", "msgs_per_s");
+        let floor = small.map(|s| 0.8 * s);
+        let target = match floor {
+            Some(f) => format!("≥80% of weft's few-pair {tr} rate (≥{})", fmt(f)),
+            None => format!("≥80% of weft's few-pair {tr} rate"),
+        };
+        t.versus(
+            format!("msgs/s, {pairs} pairs over {tr} (window {window})"),
+            &tag,
+            "msgs_per_s",
+            (tr == "ws").then_some("tput-ws-big"),
+            &target,
+            None,
+        );
+        if let Some(last) = t.rows.last_mut() {
+            let w = recs.num(&tag, "weft", "msgs_per_s");
+            last.verdict = Verdict::all(&[w.zip(floor).map(|(w, f)| w >= f), r.map(complete)]);
+        }
+        t.versus(
+            format!("latency p99, {pairs} pairs over {tr} (ms)"),
+            &tag,
+            "latency_p99_ms",
+            (tr == "ws").then_some("tput-ws-big"),
+            "weft <50 ms",
+            None,
+        );
+        if let Some(last) = t.rows.last_mut() {
+            let w = recs.num(&tag, "weft", "latency_p99_ms");
+            last.verdict = Verdict::all(&[w.map(|v| v < 50.0), r.map(complete)]);
+        }
+    }
+
+    // 4. Latency at half of each server's own few-pair ws peak.
+    let r = recs.get("latency-ws", "weft");
+    let pairs = field(recs.any("latency-ws"), "pairs");
+    t.versus(
+        format!("offered msgs/s, {pairs} pairs ws (half the server's own peak)"),
+        "latency-ws",
+        "offered_rate",
+        None,
+        "",
+        None,
+    );
+    t.versus(
+        "latency p50 at half peak, ws (ms)".into(),
+        "latency-ws",
+        "latency_p50_ms",
+        None,
+        "",
+        None,
+    );
+    t.versus(
+        "latency p99 at half peak, ws (ms)".into(),
+        "latency-ws",
+        "latency_p99_ms",
+        None,
+        "weft <5 ms",
+        None,
+    );
+    if let Some(last) = t.rows.last_mut() {
+        let w = recs.num("latency-ws", "weft", "latency_p99_ms");
+        last.verdict = Verdict::all(&[w.map(|v| v < 5.0), r.map(complete)]);
+    }
+
+    // Scale: many idle sessions (weft only) and the projection to a million.
+    if let Some(s) = recs.get("scale", "weft") {
+        let ns = field(Some(s), "n");
+        t.absolute(
+            format!("idle ws sessions logged in (scale run, {ns})"),
+            "scale",
+            "ok",
+            false,
+            String::new(),
+            None,
+        );
+        t.absolute(
+            format!("RSS per idle ws session, KiB ({ns} sessions)"),
+            "scale",
+            "rss_kib_per_session",
+            false,
+            "≤8 KiB".into(),
+            Some(Box::new(|v| v <= 8.0)),
+        );
+        t.pings(format!("ping sample at {ns} sessions"), "scale", false);
+        let (n1, m1) = (
+            recs.num("connect-ws", "weft", "ok"),
+            recs.num("connect-ws", "weft", "server_rss_kib_after"),
+        );
+        let (n2, m2, base) = (
+            s["ok"].as_f64(),
+            s["server_rss_kib_after"].as_f64(),
+            s["server_rss_kib_before"].as_f64(),
+        );
+        // Two fresh-server points give the slope; without the first, the per-session figure.
+        let slope = match (n1, m1, n2, m2) {
+            (Some(n1), Some(m1), Some(n2), Some(m2)) if n2 > n1 => Some((m2 - m1) / (n2 - n1)),
+            _ => s["rss_kib_per_session"].as_f64(),
+        };
+        let how = match (n1, n2) {
+            (Some(n1), Some(n2)) if n2 > n1 => format!("slope {} → {} sessions", fmt(n1), fmt(n2)),
+            _ => "per-session figure of the scale run".into(),
+        };
+        t.note(
+            format!("RSS growth per idle ws session, KiB ({how})"),
+            [
+                slope.map_or("—".into(), fmt),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            "≤8 KiB".into(),
+            Verdict::of(slope.map(|k| k <= 8.0)),
+        );
+        let projected = slope
+            .zip(base)
+            .map(|(k, b)| (b + k * a.project_sessions as f64) / (1024.0 * 1024.0));
+        t.note(
+            format!(
+                "projected RSS for {} idle ws sessions, GiB (start RSS + slope × sessions)",
+                fmt(a.project_sessions as f64)
+            ),
+            [
+                projected.map_or("—".into(), |g| format!("{g:.2}")),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            format!(
+                "8 KiB/session would be {:.2} GiB",
+                8.0 * a.project_sessions as f64 / (1024.0 * 1024.0)
+            ),
+            Verdict::Info,
+        );
+    }
+    (t.rows, t.incomplete)
+}
+
+fn markdown(rows: &[Row]) -> String {
+    let mut s = String::new();
+    s.push_str("| figure | weft | prosody | ejabberd | relay | weft/prosody | weft/ejabberd | target | pass |\n");
+    s.push_str("|---|--:|--:|--:|--:|--:|--:|---|---|\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.figure,
+            r.cells[0],
+            r.cells[1],
+            r.cells[2],
+            r.cells[3],
+            r.ratios[0],
+            r.ratios[1],
+            r.target,
+            r.verdict.text()
+        );
+    }
+    s
+}
+
+pub fn run(a: &CompareArgs) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let mut recs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", a.file.display(), i + 1))?;
+        recs.push(v);
+    }
+    let recs = Records(recs);
+    let (rows, incomplete) = build(&recs, a);
+    let table = markdown(&rows);
+    let (pass, fail, nodata) = rows.iter().fold((0, 0, 0), |(p, f, n), r| match r.verdict {
+        Verdict::Pass => (p + 1, f, n),
+        Verdict::Fail => (p, f + 1, n),
+        Verdict::NoData => (p, f, n + 1),
+        Verdict::Info => (p, f, n),
+    });
+    let mut notes = format!("Targets: {pass} pass, {fail} fail, {nodata} without data.\n");
+    if incomplete {
+        notes.push_str(
+            "\n(!) that run did not complete cleanly (failed logins, unanswered pings, lost or \
+             bounced messages, or sessions closed by the server): see its JSON line.\n",
+        );
+    }
+    notes.push_str(
+        "\n— no record (the scenario was skipped or failed before it could report). Ratios are \
+         weft/peer; for CPU per message and latency lower is better, so the CPU target is a \
+         ratio ≤0.1.\n",
+    );
+    print!("{table}\n{notes}");
+    if let Some(out) = &a.out {
+        let mut doc = String::new();
+        if let Some(h) = &a.header {
+            doc.push_str(
+                &std::fs::read_to_string(h).with_context(|| format!("reading {}", h.display()))?,
+            );
+            doc.push('\n');
+        }
+        doc.push_str(&table);
+        doc.push('\n');
+        doc.push_str(&notes);
+        std::fs::write(out, doc).with_context(|| format!("writing {}", out.display()))?;
+        println!("\nwritten to {}", out.display());
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tag: &str, label: &str, extra: Value) -> Value {
+        let mut v = serde_json::json!({"tag": tag, "label": label, "scenario": "throughput",
+            "lost": 0, "errors": 0, "closed": 0, "delivered_in_window": 100});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    }
+
+    #[test]
+    fn ratios_and_verdicts() {
+        let recs = Records(vec![
+            rec(
+                "tput-ws-small",
+                "weft",
+                serde_json::json!({"msgs_per_s": 100000.0, "pairs": 10, "window": 32, "server_cpu_s_per_1000": 0.005}),
+            ),
+            rec(
+                "tput-ws-small",
+                "prosody",
+                serde_json::json!({"msgs_per_s": 5000.0, "server_cpu_s_per_1000": 0.1}),
+            ),
+            rec(
+                "tput-ws-small",
+                "ejabberd",
+                serde_json::json!({"msgs_per_s": 20000.0, "server_cpu_s_per_1000": 0.04}),
+            ),
+            rec(
+                "tput-ws-small",
+                "relay",
+                serde_json::json!({"msgs_per_s": 250000.0}),
+            ),
+        ]);
+        let a = CompareArgs {
+            file: PathBuf::new(),
+            header: None,
+            out: None,
+            target_sessions: 10_000,
+            project_sessions: 1_000_000,
+        };
+        let (rows, incomplete) = build(&recs, &a);
+        assert!(!incomplete);
+        let row = |prefix: &str| rows.iter().find(|r| r.figure.starts_with(prefix)).unwrap();
+        let tput = row("msgs/s, 10 pairs over ws");
+        assert_eq!(tput.cells[0], "100,000");
+        assert_eq!(tput.ratios, ["20×".to_string(), "5.0×".to_string()]);
+        assert!(tput.verdict == Verdict::Fail, "5× ejabberd is below 10×");
+        let relay = row("weft ws / relay");
+        assert_eq!(relay.cells[0], "0.40");
+        assert!(relay.verdict == Verdict::Pass);
+        let cpu = row("server CPU s per 1000 msgs, 10 pairs over ws");
+        assert!(
+            cpu.verdict == Verdict::Fail,
+            "0.125 of ejabberd's is above 1/10"
+        );
+        // No TCP records at all: the row is there, without data.
+        assert!(row("msgs/s, ? pairs over tcp").verdict == Verdict::NoData);
+    }
+}
