@@ -5,8 +5,8 @@
 # time, pinned to CPU 1; the generator on CPU 0):
 #   connect   N sessions over ws:// with SCRAM-SHA-1 on a fresh server: logins/s, memory per
 #             idle session, a ping sample (weft also over wss://)
-#   throughput PAIRS pairs over ws and TCP (window mode), BIG_PAIRS pairs over ws and TCP
-#             (window BIG_WINDOW), and PAIRS pairs over ws at half the server's own ws peak
+#   throughput PAIRS pairs over ws and TCP (window mode), PAIRS and BIG_PAIRS pairs over ws and
+#             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak
 #   relay     PAIRS and BIG_PAIRS pairs through weft-relay, the ceiling
 #   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
@@ -410,6 +410,12 @@ throughput_runs() {
             --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
     done
     for tr in ws tcp; do
+        # The many-pairs run against the few-pair run at the same window: with window 1 every
+        # message is its own read and write on both sides, so comparing it with the batched
+        # window-32 rate would measure batching, not the cost of many sessions.
+        # shellcheck disable=SC2046
+        bench "$s: throughput $PAIRS pairs over $tr (window $BIG_WINDOW)" throughput $(args "$s" "$tr") \
+            --tag "tput-$tr-small-w" --pairs "$PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
         # shellcheck disable=SC2046
         bench "$s: throughput $BIG_PAIRS pairs over $tr (window $BIG_WINDOW)" throughput $(args "$s" "$tr") \
             --tag "tput-$tr-big" --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
@@ -460,6 +466,9 @@ if want relay; then
     bench "relay: $PAIRS pairs over ws" throughput --target relay --transport ws --port "$RELAY_PORT" \
         --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-small \
         --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
+    bench "relay: $PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
+        --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-small-w \
+        --pairs "$PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
     bench "relay: $BIG_PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
         --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-big \
         --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
