@@ -11,6 +11,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weft_config::Config;
 
+/// mimalloc instead of glibc's malloc: every routed stanza allocates and frees a few dozen
+/// small blocks (the element tree, the serialised frame), and glibc's allocator was a fifth
+/// of the server's CPU per message.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weft",
