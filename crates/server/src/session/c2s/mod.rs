@@ -85,7 +85,7 @@ pub fn serve(
     first: Option<Result<Incoming, FramingError>>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let domain = state.config.default_domain().to_string();
-    let c2s = C2s {
+    let c2s = Box::new(C2s {
         state,
         framed,
         peer,
@@ -95,13 +95,16 @@ pub fn serve(
         client_from: None,
         header_sent: false,
         pending: first.map(Box::new),
-    };
+    });
     c2s.run()
 }
 
 impl C2s {
-    async fn run(mut self) {
-        let state = self.state.clone();
+    /// Boxed `self`: a `mut self` argument would be stored twice in the future (as the
+    /// argument and as the mutable binding), and this future is an idle session's memory.
+    async fn run(self: Box<Self>) {
+        let mut this = self;
+        let state = this.state.clone();
         let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
         // A stream that starts while draining is redirected once its header is in (negotiate).
         let drain_started_before = state.is_draining();
@@ -114,7 +117,7 @@ impl C2s {
         // Negotiation and the final close are boxed: they run once, and inline they would
         // make every idle session's future as large as their biggest state.
         let negotiated = tokio::select! {
-            r = Box::pin(self.negotiate()) => r,
+            r = Box::pin(this.negotiate()) => r,
             _ = drained => Err(End::Shutdown),
             _ = tokio::time::sleep_until(deadline) => Err(stream_error(
                 StreamErrorCondition::ConnectionTimeout,
@@ -124,13 +127,13 @@ impl C2s {
         };
         let end = match negotiated {
             Ok(mut bound) => {
-                let end = self.established(&mut bound).await;
-                self.unbind(&bound);
+                let end = this.established(&mut bound).await;
+                this.unbind(&bound);
                 end
             }
             Err(end) => end,
         };
-        Box::pin(self.finish(end)).await;
+        Box::pin(this.finish(end)).await;
     }
 
     fn queue_header(&mut self) {
