@@ -337,13 +337,7 @@ mod tests {
     #[test]
     fn mutated_messages_never_disagree_with_rxml() {
         // Deterministic pseudo-random mutations (xorshift), bounded in count.
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_F491_4F6C_DD1D);
         let mut accepted = 0;
         for _ in 0..40_000 {
             let mut s = SEEDS[next(SEEDS.len())].to_string();

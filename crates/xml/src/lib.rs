@@ -93,3 +93,15 @@ impl Limits {
         self.max_stanza_bytes.clamp(64, MAX_TOKEN_BYTES)
     }
 }
+
+/// A deterministic xorshift generator for the differential tests: `next(n)` is in `0..n`.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut x = seed;
+    move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    }
+}

@@ -375,13 +375,7 @@ mod tests {
 
     #[test]
     fn fast_path_and_rxml_agree_on_mutated_streams() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x9E37_79B9_7F4A_7C15);
         let mut elements = 0;
         for _ in 0..5_000 {
             let mut body = String::new();
