@@ -199,7 +199,7 @@ impl<'a> Scan<'a> {
         let end = start + self.b[start..].iter().position(|&c| c == b'<')?;
         let raw = &self.s[start..end];
         self.pos = end;
-        if raw.contains("]]>") {
+        if raw.as_bytes().contains(&b']') && raw.contains("]]>") {
             return None;
         }
         unescape(raw, |c| c == b'\r')
@@ -221,6 +221,14 @@ fn qname(name: &str) -> Option<RawQName> {
 /// `refused` names, for control characters XML 1.0 forbids and for U+FFFE/U+FFFF.
 fn unescape(raw: &str, refused: impl Fn(u8) -> bool) -> Option<String> {
     let bytes = raw.as_bytes();
+    // One branch-free pass over the usual case (printable ASCII and UTF-8 other than EF
+    // sequences, no '&'); only values that have any of those get the exact checks below.
+    let plain = !bytes
+        .iter()
+        .any(|&c| c < 0x20 || c == b'<' || c == b'&' || c == 0xEF);
+    if plain {
+        return Some(raw.to_owned());
+    }
     for (i, &c) in bytes.iter().enumerate() {
         if refused(c) || (c < 0x20 && c != b'\t' && c != b'\n') {
             return None;
@@ -233,7 +241,7 @@ fn unescape(raw: &str, refused: impl Fn(u8) -> bool) -> Option<String> {
             return None;
         }
     }
-    if !raw.contains('&') {
+    if !bytes.contains(&b'&') {
         return Some(raw.to_owned());
     }
     let mut out = String::with_capacity(raw.len());
