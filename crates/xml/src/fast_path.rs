@@ -189,6 +189,16 @@ impl<'a> Scan<'a> {
             self.pos = end + 1;
             // Whitespace is normalised in attribute values; rxml does that.
             let value = unescape(raw, |c| matches!(c, b'<' | b'\t' | b'\n' | b'\r'))?;
+            // rxml checks Namespaces in XML's reserved prefixes and names on declarations
+            // (xmlns:xml, xmlns:xmlns, the XML namespace, empty prefixed URIs): left to it.
+            let prefixed_decl = name.starts_with("xmlns:");
+            if name == "xmlns:xml"
+                || name == "xmlns:xmlns"
+                || ((prefixed_decl || name == "xmlns") && value == crate::XML_NS)
+                || (prefixed_decl && value.is_empty())
+            {
+                return None;
+            }
             events.push(RawEvent::Attribute(NO_METRICS, qname(name)?, value));
         }
     }
@@ -280,6 +290,10 @@ mod tests {
 
     /// Bytes that make or break XML, for mutations.
     const PIECES: &[&str] = &[
+        " xmlns:xml='urn:o'",
+        " xmlns:p=''",
+        " xmlns='http://www.w3.org/XML/1998/namespace'",
+        " xmlns:xmlns='urn:x'",
         "<",
         ">",
         "/",
@@ -339,6 +353,43 @@ mod tests {
     fn common_messages_take_the_fast_path_and_match_rxml() {
         for seed in SEEDS {
             assert!(check(seed), "fast path declined {seed:?}");
+        }
+    }
+
+    #[test]
+    fn edge_cases_never_disagree_with_rxml() {
+        // Names and declarations where XML and Namespaces in XML have special rules: whatever
+        // the fast path accepts, rxml must accept as the same element.
+        for text in [
+            "<xmlfoo/>",
+            "<a xmlns:xml='http://www.w3.org/XML/1998/namespace'/>",
+            "<a xmlns:xml='urn:other'/>",
+            "<a xmlns:xmlns='urn:x'/>",
+            "<xmlns:a xmlns:xmlns='urn:x'/>",
+            "<a xmlns=''/>",
+            "<a xmlns:p=''/>",
+            "<a xml:lang='en' xml:space='preserve'/>",
+            "<a b='&amp;&lt;&gt;&quot;&apos;'/>",
+            "<a>&gt;&amp;</a>",
+            "<a/ >",
+            "<a  />",
+            "<a b = 'c' />",
+            "<a></a >",
+            "<a\t/>",
+            "<A-b.c_d/>",
+            "<_a/>",
+            "<a:b:c xmlns:a='urn:a'/>",
+            "<a b:='1'/>",
+            "<p:a xmlns:p='urn:p' p:b='1' b='2'/>",
+            "<p:a xmlns:p='urn:p' xmlns:q='urn:p' p:b='1' q:b='2'/>",
+            "<a b='1' b='1'/>",
+            "<a xmlns='urn:a' xmlns='urn:a'/>",
+            "<a>x]]y</a>",
+            "<a>]]&gt;</a>",
+            "<a b=\"it's\" c='say \"hi\"'/>",
+            "<a>\u{7f}\u{85}\u{fffd}</a>",
+        ] {
+            check(text);
         }
     }
 
