@@ -309,6 +309,15 @@ impl Table<'_> {
     }
 }
 
+/// A note when a memory figure was measured at another session count than the target's.
+fn stated_at(n: &str, target_sessions: u64) -> String {
+    if n == target_sessions.to_string() {
+        String::new()
+    } else {
+        format!(" (target stated at {target_sessions} sessions)")
+    }
+}
+
 fn field(r: Option<&Value>, key: &str) -> String {
     r.and_then(|r| r.get(key))
         .filter(|v| !v.is_null())
@@ -342,11 +351,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         "",
         None,
     );
-    let at = if n == a.target_sessions.to_string() {
-        String::new()
-    } else {
-        format!(" (target stated at {} sessions)", a.target_sessions)
-    };
+    let at = stated_at(&n, a.target_sessions);
     t.versus(
         format!("RSS per idle ws session, KiB ({n} sessions)"),
         "connect-ws",
@@ -385,11 +390,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         String::new(),
         None,
     );
-    let at = if nw == a.target_sessions.to_string() {
-        String::new()
-    } else {
-        format!(" (target stated at {} sessions)", a.target_sessions)
-    };
+    let at = stated_at(&nw, a.target_sessions);
     t.absolute(
         format!("RSS per idle wss session, KiB ({nw} sessions)"),
         "connect-wss",
