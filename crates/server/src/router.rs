@@ -2,6 +2,7 @@
 //! s2s. For local clients, replies for the sender are returned, not sent, so the sender's task
 //! writes them itself; for stanzas from elsewhere (s2s, bounces) replies are routed on.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,13 +34,13 @@ pub async fn route_from_client(
     };
     if !state.is_local_domain(to.domain().as_str()) {
         let local = from.domain().as_str().to_string();
-        return match crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza.clone()) {
+        return match crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
             Ok(()) => Vec::new(),
-            Err(err) => reply_with(&stanza, err),
+            Err(refused) => reply_with(&refused.1, refused.0),
         };
     }
-    let from = Jid::from(from.clone());
-    to_local(state, stanza, kind, &from, to).await
+    // FullJid borrows as Jid: no copy of the sender's JID per stanza.
+    to_local(state, stanza, kind, from.borrow(), to).await
 }
 
 /// Delivers a stanza addressed to a local JID (RFC 6121 §8.5.2, §8.5.3); returns the replies
@@ -56,10 +57,7 @@ async fn to_local(
     }
     match to.try_as_full() {
         Ok(full) => to_full_jid(state, stanza, kind, full).await,
-        Err(bare) => {
-            let bare = bare.clone();
-            to_bare_jid(state, stanza, kind, from, &bare).await
-        }
+        Err(bare) => to_bare_jid(state, stanza, kind, from, bare).await,
     }
 }
 
@@ -101,8 +99,8 @@ async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
         .and_then(|f| Jid::new(f).ok())
         .map(|f| f.domain().as_str().to_string())
         .unwrap_or_else(|| state.config.default_domain().to_string());
-    if let Err(e) = crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
-        tracing::debug!("reply to {to} dropped: {:?}", e.condition);
+    if let Err(refused) = crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
+        tracing::debug!("reply to {to} dropped: {:?}", refused.0.condition);
     }
 }
 
@@ -116,7 +114,7 @@ fn to_own_account(
     match kind {
         Kind::Iq => {
             let account = Jid::from(from.to_bare());
-            server_iq(state, &stanza, &Jid::from(from.clone()), &account)
+            server_iq(state, &stanza, from.borrow(), &account)
         }
         Kind::Presence => {
             // RFC 6121 §4.2.2 / §4.5.2: presence broadcast. Without rosters (a later issue) the

@@ -86,43 +86,47 @@ impl S2s {
     }
 
     /// Queues `stanza` (in jabber:client or jabber:server) for `remote`, starting a link when
-    /// none exists. Fails only when the queue is full or federation with `remote` is refused;
-    /// later failures come back to the sender as stanza errors.
+    /// none exists. Fails only when the queue is full or federation with `remote` is refused,
+    /// and then hands the stanza back for the error reply (no copy on the way out); later
+    /// failures come back to the sender as stanza errors.
     pub fn send(
         state: &Arc<ServerState>,
         local: &str,
         remote: &str,
         stanza: Element,
-    ) -> Result<(), StanzaError> {
+    ) -> Result<(), Box<(StanzaError, Element)>> {
         let s2s = &state.s2s;
         if !state.config.s2s.enabled {
-            return Err(StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
-                .with_text("federation is disabled on this server"));
+            let err = StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                .with_text("federation is disabled on this server");
+            return Err(Box::new((err, stanza)));
         }
         if !state.config.s2s.allows(remote) {
-            return Err(StanzaError::new(StanzaErrorCondition::NotAllowed)
-                .with_text("this server does not federate with that domain"));
+            let err = StanzaError::new(StanzaErrorCondition::NotAllowed)
+                .with_text("this server does not federate with that domain");
+            return Err(Box::new((err, stanza)));
         }
-        let mut stanza = Some(stanza);
+        let mut stanza = stanza;
         // Two tries: a link that is just closing refuses with Closed, and a new one is made.
         for _ in 0..2 {
             let pool = s2s.pool(state, local, remote);
-            match pool
-                .tx
-                .try_send(stanza.take().expect("stanza present on each try"))
-            {
+            match pool.tx.try_send(stanza) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    return Err(StanzaError::new(StanzaErrorCondition::ResourceConstraint)
-                        .with_text("too many stanzas waiting for that server"));
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    let err = StanzaError::new(StanzaErrorCondition::ResourceConstraint)
+                        .with_text("too many stanzas waiting for that server");
+                    return Err(Box::new((err, back)));
                 }
                 Err(mpsc::error::TrySendError::Closed(back)) => {
                     s2s.forget(local, remote, pool.id);
-                    stanza = Some(back);
+                    stanza = back;
                 }
             }
         }
-        Err(StanzaError::new(StanzaErrorCondition::RemoteServerTimeout))
+        Err(Box::new((
+            StanzaError::new(StanzaErrorCondition::RemoteServerTimeout),
+            stanza,
+        )))
     }
 
     fn pool(&self, state: &Arc<ServerState>, local: &str, remote: &str) -> Pool {

@@ -90,7 +90,8 @@ pub(super) async fn run(
     link.framed.close(false, None).await;
     rx.close();
     while let Ok(stanza) = rx.try_recv() {
-        if let Err(err) = super::S2s::send(&state, &local, &remote, stanza.clone()) {
+        if let Err(refused) = super::S2s::send(&state, &local, &remote, stanza) {
+            let (err, stanza) = *refused;
             bounce(&state, &stanza, err).await;
         }
     }
