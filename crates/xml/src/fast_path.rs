@@ -23,7 +23,7 @@ const NO_METRICS: EventMetrics = EventMetrics::new(0);
 /// "ask rxml" (outside the subset, or an error rxml should describe).
 pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
     let mut events = Vec::with_capacity(16);
-    let len = scan_element(text, MAX_TOKEN_BYTES, &mut events)?;
+    let len = scan_element(text, MAX_TOKEN_BYTES, limits.max_depth, &mut events)?;
     // After the element: only whitespace (no CR: rxml normalises it).
     if !text.as_bytes()[len..]
         .iter()
@@ -43,11 +43,12 @@ pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
 
 /// Scans the one complete element that starts at the beginning of `text`, pushing the raw
 /// events rxml would produce for it, and returns its length in bytes. `None` when the element
-/// is incomplete, leaves the subset or is not well-formed (names longer than `token_limit`
-/// included); nothing is known about it then and rxml must read it.
+/// is incomplete, leaves the subset, nests deeper than `max_depth` or is not well-formed (names
+/// longer than `token_limit` included); nothing is known about it then and rxml must read it.
 pub(crate) fn scan_element(
     text: &str,
     token_limit: usize,
+    max_depth: usize,
     events: &mut Vec<RawEvent>,
 ) -> Option<usize> {
     let mut scan = Scan {
@@ -86,6 +87,11 @@ pub(crate) fn scan_element(
                             events.push(RawEvent::ElementFoot(NO_METRICS));
                         } else {
                             open.push(name);
+                            // Deeper than the limit is an error rxml reports while reading;
+                            // stop here instead of queueing events for all of it.
+                            if open.len() > max_depth {
+                                return None;
+                            }
                         }
                     }
                 }
@@ -354,6 +360,22 @@ mod tests {
         for seed in SEEDS {
             assert!(check(seed), "fast path declined {seed:?}");
         }
+    }
+
+    #[test]
+    fn nesting_beyond_the_depth_limit_stops_the_scan_early() {
+        let depth = 10_000;
+        let text = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        let mut events = Vec::new();
+        assert_eq!(scan_element(&text, MAX_TOKEN_BYTES, 8, &mut events), None);
+        // Stopped at the ninth open element, not after queueing all 10,000.
+        assert!(events.len() <= 2 * 9, "{} events queued", events.len());
+        let limits = Limits {
+            max_depth: 8,
+            ..Limits::default()
+        };
+        assert_eq!(parse(&text, limits), None);
+        assert!(scan_element(&text[..3 * 8], MAX_TOKEN_BYTES, 8, &mut Vec::new()).is_none());
     }
 
     #[test]

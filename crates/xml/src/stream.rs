@@ -216,9 +216,12 @@ impl StreamParser {
                 .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
                 .count();
             let start = done + ws;
-            let Some(len) =
-                fast_path::scan_element(&text[start..], self.limits.token_limit(), &mut events)
-            else {
+            let Some(len) = fast_path::scan_element(
+                &text[start..],
+                self.limits.token_limit(),
+                self.limits.max_depth,
+                &mut events,
+            ) else {
                 break;
             };
             if len > self.limits.max_stanza_bytes {
