@@ -472,6 +472,16 @@ if want relay; then
     bench "relay: $BIG_PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
         --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-big \
         --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
+    # The relay at weft's half-peak rate: the latency floor of this machine at that load (an
+    # idle core's wake-up alone can cost milliseconds in a VM), beside weft's figure.
+    peak=$(field tput-ws-small weft msgs_per_s)
+    rate=$(awk -v p="${peak:-0}" 'BEGIN { r = int(p / 2); print (r > 0 ? r : 0) }')
+    if ((rate > 0)); then
+        bench "relay: latency, $PAIRS pairs over ws at $rate msgs/s (weft's half peak)" throughput \
+            --target relay --transport ws --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" \
+            --label relay --tag latency-ws --pairs "$PAIRS" --rate "$rate" --seconds "$T" \
+            --warmup "$WARMUP" --drain 30
+    fi
     stop_relay
 fi
 

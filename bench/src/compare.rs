@@ -7,7 +7,8 @@
 //!
 //! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
 //! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`; the relay's records are
-//! `tput-ws-small` and `tput-ws-big` with label `relay`.
+//! `tput-ws-small`, `tput-ws-small-w`, `tput-ws-big` and `latency-ws` (at weft's half-peak rate)
+//! with label `relay`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -515,7 +516,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         format!("offered msgs/s, {pairs} pairs ws (half the server's own peak)"),
         "latency-ws",
         "offered_rate",
-        None,
+        Some("latency-ws"),
         "",
         None,
     );
@@ -523,7 +524,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         "latency p50 at half peak, ws (ms)".into(),
         "latency-ws",
         "latency_p50_ms",
-        None,
+        Some("latency-ws"),
         "",
         None,
     );
@@ -531,7 +532,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         "latency p99 at half peak, ws (ms)".into(),
         "latency-ws",
         "latency_p99_ms",
-        None,
+        Some("latency-ws"),
         "weft <5 ms",
         None,
     );
