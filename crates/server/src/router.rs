@@ -265,12 +265,10 @@ async fn deliver_message_to_bare(
     stanza: Element,
     to: &BareJid,
 ) -> Vec<Element> {
-    let targets = state.sessions.message_targets(to);
-    let mut delivered = false;
-    for (_, handle) in &targets {
-        delivered |= handle.deliver(stanza.clone()).is_ok();
-    }
-    if delivered || stanza.attr("type") == Some("headline") {
+    let Some(stanza) = state.sessions.deliver_message(to, stanza) else {
+        return Vec::new();
+    };
+    if stanza.attr("type") == Some("headline") {
         return Vec::new();
     }
     if !account_exists(state, to).await {

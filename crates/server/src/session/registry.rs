@@ -64,7 +64,9 @@ struct Resource {
 /// Bound sessions by bare JID.
 #[derive(Default)]
 pub struct SessionRegistry {
-    accounts: RwLock<HashMap<BareJid, Vec<Resource>>>,
+    /// Keyed by the bare JID's string, so that a lookup by full JID borrows its bare part
+    /// instead of building a `BareJid` (a copy) for every stanza.
+    accounts: RwLock<HashMap<String, Vec<Resource>>>,
     next_id: AtomicU64,
 }
 
@@ -89,7 +91,7 @@ impl SessionRegistry {
         policy: ResourceConflict,
     ) -> BindOutcome {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
-        let resources = accounts.entry(jid.to_bare()).or_default();
+        let resources = accounts.entry(bare_part(jid).to_owned()).or_default();
         let name = jid.resource().as_str();
         if let Some(pos) = resources.iter().position(|r| r.name == name) {
             return match policy {
@@ -120,11 +122,11 @@ impl SessionRegistry {
     /// Removes the session, unless the resource was since taken over by another session.
     pub fn unbind(&self, jid: &FullJid, session_id: u64) {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
-        let bare = jid.to_bare();
-        if let Some(resources) = accounts.get_mut(&bare) {
+        let bare = bare_part(jid);
+        if let Some(resources) = accounts.get_mut(bare) {
             resources.retain(|r| !(r.name == jid.resource().as_str() && r.handle.id == session_id));
             if resources.is_empty() {
-                accounts.remove(&bare);
+                accounts.remove(bare);
             }
         }
     }
@@ -136,7 +138,7 @@ impl SessionRegistry {
     pub fn lookup(&self, jid: &FullJid) -> Option<SessionHandle> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         accounts
-            .get(&jid.to_bare())?
+            .get(bare_part(jid))?
             .iter()
             .find(|r| r.name == jid.resource().as_str())
             .map(|r| r.handle.clone())
@@ -146,7 +148,7 @@ impl SessionRegistry {
     pub fn set_presence(&self, jid: &FullJid, available: bool, priority: i8) {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = accounts
-            .get_mut(&jid.to_bare())
+            .get_mut(bare_part(jid))
             .and_then(|rs| rs.iter_mut().find(|r| r.name == jid.resource().as_str()))
         {
             r.available = available;
@@ -154,27 +156,35 @@ impl SessionRegistry {
         }
     }
 
-    /// RFC 6121 §8.5.2.1.1: available resources with non-negative priority, for a message to a
-    /// bare JID; all of them share the highest priority's delivery.
-    pub fn message_targets(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
+    /// RFC 6121 §8.5.2.1.1: a message to a bare JID goes to every available resource with
+    /// non-negative priority. Returns the message when none of them took it, for the caller's
+    /// offline handling. The last target gets the message itself, the others copies: with one
+    /// resource (the common case) nothing is copied.
+    pub fn deliver_message(&self, bare: &BareJid, stanza: Element) -> Option<Element> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        let Some(resources) = accounts.get(bare) else {
-            return Vec::new();
+        let Some(resources) = accounts.get(bare.as_str()) else {
+            return Some(stanza);
         };
-        resources
-            .iter()
-            .filter(|r| r.available && r.priority >= 0)
-            .filter_map(|r| {
-                let full = bare.with_resource_str(&r.name).ok()?;
-                Some((full, r.handle.clone()))
-            })
-            .collect()
+        let mut targets = resources.iter().filter(|r| r.available && r.priority >= 0);
+        let Some(mut last) = targets.next() else {
+            return Some(stanza);
+        };
+        let mut delivered = false;
+        for next in targets {
+            delivered |= last.handle.deliver(stanza.clone()).is_ok();
+            last = next;
+        }
+        match last.handle.deliver(stanza) {
+            Ok(()) => None,
+            Err(_) if delivered => None,
+            Err((_, stanza)) => Some(stanza),
+        }
     }
 
     /// Every bound resource of the account (for presence to a bare JID, RFC 6121 §8.5.2.1.2).
     pub fn all_resources(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        let Some(resources) = accounts.get(bare) else {
+        let Some(resources) = accounts.get(bare.as_str()) else {
             return Vec::new();
         };
         resources
@@ -192,6 +202,13 @@ impl SessionRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The bare part of a full JID's normalised string: everything before the first '/' (neither
+/// a localpart nor a domainpart may contain one, RFC 7622 §3.2 and §3.3).
+fn bare_part(jid: &FullJid) -> &str {
+    let full = jid.as_str();
+    full.split_once('/').map_or(full, |(bare, _)| bare)
 }
 
 #[cfg(test)]
@@ -237,24 +254,38 @@ mod tests {
     }
 
     #[test]
-    fn message_targets_need_available_non_negative_priority() {
+    fn messages_to_a_bare_jid_go_to_available_resources_of_non_negative_priority() {
         let reg = SessionRegistry::default();
         let a: FullJid = "bob@localhost/a".parse().unwrap();
         let b: FullJid = "bob@localhost/b".parse().unwrap();
-        let (ha, _ra) = handle(&reg);
-        let (hb, _rb) = handle(&reg);
+        let (ha, mut ra) = handle(&reg);
+        let (hb, mut rb) = handle(&reg);
+        let hb_id = hb.id;
         reg.bind(&a, ha, ResourceConflict::Replace);
         reg.bind(&b, hb, ResourceConflict::Replace);
         let bare = a.to_bare();
-        assert!(reg.message_targets(&bare).is_empty());
+        let msg = || Element::builder("message", "jabber:client").build();
+        // Bound but not available: nobody takes it, and it comes back.
+        assert!(reg.deliver_message(&bare, msg()).is_some());
         reg.set_presence(&a, true, 0);
         reg.set_presence(&b, true, -1);
-        let targets: Vec<String> = reg
-            .message_targets(&bare)
-            .into_iter()
-            .map(|(j, _)| j.to_string())
-            .collect();
-        assert_eq!(targets, vec!["bob@localhost/a".to_string()]);
+        assert!(reg.deliver_message(&bare, msg()).is_none());
+        assert!(ra.try_recv().is_ok());
+        assert!(
+            rb.try_recv().is_err(),
+            "negative priority gets no message to the bare JID"
+        );
+        reg.set_presence(&b, true, 1);
+        assert!(reg.deliver_message(&bare, msg()).is_none());
+        assert!(
+            ra.try_recv().is_ok() && rb.try_recv().is_ok(),
+            "both available resources"
+        );
         assert_eq!(reg.all_resources(&bare).len(), 2);
+        assert_eq!(reg.lookup(&b).map(|h| h.id), Some(hb_id));
+        // A resource whose session is gone does not count as a delivery.
+        drop(rb);
+        reg.set_presence(&a, false, 0);
+        assert!(reg.deliver_message(&bare, msg()).is_some());
     }
 }
