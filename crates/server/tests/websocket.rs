@@ -306,3 +306,42 @@ async fn server_pings_and_drops_peers_that_stop_answering() {
     drop(c);
     server.stop().await;
 }
+
+/// A client that sends its first frame in the same write as the upgrade request (RFC 6455
+/// §4.1 says to wait for the 101; hyper reads the frame along with the request): the frame is
+/// not lost, the server answers the <open/>.
+#[tokio::test]
+async fn frame_sent_with_the_upgrade_request_is_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
+    let mut bytes = b"GET /xmpp-websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n"
+        .to_vec();
+    // One masked text frame (RFC 6455 §5.2, §5.3) carrying the <open/>.
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    assert!(OPEN.len() < 126);
+    bytes.extend_from_slice(&[0x81, 0x80 | OPEN.len() as u8]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(OPEN.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&bytes).await.unwrap();
+
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("<open ") {
+        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
+            .await
+            .expect("the server answers the <open/> sent with the upgrade request")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(text.contains(&format!("xmlns='{FRAMING}'")), "{text}");
+    server.stop().await;
+}

@@ -3,7 +3,9 @@
 //! session. The handshake is answered here rather than through axum's WebSocket extractor so
 //! that incoming and outgoing WebSocket streams share one tokio-tungstenite framing type.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 
@@ -12,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -22,7 +25,7 @@ use crate::framing::{Framed, WsFraming};
 use crate::negotiation::c2s::Transport;
 use crate::ns;
 use crate::state::ServerState;
-use crate::transport::io::PeerInfo;
+use crate::transport::io::{MaybeTlsStream, PeerInfo};
 
 pub const SUBPROTOCOL: &str = "xmpp";
 
@@ -148,7 +151,7 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
                 return;
             }
         };
-        let io: Box<dyn WsIo> = Box::new(TokioIo::new(upgraded));
+        let io = unwrap_upgraded(upgraded);
         let socket =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(state.limits)))
                 .await;
@@ -197,4 +200,58 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
         .header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL)
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// The connection under hyper's upgrade wrapper, read and written directly: hyper's wrapper
+/// adds a rewind buffer and two layers of dynamic dispatch to every read and write of the
+/// session. Bytes hyper read past the request (a client that sent frames before our 101,
+/// which RFC 6455 §4.1 forbids but which loses nothing here) are read first.
+fn unwrap_upgraded(upgraded: hyper::upgrade::Upgraded) -> Box<dyn WsIo> {
+    match upgraded.downcast::<TokioIo<MaybeTlsStream>>() {
+        Ok(parts) if parts.read_buf.is_empty() => Box::new(parts.io.into_inner()),
+        Ok(parts) => Box::new(Prefixed {
+            prefix: parts.read_buf,
+            io: parts.io.into_inner(),
+        }),
+        Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+struct Prefixed {
+    prefix: bytes::Bytes,
+    io: MaybeTlsStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
