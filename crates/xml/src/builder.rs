@@ -99,6 +99,13 @@ impl TreeBuilder {
         }
     }
 
+    /// Start a new document in `mode` (keeps allocations and the namespace cache).
+    pub(crate) fn reset(&mut self, mode: Mode, limits: Limits) {
+        self.clear();
+        self.mode = mode;
+        self.max_depth = limits.max_depth;
+    }
+
     /// Forget the document (keeps allocations and the namespace cache).
     pub(crate) fn clear(&mut self) {
         self.bindings.clear();

@@ -12,7 +12,9 @@
 
 use minidom::Element;
 use rxml::parser::EventMetrics;
-use rxml::{NcName, RawEvent, RawQName};
+use std::cell::RefCell;
+
+use rxml::{xml_ncname, NcName, RawEvent, RawQName};
 
 use crate::builder::{Built, Mode, TreeBuilder};
 use crate::{Limits, MAX_TOKEN_BYTES};
@@ -22,8 +24,37 @@ const NO_METRICS: EventMetrics = EventMetrics::new(0);
 /// `Some(element)` when `text` is a well-formed message inside the subset; `None` means
 /// "ask rxml" (outside the subset, or an error rxml should describe).
 pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
-    let mut events = Vec::with_capacity(16);
-    let len = scan_element(text, MAX_TOKEN_BYTES, limits.max_depth, &mut events)?;
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let (events, tree) = &mut *scratch;
+            events.clear();
+            tree.reset(Mode::Message, limits);
+            parse_with(text, limits, events, tree)
+        }
+        // Not reentrant in practice; fresh buffers if it ever is.
+        Err(_) => parse_with(
+            text,
+            limits,
+            &mut Vec::new(),
+            &mut TreeBuilder::new(Mode::Message, limits),
+        ),
+    })
+}
+
+thread_local! {
+    /// The event list and tree builder of the last message parsed on this thread, kept for
+    /// their allocations: five vectors less to allocate and free per message.
+    static SCRATCH: RefCell<(Vec<RawEvent>, TreeBuilder)> =
+        RefCell::new((Vec::with_capacity(16), TreeBuilder::new(Mode::Message, Limits::default())));
+}
+
+fn parse_with(
+    text: &str,
+    limits: Limits,
+    events: &mut Vec<RawEvent>,
+    tree: &mut TreeBuilder,
+) -> Option<Element> {
+    let len = scan_element(text, MAX_TOKEN_BYTES, limits.max_depth, events)?;
     // After the element: only whitespace (no CR: rxml normalises it).
     if !text.as_bytes()[len..]
         .iter()
@@ -31,9 +62,8 @@ pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
     {
         return None;
     }
-    let mut tree = TreeBuilder::new(Mode::Message, limits);
     let mut root = None;
-    for ev in events {
+    for ev in events.drain(..) {
         if let Some(Built::Element(el)) = tree.process(ev).ok()? {
             root = Some(el);
         }
@@ -225,12 +255,29 @@ impl<'a> Scan<'a> {
 /// Splits an ASCII QName into rxml's raw form (validated by rxml's own types).
 fn qname(name: &str) -> Option<RawQName> {
     Some(match name.split_once(':') {
-        Some((prefix, local)) => (
-            Some(NcName::try_from(prefix).ok()?),
-            NcName::try_from(local).ok()?,
-        ),
-        None => (None, NcName::try_from(name).ok()?),
+        Some((prefix, local)) => (Some(ncname(prefix)?), ncname(local)?),
+        None => (None, ncname(name)?),
     })
+}
+
+/// The names nearly every stanza uses, checked once at compile time (`xml_ncname!`) instead
+/// of by rxml's validator on every occurrence.
+fn ncname(name: &str) -> Option<NcName> {
+    let known = match name {
+        "message" => xml_ncname!("message"),
+        "presence" => xml_ncname!("presence"),
+        "iq" => xml_ncname!("iq"),
+        "body" => xml_ncname!("body"),
+        "to" => xml_ncname!("to"),
+        "from" => xml_ncname!("from"),
+        "type" => xml_ncname!("type"),
+        "id" => xml_ncname!("id"),
+        "xmlns" => xml_ncname!("xmlns"),
+        "xml" => xml_ncname!("xml"),
+        "lang" => xml_ncname!("lang"),
+        _ => return NcName::try_from(name).ok(),
+    };
+    Some(known.to_owned())
 }
 
 /// Replaces the five predefined entities; `None` for any other reference, for a byte that
