@@ -7,7 +7,8 @@
 #             idle session, a ping sample (weft also over wss://)
 #   throughput PAIRS pairs over ws and TCP (window mode), PAIRS and BIG_PAIRS pairs over ws and
 #             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak
-#   relay     PAIRS and BIG_PAIRS pairs through weft-relay, the ceiling
+#   relay     PAIRS and BIG_PAIRS pairs through weft-relay, the ceiling, and PAIRS pairs at
+#             weft's half-peak rate (run right after weft's throughput, before its scale run)
 #   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
 #
@@ -436,31 +437,10 @@ throughput_runs() {
     "stop_$s"
 }
 
-SERVER_PID=""
-if want weft; then
-    say "weft ($BIN/weft)"
-    setup_weft
-    connect_run weft ws connect-ws "$N"
-    connect_run weft wss connect-wss "$N"
-    throughput_runs weft
-    if ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
-fi
-if want prosody; then
-    say "Prosody $(dpkg-query -W -f='${Version}' prosody)"
-    setup_prosody
-    connect_run prosody ws connect-ws "$N"
-    throughput_runs prosody
-fi
-if want ejabberd; then
-    say "ejabberd $(dpkg-query -W -f='${Version}' ejabberd) ($EJABBERD_SCHED)"
-    setup_ejabberd
-    start_ejabberd
-    ejabberd_accounts
-    stop_ejabberd
-    connect_run ejabberd ws connect-ws "$N"
-    throughput_runs ejabberd
-fi
-if want relay; then
+# The relay right after weft's throughput runs, not at the end: weft's fraction of the relay
+# is then a ratio of two figures taken a minute apart, on a machine whose speed drifts.
+relay_runs() {
+    local peak rate
     say "weft-relay"
     start_relay
     bench "relay: $PAIRS pairs over ws" throughput --target relay --transport ws --port "$RELAY_PORT" \
@@ -483,7 +463,34 @@ if want relay; then
             --warmup "$WARMUP" --drain 30
     fi
     stop_relay
+}
+
+SERVER_PID=""
+if want weft; then
+    say "weft ($BIN/weft)"
+    setup_weft
+    connect_run weft ws connect-ws "$N"
+    connect_run weft wss connect-wss "$N"
+    throughput_runs weft
+    if want relay; then relay_runs; fi
+    if ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
 fi
+if want prosody; then
+    say "Prosody $(dpkg-query -W -f='${Version}' prosody)"
+    setup_prosody
+    connect_run prosody ws connect-ws "$N"
+    throughput_runs prosody
+fi
+if want ejabberd; then
+    say "ejabberd $(dpkg-query -W -f='${Version}' ejabberd) ($EJABBERD_SCHED)"
+    setup_ejabberd
+    start_ejabberd
+    ejabberd_accounts
+    stop_ejabberd
+    connect_run ejabberd ws connect-ws "$N"
+    throughput_runs ejabberd
+fi
+if want relay && ! want weft; then relay_runs; fi
 
 # --- the table ------------------------------------------------------------------------------
 
