@@ -636,6 +636,36 @@ fn markdown(rows: &[Row]) -> String {
     s
 }
 
+/// The throughput runs in which the VM's host took 1% or more of the server's CPU ("steal"):
+/// time the server neither ran nor waited, which its own CPU figures do not show and which
+/// lowers its msgs/s and lengthens its latency tail. Empty when none did (or on bare metal).
+fn steal_note(recs: &Records) -> String {
+    let runs: Vec<String> = recs
+        .0
+        .iter()
+        .filter(|r| r["scenario"].as_str() == Some("throughput"))
+        .filter_map(|r| {
+            let pct = 100.0 * r["server_steal_s"].as_f64()? / r["seconds"].as_f64()?;
+            (pct >= 1.0).then(|| {
+                format!(
+                    "{} {} {:.0}%",
+                    r["label"].as_str().unwrap_or("?"),
+                    r["tag"].as_str().unwrap_or("?"),
+                    pct
+                )
+            })
+        })
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nSteal on the server's CPU (the VM's host running something else), share of the \
+         measured window: {}.\n",
+        runs.join(", ")
+    )
+}
+
 pub fn run(a: &CompareArgs) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
@@ -664,6 +694,7 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<bool> {
              bounced messages, or sessions closed by the server): see its JSON line.\n",
         );
     }
+    notes.push_str(&steal_note(&recs));
     notes.push_str(
         "\n— no record (the scenario was skipped or failed before it could report). Ratios are \
          weft/peer; for CPU per message and latency lower is better, so the CPU target is a \
@@ -748,5 +779,30 @@ mod tests {
         );
         // No TCP records at all: the row is there, without data.
         assert!(row("msgs/s, ? pairs over tcp").verdict == Verdict::NoData);
+    }
+
+    #[test]
+    fn steal_is_listed_from_one_percent() {
+        let recs = Records(vec![
+            rec(
+                "tput-ws-small",
+                "weft",
+                serde_json::json!({"seconds": 10.0, "server_steal_s": 1.5}),
+            ),
+            rec(
+                "tput-ws-small",
+                "relay",
+                serde_json::json!({"seconds": 10.0, "server_steal_s": 0.05}),
+            ),
+            rec(
+                "tput-tcp-small",
+                "weft",
+                serde_json::json!({"seconds": 10.0}),
+            ),
+        ]);
+        let note = steal_note(&recs);
+        assert!(note.contains("weft tput-ws-small 15%"), "{note}");
+        assert!(!note.contains("relay"), "{note}");
+        assert!(steal_note(&Records(vec![])).is_empty());
     }
 }

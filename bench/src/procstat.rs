@@ -66,12 +66,47 @@ pub fn cpus_allowed(pid: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The CPU numbers in a `Cpus_allowed_list` ("1", "0-3", "0,2-3").
+pub fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+            cpus.extend(a..=b);
+        }
+    }
+    cpus
+}
+
+/// Seconds the hypervisor gave `cpus` to someone else ("steal" in /proc/stat, proc(5)): on a
+/// shared VM, time in which a pinned process neither ran nor waited, which no figure of the
+/// process itself shows.
+pub fn steal_seconds(cpus: &[usize]) -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let ticks: u64 = stat
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let cpu: usize = f.next()?.strip_prefix("cpu")?.parse().ok()?;
+            // user nice system idle iowait irq softirq steal
+            let steal = f.nth(7)?.parse::<u64>().ok()?;
+            cpus.contains(&cpu).then_some(steal)
+        })
+        .sum();
+    ticks as f64 / clk_tck()
+}
+
 /// CPU and memory of the server, when its pid is known.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     pub cpu_s: f64,
     pub mem: Mem,
     pub gen_cpu_s: f64,
+    /// Steal on the CPUs the server may use, and on the generator's.
+    pub server_steal_s: f64,
+    pub gen_steal_s: f64,
 }
 
 pub fn sample(server: Option<u32>) -> Sample {
@@ -82,9 +117,27 @@ pub fn sample(server: Option<u32>) -> Sample {
         ),
         None => (0.0, Mem::default()),
     };
+    let server_cpus = server.map_or_else(Vec::new, |pid| {
+        parse_cpu_list(&cpus_allowed(&pid.to_string()))
+    });
     Sample {
         cpu_s,
         mem,
         gen_cpu_s: cpu_seconds("self").unwrap_or(0.0),
+        server_steal_s: steal_seconds(&server_cpus),
+        gen_steal_s: steal_seconds(&parse_cpu_list(&cpus_allowed("self"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("1"), vec![1]);
+        assert_eq!(parse_cpu_list("0-3"), vec![0, 1, 2, 3]);
+        assert_eq!(parse_cpu_list("0,2-3\n"), vec![0, 2, 3]);
+        assert!(parse_cpu_list("").is_empty());
     }
 }

@@ -238,6 +238,8 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
         0.0
     };
     let gen_cpu = s1.gen_cpu_s - s0.gen_cpu_s;
+    let server_steal = s1.server_steal_s - s0.server_steal_s;
+    let gen_steal = s1.gen_steal_s - s0.gen_steal_s;
     let mut rec = ctx.record("throughput");
     let lat = report::latency(&sh.lat_us.borrow(), "latency", &mut rec);
     println!(
@@ -253,6 +255,13 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
         per_1000,
         100.0 * gen_cpu / a.seconds
     );
+    if server_steal + gen_steal > 0.0 {
+        println!(
+            "steal (the VM's host ran something else): {server_steal:.2} s on the server's CPUs, \
+             {gen_steal:.2} s on the generator's, in {:.1} s",
+            a.seconds
+        );
+    }
     if closed > 0 {
         println!("{closed} sessions were closed by the server during the run");
     }
@@ -274,6 +283,8 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
             json!((per_1000 * 1e5).round() / 1e5),
         ),
         ("generator_cpu_s", json!(report::round3(gen_cpu))),
+        ("server_steal_s", json!(report::round3(server_steal))),
+        ("generator_steal_s", json!(report::round3(gen_steal))),
     ] {
         rec.insert(k.into(), v);
     }
