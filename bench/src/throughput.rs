@@ -3,10 +3,11 @@
 //! fixed offered rate. Each body starts with its send time, so the receiver measures latency.
 //!
 //! Reports messages per second delivered in the measured interval (after a warm-up), latency
-//! percentiles, and server CPU seconds per 1,000 messages. In rate mode a message more than
-//! 2 ms late (a full window: the server fell behind) is stamped with its scheduled send time,
-//! so falling behind shows up as latency (no coordinated omission); lateness within 2 ms is
-//! the generator's millisecond timer, and the real send time is the stamp.
+//! percentiles, and server CPU seconds per 1,000 messages. In rate mode a message the
+//! in-flight window held back (the server fell behind), or one more than 2 ms late, is stamped
+//! with its scheduled send time, so falling behind shows up as latency (no coordinated
+//! omission); lateness within 2 ms with the window open is the generator's millisecond timer,
+//! and the real send time is the stamp.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write;
@@ -297,6 +298,20 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
 /// Lateness of a rate-mode send that is put down to the generator's timer, not the server.
 const TIMER_SLACK_NS: u64 = 2_000_000;
 
+/// The timestamp a rate-mode message carries, sent at `now` and due at `due`. tokio's timers
+/// tick in whole milliseconds, so a wake-up is up to ~1 ms after the due time: with the window
+/// open, that much lateness is the generator's, and the message is stamped when it is really
+/// sent. A message the window held back (due by `window_full_at`), or a later one, keeps its
+/// due time, so the delay counts as latency (no coordinated omission).
+fn rate_stamp(now: u64, due: u64, window_full_at: Option<u64>) -> u64 {
+    let held = window_full_at.is_some_and(|t| due <= t);
+    if !held && now.saturating_sub(due) <= TIMER_SLACK_NS {
+        now
+    } else {
+        due
+    }
+}
+
 async fn session(
     sh: Rc<Shared>,
     mut conn: Conn,
@@ -315,6 +330,9 @@ async fn session(
             .unwrap_or(0)
     };
     let mut next_wake = sh.base;
+    // Rate mode: when the window last refused a send. Messages due by then were held back by
+    // the server, whatever their lateness.
+    let mut window_full_at: Option<u64> = None;
     loop {
         tokio::select! {
             ev = conn.recv() => match ev {
@@ -347,15 +365,12 @@ async fn session(
                 let now = sh.now_ns();
                 let mut batch = 0;
                 while batch < BATCH && due_ns(sent) <= now {
-                    let Ok(p) = out.try_acquire() else { break };
+                    let Ok(p) = out.try_acquire() else {
+                        window_full_at = Some(now);
+                        break;
+                    };
                     p.forget();
-                    // tokio's timers tick in whole milliseconds, so a wake-up is up to ~1 ms
-                    // after the due time: that much lateness is the generator's, and the
-                    // message is stamped when it is really sent. Later than that, the window
-                    // was full (the server fell behind): the due time stays the stamp, so the
-                    // delay counts as latency (no coordinated omission).
-                    let due = due_ns(sent);
-                    let stamp = if now.saturating_sub(due) <= TIMER_SLACK_NS { now } else { due };
+                    let stamp = rate_stamp(now, due_ns(sent), window_full_at);
                     if conn.send(sender.message(stamp)).await.is_err() {
                         return;
                     }
@@ -380,5 +395,23 @@ async fn session(
                 sending = c == Ctl::Run;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_stamps_count_what_the_server_held_back() {
+        let ms = 1_000_000;
+        // The timer woke 1 ms late, window open: the real send time.
+        assert_eq!(rate_stamp(11 * ms, 10 * ms, None), 11 * ms);
+        // 3 ms late: the due time, the lateness is latency.
+        assert_eq!(rate_stamp(13 * ms, 10 * ms, None), 10 * ms);
+        // Only 1 ms late, but the window was full when it was due: held back by the server.
+        assert_eq!(rate_stamp(11 * ms, 10 * ms, Some(10 * ms)), 10 * ms);
+        // Due after the window last refused: the timer rule again.
+        assert_eq!(rate_stamp(13 * ms, 12 * ms, Some(10 * ms)), 13 * ms);
     }
 }
