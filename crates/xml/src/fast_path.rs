@@ -24,28 +24,48 @@ const NO_METRICS: EventMetrics = EventMetrics::new(0);
 /// `Some(element)` when `text` is a well-formed message inside the subset; `None` means
 /// "ask rxml" (outside the subset, or an error rxml should describe).
 pub(crate) fn parse(text: &str, limits: Limits) -> Option<Element> {
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => {
-            let (events, tree) = &mut *scratch;
-            events.clear();
-            tree.reset(Mode::Message, limits);
-            parse_with(text, limits, events, tree)
-        }
-        // Not reentrant in practice; fresh buffers if it ever is.
-        Err(_) => parse_with(
-            text,
-            limits,
-            &mut Vec::new(),
-            &mut TreeBuilder::new(Mode::Message, limits),
-        ),
+    with_events(|events| {
+        TREE.with(|tree| match tree.try_borrow_mut() {
+            Ok(mut tree) => {
+                tree.reset(Mode::Message, limits);
+                parse_with(text, limits, events, &mut tree)
+            }
+            // Not reentrant in practice; a fresh builder if it ever is.
+            Err(_) => parse_with(
+                text,
+                limits,
+                events,
+                &mut TreeBuilder::new(Mode::Message, limits),
+            ),
+        })
     })
 }
 
+/// Events kept allocated between uses; beyond this a large message's list is released, so one
+/// big stanza does not keep megabytes per thread.
+const KEPT_EVENTS: usize = 256;
+
 thread_local! {
-    /// The event list and tree builder of the last message parsed on this thread, kept for
-    /// their allocations: five vectors less to allocate and free per message.
-    static SCRATCH: RefCell<(Vec<RawEvent>, TreeBuilder)> =
-        RefCell::new((Vec::with_capacity(16), TreeBuilder::new(Mode::Message, Limits::default())));
+    /// The event list and message tree builder last used on this thread, kept for their
+    /// allocations: five vectors less to allocate and free per message (or per TCP read).
+    static EVENTS: RefCell<Vec<RawEvent>> = const { RefCell::new(Vec::new()) };
+    static TREE: RefCell<TreeBuilder> =
+        RefCell::new(TreeBuilder::new(Mode::Message, Limits::default()));
+}
+
+/// Runs `f` with this thread's event list, empty.
+pub(crate) fn with_events<R>(f: impl FnOnce(&mut Vec<RawEvent>) -> R) -> R {
+    EVENTS.with(|events| match events.try_borrow_mut() {
+        Ok(mut events) => {
+            events.clear();
+            let result = f(&mut events);
+            events.clear();
+            events.shrink_to(KEPT_EVENTS);
+            result
+        }
+        // Not reentrant in practice; a fresh list if it ever is.
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 fn parse_with(
@@ -403,6 +423,14 @@ mod tests {
     }
 
     #[test]
+    fn a_large_message_does_not_keep_its_event_list() {
+        let text = format!("<a xmlns='urn:a'>{}</a>", "<b/>".repeat(5_000));
+        assert!(parse(&text, Limits::default()).is_some());
+        let kept = EVENTS.with(|events| events.borrow().capacity());
+        assert!(kept <= KEPT_EVENTS, "{kept} events kept");
+    }
+
+    #[test]
     fn common_messages_take_the_fast_path_and_match_rxml() {
         for seed in SEEDS {
             assert!(check(seed), "fast path declined {seed:?}");
@@ -470,24 +498,15 @@ mod tests {
         for _ in 0..40_000 {
             let mut s = SEEDS[next(SEEDS.len())].to_string();
             for _ in 0..1 + next(3) {
-                let mut at = next(s.len() + 1);
-                while !s.is_char_boundary(at) {
-                    at -= 1;
-                }
+                let at = crate::char_floor(&s, next(s.len() + 1));
                 match next(3) {
                     0 => s.insert_str(at, PIECES[next(PIECES.len())]),
                     1 => {
-                        let mut end = (at + 1 + next(4)).min(s.len());
-                        while !s.is_char_boundary(end) {
-                            end += 1;
-                        }
+                        let end = crate::char_ceil(&s, at + 1 + next(4));
                         s.replace_range(at..end, "");
                     }
                     _ => {
-                        let mut end = (at + 1).min(s.len());
-                        while !s.is_char_boundary(end) {
-                            end += 1;
-                        }
+                        let end = crate::char_ceil(&s, at + 1);
                         s.replace_range(at..end, PIECES[next(PIECES.len())]);
                     }
                 }

@@ -94,6 +94,23 @@ impl Limits {
     }
 }
 
+/// The nearest char boundary of `s` at or before `at`, for mutating test inputs.
+#[cfg(test)]
+pub(crate) fn char_floor(s: &str, mut at: usize) -> usize {
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// The nearest char boundary of `s` at or after `at` (at most `s.len()`).
+#[cfg(test)]
+pub(crate) fn char_ceil(s: &str, at: usize) -> usize {
+    (at.min(s.len())..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len())
+}
+
 /// A deterministic xorshift generator for the differential tests: `next(n)` is in `0..n`.
 #[cfg(test)]
 pub(crate) fn test_rng(seed: u64) -> impl FnMut(usize) -> usize {

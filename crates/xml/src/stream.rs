@@ -208,36 +208,37 @@ impl StreamParser {
             // A chunk may end inside a UTF-8 sequence: the part before it is still good.
             Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
         };
-        let mut done = 0;
-        let mut events = Vec::new();
-        loop {
-            let ws = text.as_bytes()[done..]
-                .iter()
-                .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                .count();
-            let start = done + ws;
-            let Some(len) = fast_path::scan_element(
-                &text[start..],
-                self.limits.token_limit(),
-                self.limits.max_depth,
-                &mut events,
-            ) else {
-                break;
-            };
-            if len > self.limits.max_stanza_bytes {
-                return Err(XmlError::StanzaTooLarge {
-                    limit: self.limits.max_stanza_bytes,
-                });
+        let done = fast_path::with_events(|events| {
+            let mut done = 0;
+            loop {
+                let ws = text.as_bytes()[done..]
+                    .iter()
+                    .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    .count();
+                let start = done + ws;
+                let Some(len) = fast_path::scan_element(
+                    &text[start..],
+                    self.limits.token_limit(),
+                    self.limits.max_depth,
+                    events,
+                ) else {
+                    return Ok(done);
+                };
+                if len > self.limits.max_stanza_bytes {
+                    return Err(XmlError::StanzaTooLarge {
+                        limit: self.limits.max_stanza_bytes,
+                    });
+                }
+                self.consumed += (ws + len) as u64;
+                self.pos += ws as u64;
+                for ev in events.drain(..) {
+                    self.handle(ev)?;
+                }
+                // The events carry no byte counts; the element's length is added here.
+                self.pos += len as u64;
+                done = start + len;
             }
-            self.consumed += (ws + len) as u64;
-            self.pos += ws as u64;
-            for ev in events.drain(..) {
-                self.handle(ev)?;
-            }
-            // The events carry no byte counts; the element's length is added here.
-            self.pos += len as u64;
-            done = start + len;
-        }
+        })?;
         Ok(&buf[done..])
     }
 
@@ -386,10 +387,7 @@ mod tests {
                 body.push_str(STANZAS[next(STANZAS.len())]);
             }
             for _ in 0..next(3) {
-                let mut at = next(body.len() + 1);
-                while !body.is_char_boundary(at) {
-                    at -= 1;
-                }
+                let at = crate::char_floor(&body, next(body.len() + 1));
                 body.insert_str(at, PIECES[next(PIECES.len())]);
             }
             let input = format!("{HEADER}{body}");
