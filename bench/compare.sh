@@ -29,6 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=$ROOT/bench/peers
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 SMOKE=0
 for arg in "$@"; do
@@ -175,29 +177,7 @@ trap 'exit 130' INT TERM
 
 setup_weft() {
     mkdir -p "$WORK/weft"
-    cat >"$WORK/weft/weft.toml" <<EOF
-# bench/compare.sh: loopback only, no TLS required, PLAIN allowed on loopback, no per-IP or
-# stanza rate limits; an https listener (self-signed certificate generated in data_dir) for wss.
-[server]
-domains = ["localhost"]
-data_dir = "$WORK/weft/data"
-[listen]
-http = ["127.0.0.1:$WEFT_HTTP_PORT"]
-https = ["127.0.0.1:$WEFT_HTTPS_PORT"]
-c2s = ["127.0.0.1:$WEFT_C2S_PORT"]
-c2s_direct_tls = []
-s2s = []
-s2s_direct_tls = []
-[c2s]
-require_encryption = false
-allow_plain_on_loopback = true
-[limits]
-max_connections_per_ip = 100000
-# Benchmarks measure the router, not the per-client stanza budget (0 turns it off).
-c2s_stanza_rate = 0
-[log]
-level = "warn"
-EOF
+    weft_config "$WORK/weft/weft.toml" "$WORK/weft/data" "$WEFT_HTTP_PORT" "$WEFT_C2S_PORT" "$WEFT_HTTPS_PORT"
     "$BIN/weft-bench" users --weft-config "$WORK/weft/weft.toml" --n "$WEFT_USERS"
 }
 
@@ -214,18 +194,6 @@ start_weft() {
 stop_weft() { [[ -z $WEFT ]] || stop_pid "$WEFT" 15; WEFT=""; }
 
 # --- Prosody --------------------------------------------------------------------------------
-
-# render TEMPLATE OUT: replaces each @NAME@ by the value of shell variable NAME.
-render() {
-    local text name
-    shopt -u patsub_replacement 2>/dev/null || true # bash 5.2: '&' in a value stays '&'
-    text="$(<"$1")"
-    for name in $(grep -o '@[A-Z0-9_]*@' "$1" | sort -u | tr -d @); do
-        [[ -n "${!name+x}" ]] || die "template $1 uses @$name@, which is not set"
-        text="${text//@$name@/${!name}}"
-    done
-    printf '%s\n' "$text" >"$2"
-}
 
 setup_prosody() {
     local P=$WORK/prosody

@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 SMOKE=0
 [[ ${1:-} == --smoke ]] && SMOKE=1
@@ -41,29 +43,10 @@ fi
 # Every session is a descriptor in both processes; the soft limit goes up to the hard one.
 ulimit -n "$(ulimit -Hn)"
 
-cat >"$WORK/weft.toml" <<EOF
-# Benchmark settings: loopback only, no TLS, PLAIN allowed, no per-IP or stanza rate limits.
-[server]
-domains = ["localhost"]
-data_dir = "$WORK/data"
-[listen]
-http = ["127.0.0.1:$HTTP_PORT"]
-https = []
-c2s = ["127.0.0.1:$C2S_PORT"]
-c2s_direct_tls = []
-[c2s]
-require_encryption = false
-allow_plain_on_loopback = true
-[limits]
-max_connections_per_ip = 100000
-# Benchmarks measure the router, not the per-client stanza budget (0 turns it off).
-c2s_stanza_rate = 0
-[log]
-level = "warn"
-EOF
+weft_config "$WORK/weft.toml" "$WORK/data" "$HTTP_PORT" "$C2S_PORT"
 
 # Only processes this script started, by pid; a stopped one is forgotten so its pid is never reused.
-WEFT= RELAY=
+WEFT='' RELAY=''
 cleanup() {
     for pid in $WEFT $RELAY; do kill "$pid" 2>/dev/null || true; done
     for pid in $WEFT $RELAY; do wait "$pid" 2>/dev/null || true; done
