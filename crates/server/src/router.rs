@@ -251,9 +251,7 @@ async fn to_bare_jid(
             _ => deliver_message_to_bare(state, stanza, to).await,
         },
         Kind::Presence => {
-            for (_, handle) in state.sessions.all_resources(to) {
-                let _ = handle.deliver(stanza.clone());
-            }
+            state.sessions.deliver_to_all(to, stanza);
             Vec::new()
         }
     }

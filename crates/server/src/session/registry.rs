@@ -161,11 +161,28 @@ impl SessionRegistry {
     /// offline handling. The last target gets the message itself, the others copies: with one
     /// resource (the common case) nothing is copied.
     pub fn deliver_message(&self, bare: &BareJid, stanza: Element) -> Option<Element> {
+        self.deliver_where(bare, stanza, |r| r.available && r.priority >= 0)
+    }
+
+    /// Delivers `stanza` to every bound resource of the account (presence to a bare JID,
+    /// RFC 6121 §8.5.2.1.2); returns it when none took it.
+    pub fn deliver_to_all(&self, bare: &BareJid, stanza: Element) -> Option<Element> {
+        self.deliver_where(bare, stanza, |_| true)
+    }
+
+    /// Delivers to the resources `wanted` picks, under the read lock: the last one gets the
+    /// stanza itself, the others copies, and no full JID is built per resource.
+    fn deliver_where(
+        &self,
+        bare: &BareJid,
+        stanza: Element,
+        wanted: impl Fn(&Resource) -> bool,
+    ) -> Option<Element> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         let Some(resources) = accounts.get(bare.as_str()) else {
             return Some(stanza);
         };
-        let mut targets = resources.iter().filter(|r| r.available && r.priority >= 0);
+        let mut targets = resources.iter().filter(|r| wanted(r));
         let Some(mut last) = targets.next() else {
             return Some(stanza);
         };
@@ -181,7 +198,8 @@ impl SessionRegistry {
         }
     }
 
-    /// Every bound resource of the account (for presence to a bare JID, RFC 6121 §8.5.2.1.2).
+    /// Every bound resource of the account with its full JID (for stanzas that name each
+    /// recipient, like the presence broadcast).
     pub fn all_resources(&self, bare: &BareJid) -> Vec<(FullJid, SessionHandle)> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         let Some(resources) = accounts.get(bare.as_str()) else {
@@ -287,5 +305,23 @@ mod tests {
         drop(rb);
         reg.set_presence(&a, false, 0);
         assert!(reg.deliver_message(&bare, msg()).is_some());
+    }
+
+    #[test]
+    fn presence_to_a_bare_jid_reaches_every_bound_resource() {
+        let reg = SessionRegistry::default();
+        let a: FullJid = "eve@localhost/a".parse().unwrap();
+        let b: FullJid = "eve@localhost/b".parse().unwrap();
+        let (ha, mut ra) = handle(&reg);
+        let (hb, mut rb) = handle(&reg);
+        reg.bind(&a, ha, ResourceConflict::Replace);
+        reg.bind(&b, hb, ResourceConflict::Replace);
+        // Neither available, one with negative priority: both still get it.
+        reg.set_presence(&b, false, -1);
+        let presence = || Element::builder("presence", "jabber:client").build();
+        assert!(reg.deliver_to_all(&a.to_bare(), presence()).is_none());
+        assert!(ra.try_recv().is_ok() && rb.try_recv().is_ok());
+        let nobody: BareJid = "nobody@localhost".parse().unwrap();
+        assert!(reg.deliver_to_all(&nobody, presence()).is_some());
     }
 }

@@ -483,9 +483,9 @@ impl C2s {
             .attr(xml_ncname!("type").into(), "unavailable")
             .attr(xml_ncname!("from").into(), bound.jid.as_str())
             .build();
-        for (_, handle) in self.state.sessions.all_resources(&bound.jid.to_bare()) {
-            let _ = handle.deliver(gone.clone());
-        }
+        self.state
+            .sessions
+            .deliver_to_all(&bound.jid.to_bare(), gone);
     }
 }
 
