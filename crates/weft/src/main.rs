@@ -118,8 +118,9 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         // such a poll wakes goes to the worker's 256-slot local queue; with tokio's default (1024)
         // a burst from hundreds of sessions overflowed it into the shared queue, which a busy
         // worker checks only now and then, so those sessions waited 10-20x longer than the rest
-        // (500 pairs at window 1 on one core: p99 150 ms at p50 7 ms; with 128/16, p99 41-58 ms
-        // at the same rate; at 10 pairs no change in msgs/s; bench/results for the figures).
+        // (500 pairs at window 1 on one core: p99 150 ms at p50 7 ms; with 128/16, p99 41-58 ms,
+        // at a 15-20% lower rate, the price of serving every session in turn with a cold cache;
+        // at 10 pairs no change in msgs/s; docs/architecture.md and bench/results).
         .max_io_events_per_tick(128)
         .max_io_events_per_busy_tick(16)
         .enable_all()
