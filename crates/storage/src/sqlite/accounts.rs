@@ -3,12 +3,19 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions: the write lock is taken up front, so
 //! concurrent writers queue on the busy timeout instead of failing on a lock upgrade.
 
+use rusqlite::OptionalExtension;
 use sqlx::SqliteConnection;
 use weft_sasl::{Hash, ScramCredentials};
 
 use super::migrate::unix_now;
 use super::SqliteStore;
 use crate::{hash_name, AccountName, AccountStore, StorageError};
+
+/// One account's credential for one hash; read on every SCRAM login, so also inline
+/// (`inline.rs`). `$n` placeholders suit both sqlx and rusqlite.
+const SCRAM_CREDENTIALS_QUERY: &str =
+    "SELECT salt, iterations, stored_key, server_key FROM scram_credentials \
+     WHERE domain = $1 AND username = $2 AND hash = $3";
 
 /// Fails with [`StorageError::DuplicateHash`] when two entries share a hash.
 fn check_one_per_hash(credentials: &[ScramCredentials]) -> Result<(), StorageError> {
@@ -122,15 +129,26 @@ impl AccountStore for SqliteStore {
         username: &str,
         hash: Hash,
     ) -> Result<Option<ScramCredentials>, StorageError> {
-        let row: Option<(Vec<u8>, i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT salt, iterations, stored_key, server_key FROM scram_credentials \
-             WHERE domain = $1 AND username = $2 AND hash = $3",
-        )
-        .bind(domain)
-        .bind(username)
-        .bind(hash_name(hash))
-        .fetch_optional(&self.pool)
-        .await?;
+        let inline_row = self.inline.as_ref().and_then(|readers| {
+            readers.read(|conn| {
+                conn.prepare_cached(SCRAM_CREDENTIALS_QUERY)?
+                    .query_row((domain, username, hash_name(hash)), |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .optional()
+            })
+        });
+        let row: Option<(Vec<u8>, i64, Vec<u8>, Vec<u8>)> = match inline_row {
+            Some(row) => row,
+            None => {
+                sqlx::query_as(SCRAM_CREDENTIALS_QUERY)
+                    .bind(domain)
+                    .bind(username)
+                    .bind(hash_name(hash))
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
         let Some((salt, iterations, stored_key, server_key)) = row else {
             return Ok(None);
         };

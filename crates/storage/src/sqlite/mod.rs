@@ -1,11 +1,13 @@
 //! The embedded SQLite backend: opening the database file, connection settings and the pool.
 //!
 //! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
-//! `accounts.rs`, later `roster.rs`, `offline.rs`, …); `migrate.rs` owns the schema.
+//! `accounts.rs`, later `roster.rs`, `offline.rs`, …); `migrate.rs` owns the schema;
+//! `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
 //! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -15,6 +17,7 @@ use sqlx::sqlite::{
 use crate::StorageError;
 
 mod accounts;
+mod inline;
 mod migrate;
 
 #[cfg(test)]
@@ -32,6 +35,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Synchronous readers for the login path's point reads; `None` for an in-memory
+    /// database (private to the pool's one connection).
+    inline: Option<Arc<inline::InlineReaders>>,
 }
 
 impl SqliteStore {
@@ -66,7 +72,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         tracing::debug!(path = %path.display(), "opened SQLite database");
-        Self::migrated(pool).await
+        let mut store = Self::migrated(pool).await?;
+        store.inline = Some(Arc::new(inline::InlineReaders::new(path)));
+        Ok(store)
     }
 
     /// A fresh, empty, private in-memory database, for tests.
@@ -95,6 +103,6 @@ impl SqliteStore {
 
     async fn migrated(pool: SqlitePool) -> Result<Self, StorageError> {
         migrate::run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, inline: None })
     }
 }

@@ -408,6 +408,67 @@ async fn a_failing_migration_is_rolled_back() {
     conn.close().await.unwrap();
 }
 
+fn inline_idle(store: &SqliteStore) -> usize {
+    store.inline.as_ref().map_or(0, |r| r.idle_connections())
+}
+
+#[tokio::test]
+async fn a_file_store_reads_credentials_inline_and_sees_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    assert_eq!(inline_idle(&store), 0);
+    store
+        .create_account("example.org", "juliet", &both(1))
+        .await
+        .unwrap();
+    let read = |hash| store.scram_credentials("example.org", "juliet", hash);
+    assert_same(
+        &read(Hash::Sha1).await.unwrap().unwrap(),
+        &creds(Hash::Sha1, 1),
+    );
+    // The read ran on an inline connection, which is now idle for reuse.
+    assert_eq!(inline_idle(&store), 1);
+
+    // Writes through the pool are seen by the next inline read (a fresh read transaction).
+    let new = creds(Hash::Sha256, 42);
+    store
+        .set_credentials("example.org", "juliet", std::slice::from_ref(&new))
+        .await
+        .unwrap();
+    assert!(read(Hash::Sha1).await.unwrap().is_none());
+    assert_same(&read(Hash::Sha256).await.unwrap().unwrap(), &new);
+    store.remove_account("example.org", "juliet").await.unwrap();
+    assert!(read(Hash::Sha256).await.unwrap().is_none());
+    // One connection served all of them.
+    assert_eq!(inline_idle(&store), 1);
+}
+
+#[tokio::test]
+async fn an_inline_reader_that_cannot_open_leaves_the_read_to_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    // Read-only connections never create the file, so this one cannot open.
+    store.inline = Some(std::sync::Arc::new(super::inline::InlineReaders::new(
+        &dir.path().join("missing.db"),
+    )));
+    store
+        .create_account("example.org", "juliet", &both(3))
+        .await
+        .unwrap();
+    let got = store
+        .scram_credentials("example.org", "juliet", Hash::Sha256)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_same(&got, &creds(Hash::Sha256, 3));
+    assert_eq!(inline_idle(&store), 0);
+    assert!(!dir.path().join("missing.db").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_account_give_exactly_one_success() {
     let dir = tempfile::tempdir().unwrap();
