@@ -13,7 +13,7 @@ use rxml::xml_ncname;
 
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::modules::{self, IqOutcome, IqRequest};
-use crate::session::registry::DeliveryError;
+use crate::session::registry::{DeliveryError, SessionHandle};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
 
@@ -25,6 +25,15 @@ pub async fn route_from_client(
     kind: Kind,
     from: &FullJid,
 ) -> Vec<Element> {
+    // The usual case: 'to' is, byte for byte, the JID of a bound local session. Then it is a
+    // valid normalised JID and parsing it (nodeprep, nameprep, resourceprep: ~4% of the CPU
+    // per routed message at 10 pairs) would only give the same JID back.
+    if let Some(handle) = stanza
+        .attr("to")
+        .and_then(|to| state.sessions.lookup_normalised(to))
+    {
+        return deliver_to_session(&handle, stanza);
+    }
     let to = match stanza::to_jid(&stanza) {
         Ok(to) => to,
         Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
@@ -206,17 +215,7 @@ async fn to_full_jid(
     to: &FullJid,
 ) -> Vec<Element> {
     if let Some(handle) = state.sessions.lookup(to) {
-        return match handle.deliver(stanza) {
-            Ok(()) => Vec::new(),
-            Err((DeliveryError::Congested, stanza)) => reply_with(
-                &stanza,
-                StanzaError::new(StanzaErrorCondition::ResourceConstraint)
-                    .with_text("the recipient is not reading fast enough"),
-            ),
-            Err((DeliveryError::Gone, stanza)) => {
-                reply(&stanza, StanzaErrorCondition::RecipientUnavailable)
-            }
-        };
+        return deliver_to_session(&handle, stanza);
     }
     // RFC 6121 §8.5.3.2: no such resource.
     match kind {
@@ -227,6 +226,21 @@ async fn to_full_jid(
         },
         Kind::Iq => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
         Kind::Presence => Vec::new(),
+    }
+}
+
+/// Hands a stanza to a bound session (RFC 6121 §8.5.3.1); the replies for its sender.
+fn deliver_to_session(handle: &SessionHandle, stanza: Element) -> Vec<Element> {
+    match handle.deliver(stanza) {
+        Ok(()) => Vec::new(),
+        Err((DeliveryError::Congested, stanza)) => reply_with(
+            &stanza,
+            StanzaError::new(StanzaErrorCondition::ResourceConstraint)
+                .with_text("the recipient is not reading fast enough"),
+        ),
+        Err((DeliveryError::Gone, stanza)) => {
+            reply(&stanza, StanzaErrorCondition::RecipientUnavailable)
+        }
     }
 }
 

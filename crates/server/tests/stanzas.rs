@@ -52,6 +52,49 @@ async fn websocket_and_tcp_clients_exchange_messages_both_ways() {
 }
 
 #[tokio::test]
+async fn a_full_jid_in_any_spelling_reaches_its_session() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = weft_testkit::clients::login(
+        &mut bob,
+        "bob",
+        weft_testkit::PASSWORD,
+        Login::ScramSha256,
+        Some("desk"),
+    )
+    .await;
+    assert_eq!(bob_jid, "bob@localhost/desk");
+    // The exact string (found without parsing 'to') and other spellings of the same JID
+    // (parsed and normalised: nodeprep and nameprep fold case) reach bob alike.
+    for (i, to) in ["bob@localhost/desk", "BOB@LocalHost/desk"]
+        .iter()
+        .enumerate()
+    {
+        alice
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{to}' type='chat' id='m{i}'><body>{i}</body></message>"
+            ))
+            .await;
+        let got = bob.recv().await;
+        assert_eq!(got.attr("id"), Some(format!("m{i}").as_str()), "to='{to}'");
+        assert_eq!(got.attr("to"), Some(*to), "'to' is passed on as written");
+    }
+    // A malformed 'to' is still refused as before.
+    alice
+        .send(
+            "<message xmlns='jabber:client' to='bob@localhost/' id='bad'><body>x</body></message>",
+        )
+        .await;
+    let err = alice.recv().await;
+    assert_eq!(err.attr("type"), Some("error"));
+    assert_eq!(error_condition(&err).as_deref(), Some("jid-malformed"));
+    drop((alice, bob));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn spoofed_from_is_invalid_from() {
     let server = TestServer::start().await;
     let mut alice = server.ws().await;

@@ -136,11 +136,21 @@ impl SessionRegistry {
     }
 
     pub fn lookup(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.lookup_normalised(jid.as_str())
+    }
+
+    /// The session bound to the full JID whose normalised string is exactly `full`; `None` for
+    /// any other string, including other spellings of a bound JID. A match proves `full` a
+    /// valid, already normalised JID (the registry holds only those), which lets routing skip
+    /// parsing a 'to' that names a bound session.
+    pub fn lookup_normalised(&self, full: &str) -> Option<SessionHandle> {
+        // Neither a localpart nor a domainpart may contain '/' (RFC 7622 §3.2, §3.3).
+        let (bare, resource) = full.split_once('/')?;
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         accounts
-            .get(bare_part(jid))?
+            .get(bare)?
             .iter()
-            .find(|r| r.name == jid.resource().as_str())
+            .find(|r| r.name == resource)
             .map(|r| r.handle.clone())
     }
 
@@ -269,6 +279,33 @@ mod tests {
         assert_eq!(reg.lookup(&jid).map(|h| h.id), Some(h3.id));
         reg.unbind(&jid, h3.id);
         assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn lookup_by_string_matches_only_the_normalised_full_jid() {
+        let reg = SessionRegistry::default();
+        let jid: FullJid = "alice@localhost/Phone/1".parse().unwrap();
+        let (h, _r) = handle(&reg);
+        reg.bind(&jid, h.clone(), ResourceConflict::Replace);
+        // A resource may contain '/': only the first one ends the bare JID.
+        assert_eq!(
+            reg.lookup_normalised("alice@localhost/Phone/1")
+                .map(|h| h.id),
+            Some(h.id)
+        );
+        // Other spellings of the same JID, the bare JID and other resources are not found
+        // here (routing then parses and normalises them).
+        for other in [
+            "ALICE@localhost/Phone/1",
+            "alice@LOCALHOST/Phone/1",
+            "alice@localhost/phone/1",
+            "alice@localhost/Phone",
+            "alice@localhost",
+            "alice@localhost/",
+            "",
+        ] {
+            assert!(reg.lookup_normalised(other).is_none(), "{other}");
+        }
     }
 
     #[test]
