@@ -106,13 +106,12 @@ impl InlineReaders {
     }
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
-        // NO_MUTEX: a connection is used by one thread at a time (it is taken out of the list).
-        let conn = rusqlite::Connection::open_with_flags(
+        // READ_ONLY: writes fail and a missing file is not created. NO_MUTEX: a connection is
+        // used by one thread at a time (it is taken out of the list). No busy timeout (the
+        // default): never sleep on the runtime thread.
+        rusqlite::Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // No busy timeout (the default): never sleep on the runtime thread.
-        conn.pragma_update(None, "query_only", true)?;
-        Ok(conn)
+        )
     }
 }

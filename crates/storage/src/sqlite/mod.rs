@@ -72,9 +72,8 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         tracing::debug!(path = %path.display(), "opened SQLite database");
-        let mut store = Self::migrated(pool).await?;
-        store.inline = Some(Arc::new(inline::InlineReaders::new(path)));
-        Ok(store)
+        let inline = Arc::new(inline::InlineReaders::new(path));
+        Self::migrated(pool, Some(inline)).await
     }
 
     /// A fresh, empty, private in-memory database, for tests.
@@ -92,7 +91,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Self::migrated(pool).await
+        Self::migrated(pool, None).await
     }
 
     /// Closes the pool, waiting for connections in use to be returned. Further operations
@@ -101,8 +100,11 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn migrated(pool: SqlitePool) -> Result<Self, StorageError> {
+    async fn migrated(
+        pool: SqlitePool,
+        inline: Option<Arc<inline::InlineReaders>>,
+    ) -> Result<Self, StorageError> {
         migrate::run(&pool).await?;
-        Ok(SqliteStore { pool, inline: None })
+        Ok(SqliteStore { pool, inline })
     }
 }
