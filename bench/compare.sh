@@ -2,13 +2,14 @@
 # weft next to Prosody and ejabberd (Debian packages) and a bare WebSocket relay, in one run,
 # with one table of ratios (issue 4). Installs the peers if missing (apt-get, no packaged
 # service started), builds weft and weft-bench, then for each server in turn (one running at a
-# time, pinned to CPU 1; the generator on CPU 0):
+# time, pinned to CPU 1; the generator on CPU 0), scenario by scenario, each scenario against
+# every server before the next scenario starts (the ratios compare figures taken close together):
 #   connect   N sessions over ws:// with SCRAM-SHA-1 on a fresh server: logins/s, memory per
 #             idle session, a ping sample (weft also over wss://)
 #   throughput PAIRS pairs over ws and TCP (window mode), PAIRS and BIG_PAIRS pairs over ws and
-#             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak
-#   relay     PAIRS and BIG_PAIRS pairs through weft-relay, the ceiling, and PAIRS pairs at
-#             weft's half-peak rate (run right after weft's throughput, before its scale run)
+#             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak;
+#             weft-relay, the ceiling, in the ws runs right after weft (at weft's half peak in
+#             the latency run)
 #   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
 #
@@ -348,6 +349,10 @@ args() {
         prosody:tcp) port=$PROSODY_C2S_PORT ;;
         ejabberd:ws) port=$EJABBERD_HTTP_PORT ;;
         ejabberd:tcp) port=$EJABBERD_C2S_PORT ;;
+        relay:ws)
+            echo --target relay --transport ws --port "$RELAY_PORT" --path /relay --server-pid "$SERVER_PID" --label relay
+            return
+            ;;
         *) die "no port for $1 over $2" ;;
     esac
     echo --label "$1" --transport "$2" --port "$port" --server-pid "$SERVER_PID" --mech scram-sha-1 --password "$PASSWORD"
@@ -370,95 +375,81 @@ connect_run() {
     "stop_$1"
 }
 
-throughput_runs() {
-    local s=$1 tr peak rate
-    "start_$s"
-    for tr in ws tcp; do
-        # shellcheck disable=SC2046
-        bench "$s: throughput $PAIRS pairs over $tr" throughput $(args "$s" "$tr") --tag "tput-$tr-small" \
-            --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
-    done
-    for tr in ws tcp; do
-        # The many-pairs run against the few-pair run at the same window: with window 1 every
-        # message is its own read and write on both sides, so comparing it with the batched
-        # window-32 rate would measure batching, not the cost of many sessions.
-        # shellcheck disable=SC2046
-        bench "$s: throughput $PAIRS pairs over $tr (window $BIG_WINDOW)" throughput $(args "$s" "$tr") \
-            --tag "tput-$tr-small-w" --pairs "$PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
-        # shellcheck disable=SC2046
-        bench "$s: throughput $BIG_PAIRS pairs over $tr (window $BIG_WINDOW)" throughput $(args "$s" "$tr") \
-            --tag "tput-$tr-big" --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
-    done
-    # Latency where the server is not saturated: half of its own few-pair ws peak. A server
-    # that cannot keep up even so (unbatched messages cost more than the window mode's
-    # batches) shows it as latency: up to 2 × PAIRS × 1000 messages may be queued, and the
-    # drain waits up to 30 s for them rather than calling them lost.
-    peak=$(field tput-ws-small "$s" msgs_per_s)
-    rate=$(awk -v p="${peak:-0}" 'BEGIN { r = int(p / 2); print (r > 0 ? r : 0) }')
-    if ((rate > 0)); then
-        # shellcheck disable=SC2046
-        bench "$s: latency, $PAIRS pairs over ws at $rate msgs/s (half its peak)" throughput $(args "$s" ws) \
-            --tag latency-ws --pairs "$PAIRS" --rate "$rate" --seconds "$T" --warmup "$WARMUP" --drain 30
-    else
-        FAILED+=("$s: latency at half peak (no peak measured)")
-    fi
-    "stop_$s"
+# window_run SERVER TRANSPORT TAG PAIRS WINDOW: messages as fast as the window allows (the relay
+# only over ws).
+window_run() {
+    [[ $1 != relay || $2 == ws ]] || return 0
+    # shellcheck disable=SC2046 # word splitting of the option list is intended
+    bench "$1: throughput $4 pairs over $2 (window $5)" throughput $(args "$1" "$2") --tag "$3" \
+        --pairs "$4" --window "$5" --seconds "$T" --warmup "$WARMUP"
 }
 
-# The relay right after weft's throughput runs, not at the end: weft's fraction of the relay
-# is then a ratio of two figures taken a minute apart, on a machine whose speed drifts.
-relay_runs() {
-    local peak rate
-    say "weft-relay"
-    start_relay
-    bench "relay: $PAIRS pairs over ws" throughput --target relay --transport ws --port "$RELAY_PORT" \
-        --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-small \
-        --pairs "$PAIRS" --seconds "$T" --warmup "$WARMUP"
-    bench "relay: $PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
-        --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-small-w \
-        --pairs "$PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
-    bench "relay: $BIG_PAIRS pairs over ws (window $BIG_WINDOW)" throughput --target relay --transport ws \
-        --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" --label relay --tag tput-ws-big \
-        --pairs "$BIG_PAIRS" --window "$BIG_WINDOW" --seconds "$T" --warmup "$WARMUP"
-    # The relay at weft's half-peak rate: the latency floor of this machine at that load (an
-    # idle core's wake-up alone can cost milliseconds in a VM), beside weft's figure.
-    peak=$(field tput-ws-small weft msgs_per_s)
+# latency_run SERVER: PAIRS pairs over ws offered half of the server's own few-pair ws peak
+# (the relay: half of weft's, the latency floor of this machine at weft's load). A server that
+# cannot keep up even so (unbatched messages cost more than the window mode's batches) shows it
+# as latency: up to 2 × PAIRS × 1000 messages may be queued, and the drain waits up to 30 s for
+# them rather than calling them lost.
+latency_run() {
+    local peak rate of=$1
+    [[ $1 != relay ]] || of=weft
+    peak=$(field tput-ws-small "$of" msgs_per_s)
     rate=$(awk -v p="${peak:-0}" 'BEGIN { r = int(p / 2); print (r > 0 ? r : 0) }')
     if ((rate > 0)); then
-        bench "relay: latency, $PAIRS pairs over ws at $rate msgs/s (weft's half peak)" throughput \
-            --target relay --transport ws --port "$RELAY_PORT" --path /relay --server-pid "$RELAY" \
-            --label relay --tag latency-ws --pairs "$PAIRS" --rate "$rate" --seconds "$T" \
+        # shellcheck disable=SC2046
+        bench "$1: latency, $PAIRS pairs over ws at $rate msgs/s (half of $of's peak)" throughput \
+            $(args "$1" ws) --tag latency-ws --pairs "$PAIRS" --rate "$rate" --seconds "$T" \
             --warmup "$WARMUP" --drain 30
+    else
+        FAILED+=("$1: latency at half peak (no peak measured)")
     fi
-    stop_relay
+}
+
+# each_server FUNCTION ARGS…: FUNCTION SERVER ARGS… for every server of the run, one after the
+# other, each freshly started and the only one running. One scenario goes through all servers
+# before the next begins, so every ratio in the table compares figures taken within a minute
+# of each other: this VM's speed drifts by up to 2× over minutes, and a run that measured one
+# server after the other for all scenarios compared figures up to eight minutes apart.
+each_server() {
+    local fn=$1 s
+    shift
+    for s in $THROUGHPUT_SERVERS; do
+        "start_$s"
+        "$fn" "$s" "$@"
+        "stop_$s"
+    done
 }
 
 SERVER_PID=""
-if want weft; then
-    say "weft ($BIN/weft)"
-    setup_weft
-    connect_run weft ws connect-ws "$N"
-    connect_run weft wss connect-wss "$N"
-    throughput_runs weft
-    if want relay; then relay_runs; fi
-    if ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
-fi
-if want prosody; then
-    say "Prosody $(dpkg-query -W -f='${Version}' prosody)"
-    setup_prosody
-    connect_run prosody ws connect-ws "$N"
-    throughput_runs prosody
-fi
+# The relay right after weft: weft's fraction of it is the closest pair of figures.
+THROUGHPUT_SERVERS=""
+for s in weft relay prosody ejabberd; do
+    if want "$s"; then THROUGHPUT_SERVERS+=" $s"; fi
+done
+if want weft; then setup_weft; fi
+if want prosody; then setup_prosody; fi
 if want ejabberd; then
-    say "ejabberd $(dpkg-query -W -f='${Version}' ejabberd) ($EJABBERD_SCHED)"
     setup_ejabberd
     start_ejabberd
     ejabberd_accounts
     stop_ejabberd
-    connect_run ejabberd ws connect-ws "$N"
-    throughput_runs ejabberd
 fi
-if want relay && ! want weft; then relay_runs; fi
+say "weft $BIN/weft; Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo -); ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo -) ($EJABBERD_SCHED)"
+for s in weft prosody ejabberd; do
+    if want "$s"; then connect_run "$s" ws connect-ws "$N"; fi
+done
+if want weft; then connect_run weft wss connect-wss "$N"; fi
+for tr in ws tcp; do
+    each_server window_run "$tr" "tput-$tr-small" "$PAIRS" 32
+done
+# The many-pairs runs against the few-pair runs at the same window: with window 1 every
+# message is its own read and write on both sides, so comparing it with the batched window-32
+# rate would measure batching, not the cost of many sessions.
+for tr in ws tcp; do
+    each_server window_run "$tr" "tput-$tr-small-w" "$PAIRS" "$BIG_WINDOW"
+    each_server window_run "$tr" "tput-$tr-big" "$BIG_PAIRS" "$BIG_WINDOW"
+done
+each_server latency_run
+if want weft && ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
 
 # --- the table ------------------------------------------------------------------------------
 
