@@ -100,6 +100,14 @@ if ((need_peers)); then
     for c in setpriv ss timeout; do command -v "$c" >/dev/null || die "$c not found (util-linux, iproute2, coreutils)"; done
 fi
 
+# glibc picks its string functions (memcmp, memmove, …) by CPU features; on this benchmark's
+# VM its AVX-512 (EVEX) variants are far slower than its AVX2 ones: with them, memcmp alone was
+# 29% of weft's CPU at 10 pairs over TCP, and without them weft delivered 1.5× the messages
+# (interleaved, 3 rounds). A property of the machine, not of one server: every process this
+# script starts (the servers, the relay and the generator) runs with the same setting, and the
+# report names it. GLIBC_TUNABLES= (empty) runs with glibc's own choice.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW}
+
 # --- build ----------------------------------------------------------------------------------
 
 # PROFILE=dev reuses a debug build (e.g. in CI, where tests built it already): fine for
@@ -467,6 +475,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sort | uniq -c | sed 's/^ *\([0-9]*\) /\1 × /' | paste -sd ';'), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r); open files $(ulimit -n)"
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
+    echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
     echo "- settings: connect N=$N (ping sample $PING), SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"
