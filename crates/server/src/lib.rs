@@ -126,6 +126,9 @@ impl RunningServer {
     /// the closing handshakes to finish.
     pub async fn shutdown(&self, grace: Duration) {
         self.state.shutdown.cancel();
+        self.state
+            .sessions
+            .stop_all(crate::session::stop::StopReason::Shutdown);
         self.state.tracker.close();
         if tokio::time::timeout(grace, self.state.tracker.wait())
             .await

@@ -87,6 +87,8 @@ impl ServerState {
     pub fn drain(&self) {
         tracing::info!("draining: closing every stream with its redirect");
         self.draining.cancel();
+        self.sessions
+            .stop_all(crate::session::stop::StopReason::Shutdown);
     }
 
     pub fn is_draining(&self) -> bool {

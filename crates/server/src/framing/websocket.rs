@@ -93,6 +93,10 @@ impl WsFraming {
     pub async fn recv(&mut self) -> Result<Incoming, FramingError> {
         loop {
             tokio::select! {
+                // The socket first: a frame that is already in is returned without touching
+                // the ping timer (and without select!'s random draw); the timer is polled
+                // whenever the socket has nothing, so it still fires on an idle connection.
+                biased;
                 msg = self.socket.next() => {
                     let msg = match msg {
                         None => return Err(FramingError::Disconnected),

@@ -3,3 +3,4 @@
 pub mod c2s;
 pub(crate) mod rate;
 pub mod registry;
+pub mod stop;

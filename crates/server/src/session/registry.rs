@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use weft_config::ResourceConflict;
+
+use super::stop::{StopReason, StopSignal};
 
 /// What other tasks can ask of a session.
 #[derive(Debug)]
@@ -24,8 +25,9 @@ pub enum Outbound {
 pub struct SessionHandle {
     pub id: u64,
     pub tx: mpsc::Sender<Outbound>,
-    /// Cancelled when a new session takes over this resource (RFC 6120 §7.7.2.2).
-    pub replaced: CancellationToken,
+    /// Raised when a new session takes over this resource (RFC 6120 §7.7.2.2) or the server
+    /// shuts down.
+    pub stop: Arc<StopSignal>,
 }
 
 /// Why a stanza could not be handed to a session.
@@ -160,6 +162,15 @@ impl SessionRegistry {
         }
     }
 
+    /// Asks every bound session to end (shutdown, draining). A session bound after this has
+    /// run must check the server's tokens itself.
+    pub fn stop_all(&self, reason: StopReason) {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        for resource in accounts.values().flatten() {
+            resource.handle.stop.raise(reason);
+        }
+    }
+
     pub fn is_bound(&self, jid: &FullJid) -> bool {
         self.lookup(jid).is_some()
     }
@@ -285,7 +296,7 @@ mod tests {
             SessionHandle {
                 id: reg.new_session_id(),
                 tx,
-                replaced: CancellationToken::new(),
+                stop: Default::default(),
             },
             rx,
         )

@@ -12,7 +12,6 @@ use minidom::Element;
 use rxml::xml_ncname;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use crate::framing::{Framed, FramingError, HeaderOut, Incoming};
@@ -21,6 +20,7 @@ use crate::ns;
 use crate::router;
 use crate::session::rate::StanzaBudget;
 use crate::session::registry::{BindOutcome, Outbound, SessionHandle};
+use crate::session::stop::{StopReason, StopSignal};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
 use crate::transport::io::PeerInfo;
@@ -56,7 +56,7 @@ struct Bound {
     jid: FullJid,
     id: u64,
     rx: mpsc::Receiver<Outbound>,
-    replaced: CancellationToken,
+    stop: Arc<StopSignal>,
 }
 
 struct C2s {
@@ -340,12 +340,12 @@ impl C2s {
                 continue;
             };
             let (tx, rx) = mpsc::channel(self.state.config.limits.session_queue);
-            let replaced = CancellationToken::new();
+            let stop = Arc::new(StopSignal::default());
             let id = self.state.sessions.new_session_id();
             let handle = SessionHandle {
                 id,
                 tx,
-                replaced: replaced.clone(),
+                stop: stop.clone(),
             };
             match self
                 .state
@@ -361,8 +361,13 @@ impl C2s {
                     self.flush().await?;
                     continue;
                 }
-                BindOutcome::Replaced(old) => old.replaced.cancel(),
+                BindOutcome::Replaced(old) => old.stop.raise(StopReason::Replaced),
                 BindOutcome::Bound => {}
+            }
+            // A shutdown or drain that began before this session was in the registry did not
+            // reach it there (`SessionRegistry::stop_all`).
+            if self.state.shutdown.is_cancelled() || self.state.is_draining() {
+                stop.raise(StopReason::Shutdown);
             }
             let payload = Element::builder("bind", ns::BIND)
                 .append(
@@ -376,12 +381,7 @@ impl C2s {
             self.framed.queue(&result);
             self.flush().await?;
             tracing::debug!(%jid, "bound");
-            return Ok(Bound {
-                jid,
-                id,
-                rx,
-                replaced,
-            });
+            return Ok(Bound { jid, id, rx, stop });
         }
     }
 
@@ -390,26 +390,23 @@ impl C2s {
         let state = self.state.clone();
         let limits = &state.config.limits;
         let mut budget = StanzaBudget::new(limits.c2s_stanza_rate, limits.c2s_stanza_burst);
-        // While set, the client is over its stanza budget: we write but do not read.
-        let mut paused_until: Option<Instant> = None;
-        // Made once and polled by reference: a fresh `cancelled()` per turn of the loop
-        // re-registers with each token (locks and wait-list updates for every stanza).
-        let shutdown = state.shutdown.cancelled();
-        let draining = state.draining.cancelled();
-        let replaced = bound.replaced.cancelled();
-        tokio::pin!(shutdown, draining, replaced);
+        // While set, the client is over its stanza budget: we write but do not read. One
+        // timer made once and reset when needed: a new one per turn of the loop cost a clock
+        // read and a reference on the runtime per stanza.
+        let mut paused = false;
+        let resume = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(resume);
+        let stop = bound.stop.clone();
         loop {
-            let resume = paused_until.unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
-                _ = &mut shutdown => return End::Shutdown,
-                _ = &mut draining => return End::Shutdown,
-                _ = &mut replaced => {
-                    return stream_error(
+                reason = stop.wait() => match reason {
+                    StopReason::Shutdown => return End::Shutdown,
+                    StopReason::Replaced => return stream_error(
                         StreamErrorCondition::Conflict,
                         "replaced by a new session for the same resource",
-                    );
-                }
+                    ),
+                },
                 out = bound.rx.recv() => {
                     let Some(Outbound::Stanza(first)) = out else { continue };
                     self.framed.queue(&first);
@@ -423,10 +420,8 @@ impl C2s {
                         return End::Disconnected;
                     }
                 }
-                _ = tokio::time::sleep_until(resume), if paused_until.is_some() => {
-                    paused_until = None;
-                }
-                incoming = self.framed.recv(), if paused_until.is_none() => {
+                _ = &mut resume, if paused => paused = false,
+                incoming = self.framed.recv(), if !paused => {
                     let el = match incoming {
                         Ok(Incoming::Element(el)) => el,
                         Ok(Incoming::Close) => return End::PeerClosed,
@@ -441,7 +436,10 @@ impl C2s {
                     if let Err(end) = self.client_stanza(el, &bound.jid).await {
                         return end;
                     }
-                    paused_until = budget.spend();
+                    if let Some(until) = budget.spend() {
+                        resume.as_mut().reset(until);
+                        paused = true;
+                    }
                 }
             }
         }
