@@ -100,14 +100,6 @@ if ((need_peers)); then
     for c in setpriv ss timeout; do command -v "$c" >/dev/null || die "$c not found (util-linux, iproute2, coreutils)"; done
 fi
 
-# glibc picks its string functions (memcmp, memmove, …) by CPU features; on this benchmark's
-# VM its AVX-512 (EVEX) variants are far slower than its AVX2 ones: with them, memcmp alone was
-# 29% of weft's CPU at 10 pairs over TCP, and without them weft delivered 1.5× the messages
-# (interleaved, 3 rounds). A property of the machine, not of one server: every process this
-# script starts (the servers, the relay and the generator) runs with the same setting, and the
-# report names it. GLIBC_TUNABLES= (empty) runs with glibc's own choice.
-export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW}
-
 # --- build ----------------------------------------------------------------------------------
 
 # PROFILE=dev reuses a debug build (e.g. in CI, where tests built it already): fine for

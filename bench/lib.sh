@@ -1,6 +1,14 @@
 # shellcheck shell=bash
 # Shell helpers shared by bench/quick.sh and bench/compare.sh (sourced, not run).
 
+# glibc picks its string functions (memcmp, memmove, …) by CPU features; on this benchmark's
+# VM its AVX-512 (EVEX) variants are far slower than its AVX2 ones: with them, memcmp alone was
+# 29% of weft's CPU at 10 pairs over TCP, and without them weft delivered 1.5× the messages
+# (interleaved, 3 rounds). A property of the machine, not of one server: every process the
+# benchmark starts (the servers, the relay and the generator) runs with the same setting, and
+# compare.sh's report names it. GLIBC_TUNABLES= (empty) runs with glibc's own choice.
+export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW}
+
 # render TEMPLATE OUT: replaces each @NAME@ by the value of shell variable NAME (which must be
 # set; empty is allowed).
 render() {

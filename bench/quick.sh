@@ -29,13 +29,6 @@ USERS=$((N > 2 * PAIRS ? N : 2 * PAIRS))
 
 # PROFILE=dev reuses a debug build (e.g. in CI, where tests built it already): fine for
 # --smoke, meaningless for figures.
-# glibc picks its string functions (memcmp, memmove, …) by CPU features; on this benchmark's
-# VM its AVX-512 (EVEX) variants are far slower than its AVX2 ones: with them, memcmp alone was
-# 29% of weft's CPU at 10 pairs over TCP, and without them weft delivered 1.5× the messages
-# (interleaved, 3 rounds). A property of the machine, not of one server: every process this
-# script starts (the servers, the relay and the generator) runs with the same setting, and the
-# report names it. GLIBC_TUNABLES= (empty) runs with glibc's own choice.
-export GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW}
 PROFILE=${PROFILE:-release}
 cargo build --profile "$PROFILE" -q -p weft -p weft-bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
