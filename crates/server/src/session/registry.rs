@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
@@ -76,12 +76,14 @@ pub enum Handed {
     NoSession(Element),
 }
 
-impl From<Result<(), (DeliveryError, Element)>> for Handed {
-    fn from(r: Result<(), (DeliveryError, Element)>) -> Self {
-        match r {
-            Ok(()) => Handed::Queued,
-            Err((why, stanza)) => Handed::Refused(why, stanza),
-        }
+/// Hands `stanza` to the resource found for it, if any.
+fn hand(resource: Option<&Resource>, stanza: Element) -> Handed {
+    let Some(resource) = resource else {
+        return Handed::NoSession(stanza);
+    };
+    match resource.handle.deliver(stanza) {
+        Ok(()) => Handed::Queued,
+        Err((why, stanza)) => Handed::Refused(why, stanza),
     }
 }
 
@@ -99,6 +101,9 @@ pub struct SessionRegistry {
     /// instead of building a `BareJid` (a copy) for every stanza.
     accounts: RwLock<HashMap<String, Vec<Resource>>>,
     next_id: AtomicU64,
+    /// Set by `stop_all` (under the write lock, as `bind` reads it): a session that binds
+    /// afterwards is stopped as it binds.
+    stopping: OnceLock<StopReason>,
 }
 
 /// The outcome of a bind.
@@ -122,6 +127,9 @@ impl SessionRegistry {
         policy: ResourceConflict,
     ) -> BindOutcome {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&reason) = self.stopping.get() {
+            handle.stop.raise(reason);
+        }
         let resources = accounts.entry(bare_part(jid).to_owned()).or_default();
         let name = jid.resource().as_str();
         if let Some(pos) = resources.iter().position(|r| r.name == name) {
@@ -162,10 +170,11 @@ impl SessionRegistry {
         }
     }
 
-    /// Asks every bound session to end (shutdown, draining). A session bound after this has
-    /// run must check the server's tokens itself.
+    /// Asks every bound session, and every session that binds from now on, to end (shutdown,
+    /// draining).
     pub fn stop_all(&self, reason: StopReason) {
-        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        let _ = self.stopping.set(reason);
         for resource in accounts.values().flatten() {
             resource.handle.stop.raise(reason);
         }
@@ -186,19 +195,14 @@ impl SessionRegistry {
     /// holds only those), which lets routing skip parsing a 'to' that names a bound session.
     pub fn deliver_to_addressee(&self, stanza: Element) -> Handed {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        match stanza.attr("to").and_then(|to| find(&accounts, to)) {
-            Some(resource) => Handed::from(resource.handle.deliver(stanza)),
-            None => Handed::NoSession(stanza),
-        }
+        let resource = stanza.attr("to").and_then(|to| find(&accounts, to));
+        hand(resource, stanza)
     }
 
     /// Hands `stanza` to the session bound to `jid`.
     pub fn deliver_to_full(&self, jid: &FullJid, stanza: Element) -> Handed {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        match find(&accounts, jid.as_str()) {
-            Some(resource) => Handed::from(resource.handle.deliver(stanza)),
-            None => Handed::NoSession(stanza),
-        }
+        hand(find(&accounts, jid.as_str()), stanza)
     }
 
     /// Records presence availability and priority (RFC 6121 §4.7.2.3).
@@ -300,6 +304,28 @@ mod tests {
             },
             rx,
         )
+    }
+
+    #[test]
+    fn stop_all_reaches_bound_sessions_and_later_binds() {
+        let reg = SessionRegistry::default();
+        let (early, _r1) = handle(&reg);
+        let (late, _r2) = handle(&reg);
+        reg.bind(
+            &"alice@localhost/a".parse().unwrap(),
+            early.clone(),
+            ResourceConflict::Replace,
+        );
+        assert_eq!(early.stop.raised(), None);
+        reg.stop_all(StopReason::Shutdown);
+        assert_eq!(early.stop.raised(), Some(StopReason::Shutdown));
+        assert_eq!(late.stop.raised(), None);
+        reg.bind(
+            &"bob@localhost/b".parse().unwrap(),
+            late.clone(),
+            ResourceConflict::Replace,
+        );
+        assert_eq!(late.stop.raised(), Some(StopReason::Shutdown));
     }
 
     #[test]

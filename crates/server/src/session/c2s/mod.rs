@@ -364,11 +364,6 @@ impl C2s {
                 BindOutcome::Replaced(old) => old.stop.raise(StopReason::Replaced),
                 BindOutcome::Bound => {}
             }
-            // A shutdown or drain that began before this session was in the registry did not
-            // reach it there (`SessionRegistry::stop_all`).
-            if self.state.shutdown.is_cancelled() || self.state.is_draining() {
-                stop.raise(StopReason::Shutdown);
-            }
             let payload = Element::builder("bind", ns::BIND)
                 .append(
                     Element::builder("jid", ns::BIND)
@@ -396,7 +391,7 @@ impl C2s {
         let mut paused = false;
         let resume = tokio::time::sleep_until(Instant::now());
         tokio::pin!(resume);
-        let stop = bound.stop.clone();
+        let stop = &bound.stop;
         loop {
             tokio::select! {
                 biased;
