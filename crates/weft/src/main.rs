@@ -129,16 +129,15 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
-        // How a busy worker takes socket events, tuned with 500 pairs of sessions at window 1 on one
-        // core (bench/, interleaved runs). Every task a poll of the driver wakes goes to the
-        // worker's 256-slot local queue; more than fits spills into the shared queue, which a
-        // busy worker checks only now and then, and those sessions waited 10-20x longer than
-        // the rest (tokio's defaults: p99 150 ms at p50 2-7 ms). So a busy worker takes at most
-        // 32 events per poll; it polls the driver after every 400 tasks instead of 61, so
-        // it mostly runs what is ready and then takes a large batch (up to 1024) when idle.
-        // 500 pairs ws, against the former 128/16/61:
-        // +10% msgs/s on average (+2 to +17% across four interleaved sets) at the same p99
-        // (16-27 ms); at 10 pairs, at half the peak rate and for logins no change. A busy batch of 64 brought the spill (and the 150 ms p99) back.
+        // How a busy worker takes socket events, tuned with 500 pairs of sessions at window 1
+        // on one core (bench/, interleaved runs). Every task a poll of the driver wakes goes to
+        // the worker's 256-slot local queue; what does not fit spills into the shared queue,
+        // which a busy worker checks only now and then, and those sessions waited 10-20x longer
+        // than the rest (tokio's defaults: p99 150 ms at p50 2-7 ms; a busy batch of 64 too).
+        // So a busy worker takes at most 32 events per poll, and polls the driver only after
+        // 400 tasks (tokio: 61): it mostly runs what is ready, then takes a large batch (up to
+        // 1024) when idle. Against 128/16/61: +10% msgs/s at the same p99 (16-27 ms) with 500
+        // pairs; no change at 10 pairs, at half the peak rate or for logins.
         .max_io_events_per_tick(1024)
         .max_io_events_per_busy_tick(32)
         .event_interval(400)
