@@ -30,7 +30,6 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use rand::rngs::OsRng;
 use rand::RngCore;
 use subtle::{Choice, ConstantTimeEq};
 
@@ -227,7 +226,10 @@ impl ScramServer {
 
         let server_nonce = self.fixed_server_nonce.clone().unwrap_or_else(|| {
             let mut bytes = [0u8; SERVER_NONCE_BYTES];
-            OsRng.fill_bytes(&mut bytes);
+            // The thread's CSPRNG (ChaCha, seeded and periodically reseeded from the OS): a
+            // nonce must be unpredictable, and a getrandom syscall per login bought nothing
+            // more (it was one of the login's 20-odd syscalls).
+            rand::thread_rng().fill_bytes(&mut bytes);
             BASE64.encode(bytes)
         });
         let nonce = format!("{}{}", first.client_nonce, server_nonce);
