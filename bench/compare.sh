@@ -5,7 +5,7 @@
 # time, pinned to CPU 1; the generator on CPU 0), scenario by scenario, each scenario against
 # every server before the next scenario starts (the ratios compare figures taken close together):
 #   connect   N sessions over ws:// with SCRAM-SHA-1 on a fresh server: logins/s, memory per
-#             idle session, a ping sample (weft also over wss://)
+#             idle session, a ping sample, in LOGIN_ROUNDS rounds (weft also over wss://)
 #   throughput PAIRS pairs over ws and TCP (window mode), PAIRS and BIG_PAIRS pairs over ws and
 #             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak;
 #             weft-relay, the ceiling, in the ws runs right after weft (at weft's half peak in
@@ -20,9 +20,10 @@
 # Exits non-zero if any scenario did not complete (failed logins, lost messages, unanswered
 # pings, a server that did not start). Needs root for the peers (installing them, running them
 # as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
-# PING, SCALE_N (0: no scale run), WARMUP, SERVERS (subset of "weft prosody ejabberd relay"),
-# RESULTS (directory for the table; --smoke: the run's temporary directory), PROFILE (cargo
-# profile; dev reuses a debug build, fine for --smoke only), CARGO_TARGET_DIR, and the ports
+# PING, SCALE_N (0: no scale run), LOGIN_ROUNDS (3; --smoke: 1), WARMUP, SERVERS (subset of
+# "weft prosody ejabberd relay"), RESULTS (directory for the table; --smoke: the run's
+# temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for --smoke
+# only), CARGO_TARGET_DIR, and the ports
 # WEFT_HTTP_PORT WEFT_HTTPS_PORT WEFT_C2S_PORT PROSODY_C2S_PORT PROSODY_HTTP_PORT
 # EJABBERD_C2S_PORT EJABBERD_HTTP_PORT EJABBERD_DIST_PORT RELAY_PORT (all on 127.0.0.1, away
 # from quick.sh's 252xx and interop/s2s's 127.0.0.2-.10).
@@ -37,16 +38,16 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
 if ((SMOKE)); then
     N=${N:-20} T=${T:-2} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-20} WARMUP=${WARMUP:-0.5}
-    SCALE_N=${SCALE_N:-0} SETTLE=0.5 BENCH_TIMEOUT=120
+    SCALE_N=${SCALE_N:-0} SETTLE=0.5 BENCH_TIMEOUT=120 LOGIN_ROUNDS=${LOGIN_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
-    SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200
+    SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
 fi
 # With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
 BIG_WINDOW=${BIG_WINDOW:-1}
@@ -434,8 +435,14 @@ if want ejabberd; then
     stop_ejabberd
 fi
 say "weft $BIN/weft; Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo -); ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo -) ($EJABBERD_SCHED)"
-for s in weft prosody ejabberd; do
-    if want "$s"; then connect_run "$s" ws connect-ws "$N"; fi
+# Logins in LOGIN_ROUNDS rounds, each round every server once, weft and ejabberd back to back
+# (their ratio is the close one): the table gives each server's median and the median of the
+# per-round ratios, as one login run takes seconds on a VM whose speed moves by up to 2× over
+# minutes (weft alone: 5.4k to 8.3k logins/s within ten minutes on one machine).
+for ((round = 1; round <= LOGIN_ROUNDS; round++)); do
+    for s in weft ejabberd prosody; do
+        if want "$s"; then connect_run "$s" ws connect-ws "$N"; fi
+    done
 done
 if want weft; then connect_run weft wss connect-wss "$N"; fi
 for tr in ws tcp; do
@@ -468,7 +475,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
-    echo "- settings: connect N=$N (ping sample $PING), SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak; scale run ${SCALE_N} sessions (weft only; 0 = none)"
+    echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"
     if ((${#FAILED[@]})); then
