@@ -5,7 +5,8 @@
 # time, pinned to CPU 1; the generator on CPU 0), scenario by scenario, each scenario against
 # every server before the next scenario starts (the ratios compare figures taken close together):
 #   connect   N sessions over ws:// with SCRAM-SHA-1 on a fresh server: logins/s, memory per
-#             idle session, a ping sample, in LOGIN_ROUNDS rounds (weft also over wss://)
+#             idle session, a ping sample, in LOGIN_ROUNDS rounds (weft also over wss://);
+#             then once over plain TCP on every server
 #   throughput PAIRS pairs over ws and TCP (window mode), PAIRS and BIG_PAIRS pairs over ws and
 #             TCP at window BIG_WINDOW, and PAIRS pairs over ws at half the server's own ws peak;
 #             weft-relay, the ceiling, in the ws runs right after weft (at weft's half peak in
@@ -38,7 +39,7 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
@@ -445,6 +446,11 @@ for ((round = 1; round <= LOGIN_ROUNDS; round++)); do
     done
 done
 if want weft; then connect_run weft wss connect-wss "$N"; fi
+# The same over plain TCP (RFC 6120), every server, one round: no target, the other half of a
+# deployment (desktop and mobile clients).
+for s in weft ejabberd prosody; do
+    if want "$s"; then connect_run "$s" tcp connect-tcp "$N"; fi
+done
 for tr in ws tcp; do
     each_server window_run "$tr" "tput-$tr-small" "$PAIRS" 32
 done

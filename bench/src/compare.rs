@@ -515,6 +515,33 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         false,
     );
 
+    // 1c. Logins and idle sessions over plain TCP (RFC 6120), every server: no target, what an
+    // operator sizing a deployment with desktop and mobile clients asks next.
+    if recs.any("connect-tcp").is_some() {
+        let nt = field(recs.any("connect-tcp"), "n");
+        t.versus(
+            format!("SCRAM-SHA-1 logins/s over tcp ({nt} sessions)"),
+            "connect-tcp",
+            "logins_per_s",
+            None,
+            "",
+            None,
+        );
+        t.versus(
+            format!("RSS per idle tcp session, KiB ({nt} sessions)"),
+            "connect-tcp",
+            "rss_kib_per_session",
+            None,
+            "",
+            None,
+        );
+        t.pings(
+            "pings answered by idle tcp sessions".into(),
+            "connect-tcp",
+            true,
+        );
+    }
+
     // 2. Throughput with few pairs, ws and TCP; 3. with many pairs.
     let relay_small = recs.num("tput-ws-small", "relay", "msgs_per_s");
     for tr in ["ws", "tcp"] {
@@ -581,6 +608,17 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
                 None,
             );
         }
+        if recs.any(&same_window).is_some() {
+            let few = field(recs.any(&same_window), "pairs");
+            t.versus(
+                format!("server CPU s per 1000 msgs, {few} pairs over {tr} (window {window})"),
+                &same_window,
+                "server_cpu_s_per_1000",
+                (tr == "ws").then_some("tput-ws-small-w"),
+                "",
+                None,
+            );
+        }
         let small = recs
             .num(&same_window, "weft", "msgs_per_s")
             .or_else(|| recs.num(&format!("tput-{tr}-small"), "weft", "msgs_per_s"));
@@ -604,6 +642,14 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
             let w = recs.num(&tag, "weft", "msgs_per_s");
             last.verdict = Verdict::all(&[w.zip(floor).map(|(w, f)| w >= f), r.map(complete)]);
         }
+        t.versus(
+            format!("server CPU s per 1000 msgs, {pairs} pairs over {tr} (window {window})"),
+            &tag,
+            "server_cpu_s_per_1000",
+            (tr == "ws").then_some("tput-ws-big"),
+            "",
+            None,
+        );
         t.versus(
             format!("latency p99, {pairs} pairs over {tr} (ms)"),
             &tag,
