@@ -599,25 +599,19 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         let same_window = format!("tput-{tr}-small-w");
         if recs.any(&same_window).is_some() {
             let few = field(recs.any(&same_window), "pairs");
-            t.versus(
-                format!("msgs/s, {few} pairs over {tr} (window {window})"),
-                &same_window,
-                "msgs_per_s",
-                (tr == "ws").then_some("tput-ws-small-w"),
-                "",
-                None,
-            );
-        }
-        if recs.any(&same_window).is_some() {
-            let few = field(recs.any(&same_window), "pairs");
-            t.versus(
-                format!("server CPU s per 1000 msgs, {few} pairs over {tr} (window {window})"),
-                &same_window,
-                "server_cpu_s_per_1000",
-                (tr == "ws").then_some("tput-ws-small-w"),
-                "",
-                None,
-            );
+            for (figure, key) in [
+                ("msgs/s", "msgs_per_s"),
+                ("server CPU s per 1000 msgs", "server_cpu_s_per_1000"),
+            ] {
+                t.versus(
+                    format!("{figure}, {few} pairs over {tr} (window {window})"),
+                    &same_window,
+                    key,
+                    (tr == "ws").then_some("tput-ws-small-w"),
+                    "",
+                    None,
+                );
+            }
         }
         let small = recs
             .num(&same_window, "weft", "msgs_per_s")
