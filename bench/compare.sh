@@ -494,7 +494,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
-    echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak; scale run ${SCALE_N} sessions (weft only; 0 = none)"
+    echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"
     if ((${#FAILED[@]})); then
