@@ -307,3 +307,99 @@ async fn legacy_session_request_after_bind_succeeds() {
     drop(c);
     server.stop().await;
 }
+
+/// A recipient that stops reading: the server keeps at most `limits.session_queue` stanzas
+/// waiting for its socket, refuses the rest with `resource-constraint` (the sender learns which),
+/// and once the recipient reads again it gets every accepted stanza, in order. Recipients over
+/// ws:// and plain TCP are written to by the sender's task (`transport::shared`), over wss:// through
+/// the session's queue: both are checked.
+#[tokio::test]
+async fn a_recipient_that_stops_reading_loses_nothing_that_was_accepted() {
+    const SENT: usize = 300;
+    let server = TestServer::start_with(|c| {
+        c.limits.session_queue = 2;
+        // Plain TCP on loopback, as in the benchmark: the shared write side needs it.
+        c.c2s.require_encryption = false;
+    })
+    .await;
+    let body = "x".repeat(64 * 1024);
+    for recipient in ["ws", "tcp", "wss"] {
+        let mut alice = server.ws().await;
+        alice.login("alice", Login::ScramSha256).await;
+        let (mut bob_ws, mut bob_tcp) = (None, None);
+        let bob_jid = match recipient {
+            "ws" => {
+                bob_ws
+                    .insert(server.ws().await)
+                    .login("bob", Login::ScramSha1)
+                    .await
+            }
+            "wss" => {
+                bob_ws
+                    .insert(server.wss().await)
+                    .login("bob", Login::ScramSha1)
+                    .await
+            }
+            _ => {
+                bob_tcp
+                    .insert(server.tcp().await)
+                    .login("bob", Login::ScramSha1)
+                    .await
+            }
+        };
+        let mut refused = Vec::new();
+        let drain = |el: minidom::Element, refused: &mut Vec<usize>| {
+            assert_eq!(el.attr("type"), Some("error"), "{}", show(&el));
+            assert_eq!(error_condition(&el).as_deref(), Some("resource-constraint"));
+            let id = el.attr("id").and_then(|id| id.parse().ok()).expect("id");
+            refused.push(id);
+        };
+        for i in 0..SENT {
+            alice
+                .send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='{i}'><body>{body}</body></message>"))
+                .await;
+            // Errors come back while sending: reading them keeps alice's socket from filling.
+            while let Ok(el) =
+                tokio::time::timeout(std::time::Duration::from_millis(1), alice.recv()).await
+            {
+                drain(el, &mut refused);
+            }
+        }
+        while let Ok(el) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), alice.recv()).await
+        {
+            drain(el, &mut refused);
+        }
+        assert!(
+            !refused.is_empty(),
+            "{recipient}: {SENT} messages of 64 KiB to a client that does not read were all accepted"
+        );
+        let accepted: Vec<usize> = (0..SENT).filter(|i| !refused.contains(i)).collect();
+        let mut got = Vec::new();
+        while got.len() < accepted.len() {
+            let el = match (&mut bob_ws, &mut bob_tcp) {
+                (Some(ws), _) => ws.recv().await,
+                (_, Some(tcp)) => tcp.recv().await,
+                _ => unreachable!(),
+            };
+            if el.name() == "message" {
+                assert_eq!(
+                    el.get_child("body", "jabber:client")
+                        .map(|b| b.text().len()),
+                    Some(body.len())
+                );
+                got.push(
+                    el.attr("id")
+                        .and_then(|id| id.parse::<usize>().ok())
+                        .expect("id"),
+                );
+            }
+        }
+        assert_eq!(
+            got, accepted,
+            "{recipient}: every accepted message, in order"
+        );
+        drop((alice, bob_ws, bob_tcp));
+    }
+    server.stop().await;
+}

@@ -9,6 +9,7 @@ use minidom::Element;
 use weft_xml::{StreamHeader, XmlError};
 
 use crate::error::StreamError;
+use crate::transport::shared::{Refused, SharedWriter};
 
 pub use tcp::TcpFraming;
 pub use websocket::WsFraming;
@@ -57,6 +58,33 @@ impl FramingError {
     }
 }
 
+/// How a stanza is written into a shared connection (`transport::shared`) by the task that
+/// delivers it: the same bytes the session's own framing would write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A c2s TCP stream: `jabber:client` is the stream's default namespace.
+    TcpClient,
+    /// RFC 7395: one text frame per stanza, which carries its own namespace.
+    WebSocket,
+}
+
+impl Wire {
+    pub fn deliver(self, writer: &SharedWriter, el: &Element) -> Result<(), Refused> {
+        match self {
+            Wire::TcpClient => writer.deliver(0, |buf, _| {
+                weft_xml::write_element_in(el, crate::ns::CLIENT, buf);
+                0
+            }),
+            Wire::WebSocket => writer.deliver(websocket::MAX_HEADER, |buf, start| {
+                let payload = start + websocket::MAX_HEADER;
+                weft_xml::write_element(el, buf);
+                let len = buf.len() - payload;
+                websocket::text_frame_header(&mut buf[start..payload], len)
+            }),
+        }
+    }
+}
+
 /// The attributes of our response header.
 pub struct HeaderOut<'a> {
     /// Our stream id; empty on the initiating side of s2s, which sends none.
@@ -80,6 +108,15 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.recv().await,
             Framed::WebSocket(f) => f.recv().await,
+        }
+    }
+
+    /// The write side of this connection for other tasks to deliver into, once the session
+    /// is bound; None where it cannot be shared (TLS).
+    pub fn share_writer(&mut self, limit: usize) -> Option<(std::sync::Arc<SharedWriter>, Wire)> {
+        match self {
+            Framed::Tcp(f) => f.share_writer(limit).map(|w| (w, Wire::TcpClient)),
+            Framed::WebSocket(f) => f.shared_writer().map(|w| (w, Wire::WebSocket)),
         }
     }
 

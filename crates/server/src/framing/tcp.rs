@@ -1,5 +1,6 @@
 //! RFC 6120 §4 TCP framing: one long-lived XML document per direction, parsed incrementally.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
@@ -10,6 +11,7 @@ use weft_xml::{Limits, StreamEvent, StreamParser};
 use super::{FramingError, HeaderOut, Incoming};
 use crate::ns;
 use crate::transport::io::{MaybeTlsStream, PeerInfo};
+use crate::transport::shared::SharedWriter;
 
 /// Bytes read per syscall; stanzas larger than this simply take several reads.
 const READ_CHUNK: usize = 4096;
@@ -36,6 +38,26 @@ impl TcpFraming {
             read_buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             out: Vec::new(),
             content_ns,
+        }
+    }
+
+    /// Shares the write side of a plain connection (see `transport::shared`); None on TLS.
+    pub fn share_writer(&mut self, limit: usize) -> Option<Arc<SharedWriter>> {
+        match self.io.take() {
+            Some(MaybeTlsStream::Plain(tcp)) => {
+                let (stream, writer) = SharedWriter::split(tcp, limit);
+                self.io = Some(MaybeTlsStream::Shared(stream));
+                Some(writer)
+            }
+            Some(MaybeTlsStream::Shared(stream)) => {
+                let writer = stream.writer().clone();
+                self.io = Some(MaybeTlsStream::Shared(stream));
+                Some(writer)
+            }
+            other => {
+                self.io = other;
+                None
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! `<open/>`/`<close/>` in the framing namespace, text frames only, WebSocket pings instead of
 //! whitespace keepalives.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,6 +18,7 @@ use weft_xml::{Limits, StreamHeader, XmlError};
 
 use super::{FramingError, HeaderOut, Incoming};
 use crate::error::{StreamError, StreamErrorCondition};
+use crate::transport::shared::SharedWriter;
 
 /// How long we wait for the peer's `<close/>` or WebSocket close frame when closing.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -64,6 +66,35 @@ pub struct WsFraming {
     close_code: u16,
     /// tokio-tungstenite ends the read side after any error; writing still works.
     read_failed: bool,
+    /// The connection's write side when it is shared (plain TCP): handed to the registry at
+    /// bind so that stanzas for this session are written by whoever routes them.
+    shared: Option<Arc<SharedWriter>>,
+}
+
+/// The longest RFC 6455 frame header we write (a server's frames are not masked).
+pub const MAX_HEADER: usize = 10;
+
+/// RFC 6455 §5.2: the header of a final text frame of `len` bytes, written at the end of
+/// `slot` (`MAX_HEADER` bytes) so that the payload can follow it; returns its length. The
+/// delivering tasks frame stanzas themselves (`Wire::WebSocket`) since they do not own the
+/// session's tungstenite state.
+pub fn text_frame_header(slot: &mut [u8], len: usize) -> usize {
+    let mut header = [0u8; MAX_HEADER];
+    header[0] = 0x81; // FIN, text
+    let used = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if let Ok(short) = u16::try_from(len) {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&short.to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    slot[MAX_HEADER - used..].copy_from_slice(&header[..used]);
+    used
 }
 
 impl WsFraming {
@@ -86,7 +117,18 @@ impl WsFraming {
             awaiting_pong_since: None,
             close_code: CLOSE_NORMAL,
             read_failed: false,
+            shared: None,
         }
+    }
+
+    /// Notes that the socket's write side is `writer` (see `shared_writer`).
+    pub fn with_shared_writer(mut self, writer: Option<Arc<SharedWriter>>) -> Self {
+        self.shared = writer;
+        self
+    }
+
+    pub fn shared_writer(&self) -> Option<Arc<SharedWriter>> {
+        self.shared.clone()
     }
 
     /// Cancel-safe: `WebSocket::recv` and `Interval::tick` both are.
@@ -369,5 +411,28 @@ fn map_ws_error(e: tungstenite::Error, limits: Limits) -> FramingError {
         tungstenite::Error::Utf8(_) => FramingError::Xml(XmlError::InvalidUtf8),
         tungstenite::Error::Io(io) => FramingError::Io(io),
         _ => FramingError::Disconnected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    #[test]
+    fn text_frame_headers_match_tungstenites_for_every_length_form() {
+        for len in [0, 1, 125, 126, 300, 65535, 65536, 200_000] {
+            let payload = vec![b'a'; len];
+            let mut expected = Vec::new();
+            Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
+                .format(&mut expected)
+                .unwrap();
+            let mut slot = [0u8; MAX_HEADER];
+            let used = text_frame_header(&mut slot, len);
+            let mut ours = slot[MAX_HEADER - used..].to_vec();
+            ours.extend_from_slice(&payload);
+            assert_eq!(ours, expected, "payload of {len} bytes");
+        }
     }
 }

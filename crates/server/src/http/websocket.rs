@@ -25,6 +25,7 @@ use crate::negotiation::c2s::Transport;
 use crate::ns;
 use crate::state::ServerState;
 use crate::transport::io::{MaybeTlsStream, PeerInfo};
+use crate::transport::shared::SharedWriter;
 
 pub const SUBPROTOCOL: &str = "xmpp";
 
@@ -150,7 +151,7 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
                 return;
             }
         };
-        let io = unwrap_upgraded(upgraded);
+        let (io, shared) = unwrap_upgraded(upgraded, state.config.limits.session_queue);
         let socket =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config(state.limits)))
                 .await;
@@ -163,7 +164,8 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
             ns::FRAMING,
             ws_cfg.ping_interval.0,
             ws_cfg.ping_timeout.0,
-        );
+        )
+        .with_shared_writer(shared);
         let mut framed = Framed::WebSocket(framing);
         let wait = state.config.c2s.unauthenticated_timeout.0;
         let first = tokio::time::timeout(wait, framed.recv()).await.ok();
@@ -205,14 +207,27 @@ pub async fn upgrade(State(state): State<Arc<ServerState>>, mut req: Request) ->
 /// adds a rewind buffer and two layers of dynamic dispatch to every read and write of the
 /// session. Bytes hyper read past the request (a client that sent frames before our 101,
 /// which RFC 6455 §4.1 forbids but which loses nothing here) are read first.
-fn unwrap_upgraded(upgraded: hyper::upgrade::Upgraded) -> Box<dyn WsIo> {
+fn unwrap_upgraded(
+    upgraded: hyper::upgrade::Upgraded,
+    queue_limit: usize,
+) -> (Box<dyn WsIo>, Option<Arc<SharedWriter>>) {
     match upgraded.downcast::<TokioIo<MaybeTlsStream>>() {
-        Ok(parts) if parts.read_buf.is_empty() => Box::new(parts.io.into_inner()),
-        Ok(parts) => Box::new(Prefixed {
-            prefix: parts.read_buf,
-            io: parts.io.into_inner(),
-        }),
-        Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+        Ok(parts) if parts.read_buf.is_empty() => match parts.io.into_inner() {
+            // Plain TCP: the write side is shared, see transport::shared.
+            MaybeTlsStream::Plain(tcp) => {
+                let (io, writer) = SharedWriter::split(tcp, queue_limit);
+                (Box::new(io), Some(writer))
+            }
+            io => (Box::new(io), None),
+        },
+        Ok(parts) => (
+            Box::new(Prefixed {
+                prefix: parts.read_buf,
+                io: parts.io.into_inner(),
+            }),
+            None,
+        ),
+        Err(upgraded) => (Box::new(TokioIo::new(upgraded)), None),
     }
 }
 

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use weft_config::ResourceConflict;
 
 use super::stop::{StopReason, StopSignal};
+use crate::framing::Wire;
+use crate::transport::shared::{Refused, SharedWriter};
 
 /// What other tasks can ask of a session.
 #[derive(Debug)]
@@ -20,14 +22,32 @@ pub enum Outbound {
     Stanza(Box<Element>),
 }
 
-/// The way to reach one session's task; cheap to clone.
+/// The way to reach one session; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: u64,
-    pub tx: mpsc::Sender<Outbound>,
+    pub inbox: Inbox,
     /// Raised when a new session takes over this resource (RFC 6120 §7.7.2.2) or the server
     /// shuts down.
     pub stop: Arc<StopSignal>,
+}
+
+/// Where stanzas for a session go.
+#[derive(Clone)]
+pub enum Inbox {
+    /// Straight into the session's connection (plain TCP or ws://, see `transport::shared`).
+    Direct(Arc<SharedWriter>, Wire),
+    /// Into a queue the session's task writes from (TLS connections).
+    Queue(mpsc::Sender<Outbound>),
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inbox::Direct(_, wire) => write!(f, "Direct({wire:?})"),
+            Inbox::Queue(_) => f.write_str("Queue"),
+        }
+    }
 }
 
 /// Why a stanza could not be handed to a session.
@@ -40,17 +60,27 @@ pub enum DeliveryError {
 }
 
 impl SessionHandle {
-    /// Queues `stanza` for the session; on failure the stanza comes back, so callers need no
+    /// Hands `stanza` to the session; on failure the stanza comes back, so callers need no
     /// copy of it (the stanza path is hot) to build an error reply.
     pub fn deliver(&self, stanza: Element) -> Result<(), (DeliveryError, Element)> {
-        self.tx
-            .try_send(Outbound::Stanza(Box::new(stanza)))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(Outbound::Stanza(s)) => {
-                    (DeliveryError::Congested, *s)
-                }
-                mpsc::error::TrySendError::Closed(Outbound::Stanza(s)) => (DeliveryError::Gone, *s),
-            })
+        match &self.inbox {
+            Inbox::Direct(writer, wire) => match wire.deliver(writer, &stanza) {
+                Ok(()) => Ok(()),
+                Err(Refused::Closed) => Err((DeliveryError::Gone, stanza)),
+                Err(Refused::Full) => Err((DeliveryError::Congested, stanza)),
+            },
+            Inbox::Queue(tx) => {
+                tx.try_send(Outbound::Stanza(Box::new(stanza)))
+                    .map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(Outbound::Stanza(s)) => {
+                            (DeliveryError::Congested, *s)
+                        }
+                        mpsc::error::TrySendError::Closed(Outbound::Stanza(s)) => {
+                            (DeliveryError::Gone, *s)
+                        }
+                    })
+            }
+        }
     }
 }
 
@@ -299,7 +329,7 @@ mod tests {
         (
             SessionHandle {
                 id: reg.new_session_id(),
-                tx,
+                inbox: Inbox::Queue(tx),
                 stop: Default::default(),
             },
             rx,

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use weft_sasl::ChannelBindings;
 
+use crate::transport::shared::SharedStream;
+
 /// What a stream knows about the connection under it.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
@@ -52,6 +54,8 @@ pub enum MaybeTlsStream {
     Tls(Box<TlsStream<TcpStream>>),
     /// Our side of an outgoing s2s link.
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Plain TCP whose write side other tasks deliver into (a bound c2s session).
+    Shared(SharedStream),
 }
 
 impl AsyncRead for MaybeTlsStream {
@@ -64,6 +68,7 @@ impl AsyncRead for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTlsStream::Shared(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -78,6 +83,7 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTlsStream::Shared(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -86,6 +92,7 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTlsStream::Shared(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -94,6 +101,7 @@ impl AsyncWrite for MaybeTlsStream {
             MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTlsStream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTlsStream::Shared(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

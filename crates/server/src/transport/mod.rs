@@ -2,5 +2,6 @@
 
 pub mod io;
 pub mod limits;
+pub mod shared;
 pub mod tcp;
 pub mod tls;

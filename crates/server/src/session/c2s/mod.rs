@@ -19,11 +19,12 @@ use crate::negotiation::c2s::{self as neg, PreAuthOffer, Transport};
 use crate::ns;
 use crate::router;
 use crate::session::rate::StanzaBudget;
-use crate::session::registry::{BindOutcome, Outbound, SessionHandle};
+use crate::session::registry::{BindOutcome, Inbox, Outbound, SessionHandle};
 use crate::session::stop::{StopReason, StopSignal};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
 use crate::transport::io::PeerInfo;
+use crate::transport::shared::SharedWriter;
 
 /// Stanzas drained from the queue per write, so one flush carries many (fewer syscalls).
 const WRITE_BATCH: usize = 64;
@@ -55,8 +56,47 @@ fn stream_error(condition: StreamErrorCondition, text: &str) -> End {
 struct Bound {
     jid: FullJid,
     id: u64,
-    rx: mpsc::Receiver<Outbound>,
+    delivery: Delivery,
     stop: Arc<StopSignal>,
+}
+
+/// The session task's side of its inbox (`registry::Inbox`).
+enum Delivery {
+    /// Others write into the connection; this task writes what they could not.
+    Direct(Arc<SharedWriter>),
+    Queue(mpsc::Receiver<Outbound>),
+}
+
+enum Delivered {
+    Stanza(Box<Element>),
+    WriteFailed,
+}
+
+impl Delivery {
+    /// Cancel-safe: the next stanza from the queue, or a failed write of what deliveries left.
+    async fn next(&mut self) -> Delivered {
+        match self {
+            Delivery::Direct(writer) => {
+                std::future::poll_fn(|cx| writer.poll_leftovers(cx)).await;
+                Delivered::WriteFailed
+            }
+            Delivery::Queue(rx) => match rx.recv().await {
+                Some(Outbound::Stanza(el)) => Delivered::Stanza(el),
+                // The registry holds a sender while the session is bound.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn try_next(&mut self) -> Option<Box<Element>> {
+        match self {
+            Delivery::Direct(_) => None,
+            Delivery::Queue(rx) => match rx.try_recv() {
+                Ok(Outbound::Stanza(el)) => Some(el),
+                Err(_) => None,
+            },
+        }
+    }
 }
 
 struct C2s {
@@ -339,12 +379,22 @@ impl C2s {
                 self.flush().await?;
                 continue;
             };
-            let (tx, rx) = mpsc::channel(self.state.config.limits.session_queue);
+            let limit = self.state.config.limits.session_queue;
+            let (inbox, delivery) = match self.framed.share_writer(limit) {
+                Some((writer, wire)) => (
+                    Inbox::Direct(writer.clone(), wire),
+                    Delivery::Direct(writer),
+                ),
+                None => {
+                    let (tx, rx) = mpsc::channel(limit);
+                    (Inbox::Queue(tx), Delivery::Queue(rx))
+                }
+            };
             let stop = Arc::new(StopSignal::default());
             let id = self.state.sessions.new_session_id();
             let handle = SessionHandle {
                 id,
-                tx,
+                inbox,
                 stop: stop.clone(),
             };
             match self
@@ -375,8 +425,17 @@ impl C2s {
             stanza::remove_attr(&mut result, "from");
             self.framed.queue(&result);
             self.flush().await?;
+            if let Delivery::Direct(writer) = &delivery {
+                // Stanzas delivered since the registry knew us follow the bind result.
+                writer.release();
+            }
             tracing::debug!(%jid, "bound");
-            return Ok(Bound { jid, id, rx, stop });
+            return Ok(Bound {
+                jid,
+                id,
+                delivery,
+                stop,
+            });
         }
     }
 
@@ -402,13 +461,13 @@ impl C2s {
                         "replaced by a new session for the same resource",
                     ),
                 },
-                out = bound.rx.recv() => {
-                    let Some(Outbound::Stanza(first)) = out else { continue };
+                out = bound.delivery.next() => {
+                    let Delivered::Stanza(first) = out else { return End::Disconnected };
                     self.framed.queue(&first);
                     for _ in 1..WRITE_BATCH {
-                        match bound.rx.try_recv() {
-                            Ok(Outbound::Stanza(el)) => self.framed.queue(&el),
-                            Err(_) => break,
+                        match bound.delivery.try_next() {
+                            Some(el) => self.framed.queue(&el),
+                            None => break,
                         }
                     }
                     if self.framed.flush().await.is_err() {
@@ -471,6 +530,11 @@ impl C2s {
 
     fn unbind(&self, bound: &Bound) {
         self.state.sessions.unbind(&bound.jid, bound.id);
+        if let Delivery::Direct(writer) = &bound.delivery {
+            // Nothing may follow our stream close; later stanzas are handled as for an
+            // offline resource.
+            writer.close();
+        }
         // RFC 6121 §4.5.2: the user's other resources learn this one went away.
         let gone = Element::builder("presence", ns::CLIENT)
             .attr(xml_ncname!("type").into(), "unavailable")

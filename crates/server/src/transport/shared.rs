@@ -1,0 +1,405 @@
+//! The write side of a plain TCP connection, shared between the session task that owns the
+//! connection and the tasks that deliver stanzas to it.
+//!
+//! A delivering task encodes its stanza and, when nothing is waiting to be written, writes it
+//! into the socket itself; only what the socket does not take at once is left here for the
+//! owner, whose task is woken to write it when the socket drains. With a queue instead, every
+//! stanza woke the recipient's task: with hundreds of busy sessions that second task's state
+//! (its future, its queue, its timers) was rarely in cache and cost as much as routing itself.
+//!
+//! TLS connections keep one rustls state for both directions, so their sessions keep a queue
+//! (see `session::registry`).
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// A pending buffer that grew past this is freed once written, so that a burst does not stay
+/// in an idle session's memory.
+const KEEP_CAPACITY: usize = 4096;
+
+/// Why a delivery was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The session is ending or its connection failed.
+    Closed,
+    /// `limit` stanzas already wait for the socket: the client is not reading.
+    Full,
+}
+
+pub struct SharedWriter {
+    pending: Mutex<Pending>,
+    /// The owner's task, woken when bytes are left for it to write.
+    owner: AtomicWaker,
+}
+
+struct Pending {
+    half: OwnedWriteHalf,
+    /// Bytes accepted but not yet taken by the socket, oldest first.
+    bytes: Vec<u8>,
+    /// Stanzas delivered into `bytes` since it was last empty.
+    stanzas: usize,
+    limit: usize,
+    /// No more deliveries: the session ended or a write failed. The owner may still write
+    /// (its stream close).
+    closed: bool,
+    /// Deliveries made before the owner's bind result is out, which must come first
+    /// (RFC 6120 §7.6.1); `release` moves them behind it.
+    held: Option<Vec<u8>>,
+}
+
+thread_local! {
+    /// Where deliveries are encoded before the socket takes them: the common case (the socket
+    /// takes everything) then touches no per-session buffer.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SharedWriter {
+    /// Splits `stream`: the read half for the owner, the write half shared. At most `limit`
+    /// delivered stanzas may wait for the socket.
+    pub fn split(stream: TcpStream, limit: usize) -> (SharedStream, Arc<SharedWriter>) {
+        let (read, half) = stream.into_split();
+        let writer = Arc::new(SharedWriter {
+            pending: Mutex::new(Pending {
+                half,
+                bytes: Vec::new(),
+                stanzas: 0,
+                limit: limit.max(1),
+                closed: false,
+                held: Some(Vec::new()),
+            }),
+            owner: AtomicWaker::new(),
+        });
+        let stream = SharedStream {
+            read,
+            writer: writer.clone(),
+        };
+        (stream, writer)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers one stanza that `encode` appends to a buffer (with `reserve` spare bytes in
+    /// front of it, for a frame header that `encode` may prepend by returning how many of
+    /// them it used, counted back from the end of the spare). The stanza is written now if
+    /// the socket takes it, otherwise kept in order for the owner.
+    pub fn deliver(
+        &self,
+        reserve: usize,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> usize,
+    ) -> Result<(), Refused> {
+        let mut guard = self.lock();
+        let p = &mut *guard;
+        if p.closed {
+            return Err(Refused::Closed);
+        }
+        if p.stanzas >= p.limit {
+            return Err(Refused::Full);
+        }
+        p.stanzas += 1;
+        let queue = match &mut p.held {
+            Some(held) => Some(held),
+            // The owner was woken when these were left; ours go behind them.
+            None if !p.bytes.is_empty() => Some(&mut p.bytes),
+            None => None,
+        };
+        if let Some(queue) = queue {
+            let start = queue.len();
+            queue.resize(start + reserve, 0);
+            let used = encode(queue, start);
+            queue.drain(start..start + reserve - used);
+            return Ok(());
+        }
+        let left = SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            buf.clear();
+            buf.resize(reserve, 0);
+            let used = encode(&mut buf, 0);
+            let out = &buf[reserve - used..];
+            let written = p.write_now(out);
+            if written < out.len() {
+                p.bytes.extend_from_slice(&out[written..]);
+            }
+            if buf.capacity() > 16 * KEEP_CAPACITY {
+                *buf = Vec::new();
+            }
+            !p.bytes.is_empty()
+        });
+        if !left {
+            p.stanzas = 0;
+        }
+        let closed = p.closed;
+        drop(guard);
+        if left {
+            self.owner.wake();
+        }
+        if closed {
+            return Err(Refused::Closed);
+        }
+        Ok(())
+    }
+
+    /// Lets deliveries through, once the owner has written what must precede them (its bind
+    /// result); those held until now follow it.
+    pub fn release(&self) {
+        let mut p = self.lock();
+        if let Some(held) = p.held.take() {
+            if !held.is_empty() {
+                p.push(&held);
+            }
+            if p.bytes.is_empty() {
+                p.stanzas = 0;
+            } else {
+                drop(p);
+                self.owner.wake();
+            }
+        }
+    }
+
+    /// Refuses every later delivery; what was accepted is still written by the owner.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// For the owner: resolves only when writing failed; meanwhile writes what deliveries
+    /// left whenever the socket can take it.
+    pub fn poll_leftovers(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        self.owner.register(cx.waker());
+        match self.lock().poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(e),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+impl Pending {
+    /// Writes as much of `buf` as the socket takes without waiting; a failed connection is
+    /// closed to deliveries.
+    fn write_now(&mut self, buf: &[u8]) -> usize {
+        let mut written = 0;
+        while written < buf.len() {
+            match self.half.try_write(&buf[written..]) {
+                Ok(0) => {
+                    self.closed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        written
+    }
+
+    /// Writes the pending bytes; Pending (woken by the socket) until all are out.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.bytes.is_empty() {
+            let Pending { half, bytes, .. } = self;
+            match Pin::new(half).poll_write(cx, bytes) {
+                Poll::Ready(Ok(0)) => {
+                    self.closed = true;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.bytes.drain(..n);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.closed = true;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.stanzas = 0;
+        if self.bytes.capacity() > KEEP_CAPACITY {
+            self.bytes = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The owner's own bytes: written at once if nothing waits, else kept behind the rest.
+    fn push(&mut self, buf: &[u8]) {
+        let written = if self.bytes.is_empty() {
+            self.write_now(buf)
+        } else {
+            0
+        };
+        self.bytes.extend_from_slice(&buf[written..]);
+    }
+}
+
+/// The owner's side of a shared connection: reads from the socket, writes through the shared
+/// writer so that its own stanzas and the delivered ones keep one order.
+pub struct SharedStream {
+    read: OwnedReadHalf,
+    writer: Arc<SharedWriter>,
+}
+
+impl SharedStream {
+    pub fn writer(&self) -> &Arc<SharedWriter> {
+        &self.writer
+    }
+}
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    /// Always takes everything: a partial write would let a delivery in between the parts.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writer.lock().push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer.lock().poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut p = self.writer.lock();
+        p.closed = true;
+        std::task::ready!(p.poll_drain(cx))?;
+        Pin::new(&mut p.half).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair(limit: usize) -> (SharedStream, Arc<SharedWriter>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (stream, writer) = SharedWriter::split(server, limit);
+        writer.release();
+        (stream, writer, client)
+    }
+
+    fn text(s: &'static str) -> impl FnOnce(&mut Vec<u8>, usize) -> usize {
+        move |buf, _| {
+            buf.extend_from_slice(s.as_bytes());
+            0
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_and_the_owners_writes_keep_their_order() {
+        let (mut own, writer, mut client) = pair(8).await;
+        own.write_all(b"<a/>").await.unwrap();
+        writer.deliver(0, text("<b/>")).unwrap();
+        own.write_all(b"<c/>").await.unwrap();
+        own.flush().await.unwrap();
+        let mut got = [0u8; 12];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"<a/><b/><c/>");
+    }
+
+    #[tokio::test]
+    async fn deliveries_wait_for_the_release_behind_the_owners_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut own, writer) = SharedWriter::split(server, 8);
+        writer.deliver(0, text("<early/>")).unwrap();
+        own.write_all(b"<bound/>").await.unwrap();
+        own.flush().await.unwrap();
+        writer.release();
+        writer.deliver(0, text("<late/>")).unwrap();
+        let mut got = [0u8; 23];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"<bound/><early/><late/>");
+    }
+
+    #[tokio::test]
+    async fn a_frame_header_goes_in_the_reserved_space() {
+        let (_own, writer, mut client) = pair(8).await;
+        writer
+            .deliver(4, |buf, start| {
+                buf.extend_from_slice(b"<x/>");
+                buf[start + 2..start + 4].copy_from_slice(b"H:");
+                2
+            })
+            .unwrap();
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"H:<x/>");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_fills_the_limit_and_loses_nothing() {
+        let (own, writer, mut client) = pair(4).await;
+        let chunk = vec![b'x'; 1 << 20];
+        let mut accepted = 0usize;
+        let mut refused = None;
+        for _ in 0..64 {
+            let chunk = &chunk;
+            match writer.deliver(0, |buf, _| {
+                buf.extend_from_slice(chunk);
+                0
+            }) {
+                Ok(()) => accepted += 1,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(refused, Some(Refused::Full));
+        // The owner writes what was left once the client reads.
+        let owner = tokio::spawn(async move {
+            let _own = own;
+            std::future::poll_fn(|cx| writer.poll_leftovers(cx)).await
+        });
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while total < accepted * chunk.len() {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            total += n;
+        }
+        assert_eq!(total, accepted * chunk.len());
+        owner.abort();
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_refuses_deliveries_but_the_owner_still_writes() {
+        let (mut own, writer, mut client) = pair(8).await;
+        writer.close();
+        assert_eq!(writer.deliver(0, text("<late/>")), Err(Refused::Closed));
+        own.write_all(b"</stream:stream>").await.unwrap();
+        own.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"</stream:stream>");
+    }
+}
