@@ -69,7 +69,11 @@ pub enum Wire {
 }
 
 impl Wire {
-    pub fn deliver(self, writer: &SharedWriter, el: &Element) -> Result<(), Refused> {
+    pub fn deliver(
+        self,
+        writer: &std::sync::Arc<SharedWriter>,
+        el: &Element,
+    ) -> Result<(), Refused> {
         match self {
             Wire::TcpClient => writer.deliver(0, |buf, _| {
                 weft_xml::write_element_in(el, crate::ns::CLIENT, buf);

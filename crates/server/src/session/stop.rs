@@ -7,7 +7,7 @@
 //! replaced when the task's waker changes.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -31,10 +31,23 @@ impl StopReason {
     }
 }
 
+/// What other tasks tell a bound session. One waker for both, polled once per turn of the
+/// session's loop: a second one for the leftovers cost a cold cache line and an atomic
+/// registration per turn with hundreds of busy sessions.
 #[derive(Debug, Default)]
 pub struct StopSignal {
     reason: AtomicU8,
+    /// Deliveries left bytes that the socket did not take (`transport::shared`).
+    leftovers: AtomicBool,
     waker: AtomicWaker,
+}
+
+/// Why a session's loop was woken by another task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Stop(StopReason),
+    /// Write what deliveries left.
+    Leftovers,
 }
 
 impl StopSignal {
@@ -66,6 +79,34 @@ impl StopSignal {
     pub async fn wait(&self) -> StopReason {
         poll_fn(|cx| self.poll_raised(cx)).await
     }
+
+    /// Ready with a stop (first) or with leftovers to write, each reported once. Cancel-safe.
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        if let Some(signal) = self.pending_signal() {
+            return Poll::Ready(signal);
+        }
+        self.waker.register(cx.waker());
+        match self.pending_signal() {
+            Some(signal) => Poll::Ready(signal),
+            None => Poll::Pending,
+        }
+    }
+
+    fn pending_signal(&self) -> Option<Signal> {
+        if let Some(r) = self.raised() {
+            return Some(Signal::Stop(r));
+        }
+        // A load first: the swap's write would take the line from a delivering core.
+        (self.leftovers.load(Ordering::Acquire) && self.leftovers.swap(false, Ordering::AcqRel))
+            .then_some(Signal::Leftovers)
+    }
+}
+
+impl crate::transport::shared::OwnerWaker for StopSignal {
+    fn leftovers(&self) {
+        self.leftovers.store(true, Ordering::Release);
+        self.waker.wake();
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +128,31 @@ mod tests {
         signal.raise(StopReason::Shutdown);
         assert_eq!(waiter.await.unwrap(), StopReason::Replaced);
         assert_eq!(signal.raised(), Some(StopReason::Replaced));
+    }
+
+    #[tokio::test]
+    async fn leftovers_wake_the_session_once_and_a_stop_comes_first() {
+        use crate::transport::shared::OwnerWaker;
+        let signal = Arc::new(StopSignal::default());
+        let waiter = tokio::spawn({
+            let signal = signal.clone();
+            async move { poll_fn(|cx| signal.poll_signal(cx)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        signal.leftovers();
+        assert_eq!(waiter.await.unwrap(), Signal::Leftovers);
+        let again = tokio::time::timeout(
+            Duration::from_millis(20),
+            poll_fn(|cx| signal.poll_signal(cx)),
+        );
+        assert!(again.await.is_err(), "reported once");
+        signal.leftovers();
+        signal.raise(StopReason::Shutdown);
+        assert_eq!(
+            poll_fn(|cx| signal.poll_signal(cx)).await,
+            Signal::Stop(StopReason::Shutdown)
+        );
     }
 
     #[tokio::test]

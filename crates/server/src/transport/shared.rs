@@ -13,10 +13,9 @@
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -36,8 +35,14 @@ pub enum Refused {
 
 pub struct SharedWriter {
     pending: Mutex<Pending>,
-    /// The owner's task, woken when bytes are left for it to write.
-    owner: AtomicWaker,
+    /// Told when bytes are left for the owner to write; set at bind.
+    owner: OnceLock<Arc<dyn OwnerWaker>>,
+}
+
+/// How the owner of a shared connection learns that deliveries left bytes for it: it then
+/// flushes its stream (`AsyncWrite::poll_flush` on its `SharedStream`).
+pub trait OwnerWaker: Send + Sync {
+    fn leftovers(&self);
 }
 
 struct Pending {
@@ -56,6 +61,9 @@ struct Pending {
 }
 
 thread_local! {
+    /// The writers that deliveries made during the current poll of a session task left bytes
+    /// in (see `batched`); None outside such a poll.
+    static BATCH: RefCell<Option<Vec<Arc<SharedWriter>>>> = const { RefCell::new(None) };
     /// Where deliveries are encoded before the socket takes them: the common case (the socket
     /// takes everything) then touches no per-session buffer.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -75,13 +83,24 @@ impl SharedWriter {
                 closed: false,
                 held: Some(Vec::new()),
             }),
-            owner: AtomicWaker::new(),
+            owner: OnceLock::new(),
         });
         let stream = SharedStream {
             read,
             writer: writer.clone(),
         };
         (stream, writer)
+    }
+
+    /// Names who writes the leftovers; before this, deliveries are held (see `release`).
+    pub fn set_owner(&self, owner: Arc<dyn OwnerWaker>) {
+        let _ = self.owner.set(owner);
+    }
+
+    fn wake_owner(&self) {
+        if let Some(owner) = self.owner.get() {
+            owner.leftovers();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -93,7 +112,7 @@ impl SharedWriter {
     /// them it used, counted back from the end of the spare). The stanza is written now if
     /// the socket takes it, otherwise kept in order for the owner.
     pub fn deliver(
-        &self,
+        self: &Arc<Self>,
         reserve: usize,
         encode: impl FnOnce(&mut Vec<u8>, usize) -> usize,
     ) -> Result<(), Refused> {
@@ -106,17 +125,24 @@ impl SharedWriter {
             return Err(Refused::Full);
         }
         p.stanzas += 1;
-        let queue = match &mut p.held {
-            Some(held) => Some(held),
-            // The owner was woken when these were left; ours go behind them.
-            None if !p.bytes.is_empty() => Some(&mut p.bytes),
-            None => None,
-        };
-        if let Some(queue) = queue {
+        // Bytes already waiting are someone's to write (the owner, woken for them, or the
+        // batch that left them); ours go behind them.
+        let waiting = p.held.is_some() || !p.bytes.is_empty();
+        let batching = !waiting && BATCH.with(|b| b.borrow().is_some());
+        if waiting || batching {
+            let queue = p.held.as_mut().unwrap_or(&mut p.bytes);
             let start = queue.len();
             queue.resize(start + reserve, 0);
             let used = encode(queue, start);
             queue.drain(start..start + reserve - used);
+            drop(guard);
+            if batching {
+                BATCH.with(|b| {
+                    if let Some(batch) = b.borrow_mut().as_mut() {
+                        batch.push(self.clone());
+                    }
+                });
+            }
             return Ok(());
         }
         let left = SCRATCH.with(|scratch| {
@@ -140,7 +166,7 @@ impl SharedWriter {
         let closed = p.closed;
         drop(guard);
         if left {
-            self.owner.wake();
+            self.wake_owner();
         }
         if closed {
             return Err(Refused::Closed);
@@ -160,23 +186,94 @@ impl SharedWriter {
                 p.stanzas = 0;
             } else {
                 drop(p);
-                self.owner.wake();
+                self.wake_owner();
             }
         }
+    }
+
+    /// Writes what deliveries of one batch left here, in one write.
+    fn write_batch(&self) {
+        let mut guard = self.lock();
+        let p = &mut *guard;
+        if p.bytes.is_empty() {
+            // The owner wrote them with its own.
+            return;
+        }
+        let bytes = std::mem::take(&mut p.bytes);
+        let written = p.write_now(&bytes);
+        p.bytes = bytes;
+        p.bytes.drain(..written);
+        if p.bytes.is_empty() {
+            p.stanzas = 0;
+            if p.bytes.capacity() > KEEP_CAPACITY {
+                p.bytes = Vec::new();
+            }
+            return;
+        }
+        drop(guard);
+        self.wake_owner();
     }
 
     /// Refuses every later delivery; what was accepted is still written by the owner.
     pub fn close(&self) {
         self.lock().closed = true;
     }
+}
 
-    /// For the owner: resolves only when writing failed; meanwhile writes what deliveries
-    /// left whenever the socket can take it.
-    pub fn poll_leftovers(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        self.owner.register(cx.waker());
-        match self.lock().poll_drain(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(e),
-            _ => Poll::Pending,
+/// Runs `session` so that what it delivers during one poll is written when the poll ends: a
+/// task that reads many stanzas at once (a client sending faster than one at a time) then
+/// writes each recipient's share with one syscall instead of one per stanza, which is what
+/// the recipient's own task did when it drained a queue. Outside such a poll a delivery is
+/// written at once.
+pub fn batched<F: std::future::Future>(session: F) -> Batched<F> {
+    Batched { session }
+}
+
+pin_project_lite::pin_project! {
+    /// See `batched`. A struct rather than an async block, which would keep the session's
+    /// future twice (captured, then pinned) in every idle session's memory.
+    pub struct Batched<F> {
+        #[pin]
+        session: F,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Batched<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _batch = BatchScope::enter();
+        self.project().session.poll(cx)
+    }
+}
+
+/// One poll's batch; written on drop, that is when the poll returns.
+struct BatchScope {
+    outermost: bool,
+}
+
+impl BatchScope {
+    fn enter() -> BatchScope {
+        let outermost = BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_some() {
+                return false;
+            }
+            *b = Some(Vec::new());
+            true
+        });
+        BatchScope { outermost }
+    }
+}
+
+impl Drop for BatchScope {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        let batch = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+        for writer in batch {
+            writer.write_batch();
         }
     }
 }
@@ -341,6 +438,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deliveries_in_one_poll_are_written_together_when_it_ends() {
+        let (_own, writer, mut client) = pair(8).await;
+        let w = writer.clone();
+        let probe = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = probe.clone();
+        batched(async move {
+            for name in ["<a/>", "<b/>", "<c/>"] {
+                w.deliver(0, text(name)).unwrap();
+            }
+            // Still in the poll: nothing was written yet.
+            let mut buf = [0u8; 16];
+            let n = client.try_read(&mut buf).unwrap_or(0);
+            seen.lock().unwrap().push(n);
+            tokio::task::yield_now().await;
+            let mut got = [0u8; 12];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"<a/><b/><c/>");
+        })
+        .await;
+        assert_eq!(*probe.lock().unwrap(), vec![0]);
+        drop(writer);
+    }
+
+    #[test]
+    fn batching_adds_nothing_to_a_sessions_memory() {
+        let session = async { [0u8; 512] };
+        assert_eq!(
+            std::mem::size_of_val(&batched(session)),
+            std::mem::size_of_val(&async { [0u8; 512] })
+        );
+    }
+
+    #[tokio::test]
     async fn a_frame_header_goes_in_the_reserved_space() {
         let (_own, writer, mut client) = pair(8).await;
         writer
@@ -377,8 +507,8 @@ mod tests {
         assert_eq!(refused, Some(Refused::Full));
         // The owner writes what was left once the client reads.
         let owner = tokio::spawn(async move {
-            let _own = own;
-            std::future::poll_fn(|cx| writer.poll_leftovers(cx)).await
+            let mut own = own;
+            own.flush().await
         });
         let mut total = 0usize;
         let mut buf = vec![0u8; 1 << 16];

@@ -20,7 +20,7 @@ use crate::ns;
 use crate::router;
 use crate::session::rate::StanzaBudget;
 use crate::session::registry::{BindOutcome, Inbox, Outbound, SessionHandle};
-use crate::session::stop::{StopReason, StopSignal};
+use crate::session::stop::{Signal, StopReason, StopSignal};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
 use crate::transport::io::PeerInfo;
@@ -67,21 +67,14 @@ enum Delivery {
     Queue(mpsc::Receiver<Outbound>),
 }
 
-enum Delivered {
-    Stanza(Box<Element>),
-    WriteFailed,
-}
-
 impl Delivery {
-    /// Cancel-safe: the next stanza from the queue, or a failed write of what deliveries left.
-    async fn next(&mut self) -> Delivered {
+    /// Cancel-safe: the next stanza from the queue. A direct delivery never waits here: the
+    /// session's stop signal tells it of leftovers.
+    async fn next(&mut self) -> Box<Element> {
         match self {
-            Delivery::Direct(writer) => {
-                std::future::poll_fn(|cx| writer.poll_leftovers(cx)).await;
-                Delivered::WriteFailed
-            }
+            Delivery::Direct(_) => std::future::pending().await,
             Delivery::Queue(rx) => match rx.recv().await {
-                Some(Outbound::Stanza(el)) => Delivered::Stanza(el),
+                Some(Outbound::Stanza(el)) => el,
                 // The registry holds a sender while the session is bound.
                 None => std::future::pending().await,
             },
@@ -136,7 +129,7 @@ pub fn serve(
         header_sent: false,
         pending: first.map(Box::new),
     });
-    c2s.run()
+    crate::transport::shared::batched(c2s.run())
 }
 
 impl C2s {
@@ -352,6 +345,14 @@ impl C2s {
     }
     /// RFC 6120 §7: waits for the bind request (answering legacy session requests meanwhile).
     async fn bind(&mut self, account: &BareJid) -> Result<Bound, End> {
+        // One stop signal for every attempt: it is what a shared writer wakes for leftovers,
+        // and a refused attempt leaves it unraised.
+        let stop = Arc::new(StopSignal::default());
+        let limit = self.state.config.limits.session_queue;
+        let shared = self.framed.share_writer(limit);
+        if let Some((writer, _)) = &shared {
+            writer.set_owner(stop.clone());
+        }
         loop {
             let el = self.next_element().await?;
             let is_set_iq = el.is("iq", ns::CLIENT) && el.attr("type") == Some("set");
@@ -379,18 +380,16 @@ impl C2s {
                 self.flush().await?;
                 continue;
             };
-            let limit = self.state.config.limits.session_queue;
-            let (inbox, delivery) = match self.framed.share_writer(limit) {
+            let (inbox, delivery) = match &shared {
                 Some((writer, wire)) => (
-                    Inbox::Direct(writer.clone(), wire),
-                    Delivery::Direct(writer),
+                    Inbox::Direct(writer.clone(), *wire),
+                    Delivery::Direct(writer.clone()),
                 ),
                 None => {
                     let (tx, rx) = mpsc::channel(limit);
                     (Inbox::Queue(tx), Delivery::Queue(rx))
                 }
             };
-            let stop = Arc::new(StopSignal::default());
             let id = self.state.sessions.new_session_id();
             let handle = SessionHandle {
                 id,
@@ -434,7 +433,7 @@ impl C2s {
                 jid,
                 id,
                 delivery,
-                stop,
+                stop: stop.clone(),
             });
         }
     }
@@ -454,15 +453,20 @@ impl C2s {
         loop {
             tokio::select! {
                 biased;
-                reason = stop.wait() => match reason {
-                    StopReason::Shutdown => return End::Shutdown,
-                    StopReason::Replaced => return stream_error(
+                signal = std::future::poll_fn(|cx| stop.poll_signal(cx)) => match signal {
+                    Signal::Stop(StopReason::Shutdown) => return End::Shutdown,
+                    Signal::Stop(StopReason::Replaced) => return stream_error(
                         StreamErrorCondition::Conflict,
                         "replaced by a new session for the same resource",
                     ),
+                    // What deliveries left for the socket (transport::shared).
+                    Signal::Leftovers => {
+                        if self.framed.flush().await.is_err() {
+                            return End::Disconnected;
+                        }
+                    }
                 },
-                out = bound.delivery.next() => {
-                    let Delivered::Stanza(first) = out else { return End::Disconnected };
+                first = bound.delivery.next() => {
                     self.framed.queue(&first);
                     for _ in 1..WRITE_BATCH {
                         match bound.delivery.try_next() {
