@@ -51,7 +51,8 @@ pub struct ThroughputArgs {
     pub payload: usize,
 }
 
-/// Most messages one sender queues before one flush.
+/// Most messages a rate-mode sender queues before one flush; in window mode, most elements
+/// taken from each side of a pair before its partner sends.
 const BATCH: usize = 64;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -111,8 +112,6 @@ impl Shared {
 struct Sender {
     to: String,
     payload: Rc<str>,
-    /// Offered messages per second for this sender, and its phase in [0, 1) of one interval.
-    rate: Option<(f64, f64)>,
 }
 
 impl Sender {
@@ -186,7 +185,6 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
         closed: Cell::new(0),
         lat_us: RefCell::new(report::histogram()),
     });
-    let windows: Vec<Rc<Semaphore>> = (0..n).map(|_| Rc::new(Semaphore::new(window))).collect();
     let jids: Vec<String> = sessions.iter().map(|s| s.jid.clone()).collect();
     let payload: Rc<str> = if a.payload > 0 {
         format!(" {}", "x".repeat(a.payload - 1)).into()
@@ -194,40 +192,36 @@ pub async fn run(ctx: Ctx, a: ThroughputArgs) -> anyhow::Result<bool> {
         "".into()
     };
     let (ctl_tx, ctl_rx) = watch::channel(Ctl::Run);
-    let mut sessions = sessions.into_iter();
-    if a.rate.is_none() {
+    let sender = |to: usize| Sender {
+        to: jids[to].clone(),
+        payload: payload.clone(),
+    };
+    if let Some(rate) = a.rate {
+        let windows: Vec<Rc<Semaphore>> = (0..n).map(|_| Rc::new(Semaphore::new(window))).collect();
+        for (k, s) in sessions.into_iter().enumerate() {
+            tokio::task::spawn_local(session(
+                shared.clone(),
+                s.conn,
+                sender(k ^ 1),
+                (rate / n as f64, k as f64 / n as f64),
+                windows[k].clone(),
+                windows[k ^ 1].clone(),
+                ctl_rx.clone(),
+            ));
+        }
+    } else {
+        let mut sessions = sessions.into_iter();
         let mut k = 0;
         while let (Some(s0), Some(s1)) = (sessions.next(), sessions.next()) {
-            let to = |j: usize| Sender {
-                to: jids[j].clone(),
-                payload: payload.clone(),
-                rate: None,
-            };
             tokio::task::spawn_local(pair(
                 shared.clone(),
                 [s0.conn, s1.conn],
-                [to(k + 1), to(k)],
+                [sender(k + 1), sender(k)],
                 window,
                 ctl_rx.clone(),
             ));
             k += 2;
         }
-    }
-    for (k, s) in sessions.enumerate() {
-        let sender = Sender {
-            to: jids[k ^ 1].clone(),
-            payload: payload.clone(),
-            rate: a.rate.map(|r| (r / n as f64, k as f64 / n as f64)),
-        };
-        let (out, back) = (windows[k].clone(), windows[k ^ 1].clone());
-        tokio::task::spawn_local(session(
-            shared.clone(),
-            s.conn,
-            sender,
-            out,
-            back,
-            ctl_rx.clone(),
-        ));
     }
 
     tokio::time::sleep_until((base + Duration::from_secs_f64(a.warmup)).into()).await;
@@ -334,9 +328,8 @@ fn rate_stamp(now: u64, due: u64, window_full_at: Option<u64>) -> u64 {
 
 /// Window mode: both sessions of a pair in one task. A message received on one side frees a
 /// slot of the other side, which sends at once: no semaphore and no wake-up of another task per
-/// message. With a task per session and a semaphore per window, the generator spent as much CPU
-/// per message as weft at 500 pairs, and the measured rate swung by half between runs with
-/// whichever of the two fell behind.
+/// message. With a task per session and a semaphore per window, the generator's own code took
+/// 30-32% of its CPU at 500 pairs against the relay; with a task per pair 22-23%.
 async fn pair(
     sh: Rc<Shared>,
     mut conns: [Conn; 2],
@@ -407,25 +400,23 @@ async fn pair(
     }
 }
 
+/// Rate mode: one task per session, offering `rate` = (messages per second, phase in [0, 1) of
+/// one interval); `out` is its window, `back` its partner's.
 async fn session(
     sh: Rc<Shared>,
     mut conn: Conn,
     sender: Sender,
+    rate: (f64, f64),
     out: Rc<Semaphore>,
     back: Rc<Semaphore>,
     mut ctl: watch::Receiver<Ctl>,
 ) {
     let mut sending = true;
     let mut sent: u64 = 0;
-    // Scheduled time of message j (rate mode): (j + phase) / rate seconds after `base`.
-    let due_ns = |j: u64| {
-        sender
-            .rate
-            .map(|(r, phase)| ((j as f64 + phase) / r * 1e9) as u64)
-            .unwrap_or(0)
-    };
+    // Scheduled time of message j: (j + phase) / rate seconds after `base`.
+    let due_ns = |j: u64| ((j as f64 + rate.1) / rate.0 * 1e9) as u64;
     let mut next_wake = sh.base;
-    // Rate mode: when the window last refused a send. Messages due by then were held back by
+    // When the window last refused a send. Messages due by then were held back by
     // the server, whatever their lateness.
     let mut window_full_at: Option<u64> = None;
     loop {
@@ -442,25 +433,7 @@ async fn session(
                     return;
                 }
             },
-            permit = out.acquire(), if sending && sender.rate.is_none() => {
-                let Ok(permit) = permit else { return };
-                permit.forget();
-                let extra = out.available_permits().min(BATCH - 1);
-                if let Ok(p) = out.try_acquire_many(extra as u32) {
-                    p.forget();
-                }
-                let now = sh.now_ns();
-                for _ in 0..=extra {
-                    if conn.send(sender.message(now)).await.is_err() {
-                        return;
-                    }
-                }
-                sh.sent.set(sh.sent.get() + 1 + extra as u64);
-                if conn.flush().await.is_err() {
-                    return;
-                }
-            },
-            _ = tokio::time::sleep_until(next_wake.into()), if sending && sender.rate.is_some() => {
+            _ = tokio::time::sleep_until(next_wake.into()), if sending => {
                 let now = sh.now_ns();
                 let mut batch = 0;
                 while batch < BATCH && due_ns(sent) <= now {
