@@ -653,6 +653,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         "weft <5 ms",
         Judge::Weft(|v| v < 5.0),
     );
+    steal_rounds(&mut t, "latency-ws", "half-peak latency");
 
     // Scale: many idle sessions (weft only) and the projection to a million.
     if let Some(s) = recs.get("scale", "weft") {
@@ -725,6 +726,42 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         );
     }
     (t.rows, t.incomplete)
+}
+
+/// A row listing, for every round of `tag`, the share of the measured window that the VM's
+/// host took from the server's CPU and from the generator's ("server/generator %"): next to a
+/// tail latency it shows which rounds the host disturbed.
+fn steal_rounds(t: &mut Table, tag: &str, what: &str) {
+    let recs = t.recs;
+    let pct = |r: &Value, key: &str| -> Option<f64> {
+        Some(100.0 * r[key].as_f64()? / r["seconds"].as_f64().filter(|s| *s > 0.0)?)
+    };
+    let rounds = |label: &str| -> String {
+        recs.all(tag, label)
+            .iter()
+            .map(
+                |r| match (pct(r, "server_steal_s"), pct(r, "generator_steal_s")) {
+                    (Some(s), Some(g)) => format!("{s:.0}/{g:.0}"),
+                    _ => "?".into(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    if recs.all(tag, "weft").is_empty() {
+        return;
+    }
+    t.note(
+        format!("host steal in the {what} rounds, % of the window (server's CPU / generator's)"),
+        [
+            rounds("weft"),
+            rounds("prosody"),
+            rounds("ejabberd"),
+            rounds("relay"),
+        ],
+        String::new(),
+        Verdict::Info,
+    );
 }
 
 fn markdown(rows: &[Row]) -> String {
@@ -1134,10 +1171,29 @@ mod tests {
             .figure
             .starts_with("latency p50 at half peak, ws (ms), each round")));
 
+        // No steal figures in these records: the steal row says so per round.
+        let steal = row(&rows, "host steal in the half-peak latency rounds");
+        assert_eq!(steal.cells[0], "? · ? · ?");
+
         let recs = Records(vec![lat("weft", 8.0), lat("weft", 6.0), lat("weft", 3.0)]);
         let (rows, _) = build(&recs, &args());
         let p99 = row(&rows, "latency p99 at half peak");
         assert!(p99.verdict == Verdict::Fail, "median 6 ms");
+
+        // Steal per round, server's CPU / generator's, as a share of the measured window.
+        let stolen = |server: f64, generator: f64| {
+            rec(
+                "latency-ws",
+                "weft",
+                serde_json::json!({"latency_p99_ms": 20.0, "seconds": 10.0,
+                    "server_steal_s": server, "generator_steal_s": generator}),
+            )
+        };
+        let recs = Records(vec![stolen(1.73, 3.3), stolen(0.0, 0.01)]);
+        let (rows, _) = build(&recs, &args());
+        let steal = row(&rows, "host steal in the half-peak latency rounds");
+        assert_eq!(steal.cells[0], "17/33 · 0/0");
+        assert_eq!(steal.cells[2], "");
     }
 
     #[test]
