@@ -880,26 +880,29 @@ fn many_pairs(t: &mut Table, tr: &str) {
     let (pairs, window) = (field(any, "pairs"), field(any, "window"));
     // The same window with few pairs is the fair reference; older records without it fall
     // back to the window-32 run.
-    let few_tag = if recs.any(&format!("tput-{tr}-small-w")).is_some() {
+    let same_window = recs.any(&format!("tput-{tr}-small-w")).is_some();
+    let few_tag = if same_window {
         format!("tput-{tr}-small-w")
     } else {
         format!("tput-{tr}-small")
     };
     let few = field(recs.any(&few_tag), "pairs");
     let with_relay = tr == "ws";
-    let few_window = field(recs.any(&few_tag), "window");
-    for (figure, key) in [
-        ("msgs/s", "msgs_per_s"),
-        ("server CPU s per 1000 msgs", "server_cpu_s_per_1000"),
-    ] {
-        t.versus_rounds(
-            format!("{figure}, {few} pairs over {tr} (window {few_window})"),
-            &few_tag,
-            key,
-            with_relay,
-            "",
-            Judge::None,
-        );
+    // (The window-32 reference of older records has its rows already.)
+    if same_window {
+        for (figure, key) in [
+            ("msgs/s", "msgs_per_s"),
+            ("server CPU s per 1000 msgs", "server_cpu_s_per_1000"),
+        ] {
+            t.versus_rounds(
+                format!("{figure}, {few} pairs over {tr} (window {window})"),
+                &few_tag,
+                key,
+                with_relay,
+                "",
+                Judge::None,
+            );
+        }
     }
     // Round i's many-pair rate over round i's few-pair rate, for one server.
     let shares = |label: &str| -> Vec<f64> {
