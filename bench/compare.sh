@@ -22,8 +22,8 @@
 # Exits non-zero if any scenario did not complete (failed logins, lost messages, unanswered
 # pings, a server that did not start). Needs root for the peers (installing them, running them
 # as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
-# PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3; --smoke:
-# 1), WARMUP,
+# PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3 each;
+# --smoke: 1), WARMUP,
 # SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the table; --smoke:
 # the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
 # --smoke only), CARGO_TARGET_DIR, and the ports

@@ -65,6 +65,37 @@ impl Records {
             .filter(|r| r["tag"].as_str() == Some(tag) && r["label"].as_str() == Some(label))
             .collect()
     }
+
+    /// The figure `key` of every round of this tag and label, in order.
+    fn rounds(&self, tag: &str, label: &str, key: &str) -> Vec<f64> {
+        self.all(tag, label)
+            .iter()
+            .filter_map(|r| r[key].as_f64())
+            .collect()
+    }
+
+    /// Whether every round of this tag and label completed; None when there is none.
+    fn all_complete(&self, tag: &str, label: &str) -> Option<bool> {
+        let records = self.all(tag, label);
+        (!records.is_empty()).then(|| records.iter().all(|r| complete(r)))
+    }
+}
+
+/// Round i of `a` over round i of `b`. When a run did not report, the rounds cannot be paired:
+/// no ratios rather than comparing the wrong runs.
+fn per_round_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    if a.len() != b.len() {
+        return Vec::new();
+    }
+    a.iter()
+        .zip(b)
+        .filter_map(|(a, b)| ratio(Some(*a), Some(*b)))
+        .collect()
+}
+
+/// Per-round figures as one cell: "a · b · c".
+fn each_round(v: &[f64], f: impl Fn(f64) -> String) -> String {
+    v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" · ")
 }
 
 /// The middle value (the mean of the two middle ones for an even count).
@@ -285,31 +316,14 @@ impl Table<'_> {
         judge: Judge,
     ) {
         let recs = self.recs;
-        let rounds = |label: &str| -> Vec<f64> {
-            recs.all(tag, label)
-                .iter()
-                .filter_map(|r| r[key].as_f64())
-                .collect()
-        };
+        let rounds = |label: &str| recs.rounds(tag, label, key);
         let weft = rounds("weft");
-        // Round i of weft against round i of the peer; when a run did not report, the rounds
-        // cannot be paired and the ratio has no data rather than comparing the wrong runs.
         let per_round: Vec<Vec<f64>> = PEERS
             .iter()
-            .map(|p| {
-                let peer = rounds(p);
-                if peer.len() != weft.len() {
-                    return Vec::new();
-                }
-                weft.iter()
-                    .zip(peer)
-                    .filter_map(|(w, p)| ratio(Some(*w), Some(p)))
-                    .collect()
-            })
+            .map(|p| per_round_ratios(&weft, &rounds(p)))
             .collect();
         let ratios: Vec<Option<f64>> = per_round.iter().map(|r| median(r.clone())).collect();
-        let weft_records = recs.all(tag, "weft");
-        let weft_ok = (!weft_records.is_empty()).then(|| weft_records.iter().all(|r| complete(r)));
+        let weft_ok = recs.all_complete(tag, "weft");
         let verdict = match judge {
             Judge::None => Verdict::Info,
             Judge::Ratios(check) => {
@@ -354,10 +368,7 @@ impl Table<'_> {
             verdict,
         });
         if n > 1 && !matches!(judge, Judge::None) {
-            let list = |v: &[f64], f: &dyn Fn(f64) -> String| {
-                v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" · ")
-            };
-            let values = |label: &str| list(&rounds(label), &fmt);
+            let values = |label: &str| each_round(&rounds(label), fmt);
             self.rows.push(Row {
                 figure: format!("{figure}, each round"),
                 cells: [
@@ -371,8 +382,8 @@ impl Table<'_> {
                     },
                 ],
                 ratios: [
-                    list(&per_round[0], &|r| fmt_ratio(Some(r))),
-                    list(&per_round[1], &|r| fmt_ratio(Some(r))),
+                    each_round(&per_round[0], |r| fmt_ratio(Some(r))),
+                    each_round(&per_round[1], |r| fmt_ratio(Some(r))),
                 ],
                 target: String::new(),
                 verdict: Verdict::Info,
@@ -728,23 +739,28 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
     (t.rows, t.incomplete)
 }
 
+/// A run's steal (`server_steal_s` or `generator_steal_s`) as a percentage of its window.
+fn steal_pct(r: &Value, key: &str) -> Option<f64> {
+    Some(100.0 * r[key].as_f64()? / r["seconds"].as_f64().filter(|s| *s > 0.0)?)
+}
+
 /// A row listing, for every round of `tag`, the share of the measured window that the VM's
 /// host took from the server's CPU and from the generator's ("server/generator %"): next to a
 /// tail latency it shows which rounds the host disturbed.
 fn steal_rounds(t: &mut Table, tag: &str, what: &str) {
     let recs = t.recs;
-    let pct = |r: &Value, key: &str| -> Option<f64> {
-        Some(100.0 * r[key].as_f64()? / r["seconds"].as_f64().filter(|s| *s > 0.0)?)
-    };
     let rounds = |label: &str| -> String {
         recs.all(tag, label)
             .iter()
-            .map(
-                |r| match (pct(r, "server_steal_s"), pct(r, "generator_steal_s")) {
+            .map(|r| {
+                match (
+                    steal_pct(r, "server_steal_s"),
+                    steal_pct(r, "generator_steal_s"),
+                ) {
                     (Some(s), Some(g)) => format!("{s:.0}/{g:.0}"),
                     _ => "?".into(),
-                },
-            )
+                }
+            })
             .collect::<Vec<_>>()
             .join(" · ")
     };
@@ -795,7 +811,7 @@ fn steal_note(recs: &Records) -> String {
         .iter()
         .filter(|r| r["scenario"].as_str() == Some("throughput"))
         .filter_map(|r| {
-            let pct = 100.0 * r["server_steal_s"].as_f64()? / r["seconds"].as_f64()?;
+            let pct = steal_pct(r, "server_steal_s")?;
             (pct >= 1.0).then(|| {
                 format!(
                     "{} {} {:.0}%",
@@ -905,25 +921,12 @@ fn many_pairs(t: &mut Table, tr: &str) {
         }
     }
     // Round i's many-pair rate over round i's few-pair rate, for one server.
-    let shares = |label: &str| -> Vec<f64> {
-        let rate = |tag: &str| -> Vec<f64> {
-            recs.all(tag, label)
-                .iter()
-                .filter_map(|r| r["msgs_per_s"].as_f64())
-                .collect()
-        };
-        let (many, few) = (rate(&tag), rate(&few_tag));
-        if many.len() != few.len() {
-            return Vec::new();
-        }
-        many.iter()
-            .zip(few)
-            .filter_map(|(m, f)| ratio(Some(*m), Some(f)))
-            .collect()
+    let shares = |label: &str| {
+        per_round_ratios(
+            &recs.rounds(&tag, label, "msgs_per_s"),
+            &recs.rounds(&few_tag, label, "msgs_per_s"),
+        )
     };
-    let weft_shares = shares("weft");
-    let weft_records = recs.all(&tag, "weft");
-    let weft_ok = (!weft_records.is_empty()).then(|| weft_records.iter().all(|r| complete(r)));
     t.versus_rounds(
         format!("msgs/s, {pairs} pairs over {tr} (window {window})"),
         &tag,
@@ -933,7 +936,10 @@ fn many_pairs(t: &mut Table, tr: &str) {
         Judge::None,
     );
     if let Some(last) = t.rows.last_mut() {
-        last.verdict = Verdict::all(&[median(weft_shares.clone()).map(|s| s >= 0.8), weft_ok]);
+        last.verdict = Verdict::all(&[
+            median(shares("weft")).map(|s| s >= 0.8),
+            recs.all_complete(&tag, "weft"),
+        ]);
     }
     t.versus_rounds(
         format!("server CPU s per 1000 msgs, {pairs} pairs over {tr} (window {window})"),
@@ -958,13 +964,7 @@ fn many_pairs(t: &mut Table, tr: &str) {
         let v = shares(label);
         match median(v.clone()) {
             None => "—".into(),
-            Some(m) if v.len() > 1 => format!(
-                "{m:.2} ({})",
-                v.iter()
-                    .map(|s| format!("{s:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            ),
+            Some(m) if v.len() > 1 => format!("{m:.2} ({})", each_round(&v, |s| format!("{s:.2}"))),
             Some(m) => format!("{m:.2}"),
         }
     };
@@ -1216,11 +1216,9 @@ mod tests {
             rate("tput-ws-big", "relay", 500, 72_000.0),
             rate("tput-ws-big", "ejabberd", 500, 10_000.0),
         ]);
+        const SHARE: &str = "share of the 10-pair rate kept at 500 pairs, window 1, ws";
         let (rows, _) = build(&recs, &args());
-        let share = row(
-            &rows,
-            "share of the 10-pair rate kept at 500 pairs, window 1, ws",
-        );
+        let share = row(&rows, SHARE);
         assert_eq!(share.cells, ["0.70", "—", "0.50", "0.60"].map(String::from));
         let big = row(&rows, "msgs/s, 500 pairs over ws");
         assert!(
@@ -1231,19 +1229,26 @@ mod tests {
         // Three rounds: shares 0.90, 0.70 and 0.85, each against its own round's few-pair
         // rate. The median share (0.85) passes, although the median rates alone would give
         // 85,000 / 110,000 = 0.77.
-        let recs = Records(vec![
-            rate("tput-ws-small-w", "weft", 10, 100_000.0),
-            rate("tput-ws-big", "weft", 500, 90_000.0),
-            rate("tput-ws-small-w", "weft", 10, 120_000.0),
-            rate("tput-ws-big", "weft", 500, 84_000.0),
-            rate("tput-ws-small-w", "weft", 10, 110_000.0),
-            rate("tput-ws-big", "weft", 500, 93_500.0),
+        // weft's rounds, each (few-pair rate, many-pair rate) back to back.
+        let rounds = |r: &[(f64, f64)]| {
+            Records(
+                r.iter()
+                    .flat_map(|&(few, many)| {
+                        [
+                            rate("tput-ws-small-w", "weft", 10, few),
+                            rate("tput-ws-big", "weft", 500, many),
+                        ]
+                    })
+                    .collect(),
+            )
+        };
+        let recs = rounds(&[
+            (100_000.0, 90_000.0),
+            (120_000.0, 84_000.0),
+            (110_000.0, 93_500.0),
         ]);
         let (rows, _) = build(&recs, &args());
-        let share = row(
-            &rows,
-            "share of the 10-pair rate kept at 500 pairs, window 1, ws",
-        );
+        let share = row(&rows, SHARE);
         assert_eq!(share.cells[0], "0.85 (0.90 · 0.70 · 0.85)");
         let big = row(
             &rows,
@@ -1258,11 +1263,8 @@ mod tests {
         assert_eq!(few.cells[0], "110,000");
 
         // A round whose many-pair run is missing cannot be paired: no data, not a pass.
-        let recs = Records(vec![
-            rate("tput-ws-small-w", "weft", 10, 100_000.0),
-            rate("tput-ws-big", "weft", 500, 90_000.0),
-            rate("tput-ws-small-w", "weft", 10, 100_000.0),
-        ]);
+        let mut recs = rounds(&[(100_000.0, 90_000.0)]);
+        recs.0.push(rate("tput-ws-small-w", "weft", 10, 100_000.0));
         let (rows, _) = build(&recs, &args());
         assert!(row(&rows, "msgs/s, 500 pairs over ws").verdict == Verdict::NoData);
     }
