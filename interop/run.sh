@@ -176,7 +176,7 @@ USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-
   rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
-  printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add "$u@localhost" >/dev/null
+  printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add --create "$u@localhost" >/dev/null
 done
 
 "$WEFT" --config "$TMP/weft.toml" run >"$WEFT_LOG" 2>&1 &

@@ -263,7 +263,7 @@ start_weft() {
   render "$HERE/templates/weft.toml.in" "$w/weft.toml"
   printf '%s\n' "$WEFT_BIN" >"$w/bin"
   "$WEFT_BIN" config check "$w/weft.toml" >/dev/null || die "weft refuses its configuration $w/weft.toml"
-  printf '%s\n' "$PASSWORD" | "$WEFT_BIN" --config "$w/weft.toml" user add "$WEFT_USER@$WEFT_DOMAIN" >/dev/null ||
+  printf '%s\n' "$PASSWORD" | "$WEFT_BIN" --config "$w/weft.toml" user add --create "$WEFT_USER@$WEFT_DOMAIN" >/dev/null ||
     die "weft user add $WEFT_USER@$WEFT_DOMAIN failed"
   launch_weft
 }

@@ -275,55 +275,91 @@ impl Default for LogConfig {
 }
 
 impl Config {
-    /// Reads, parses and validates a file.
+    /// Reads, parses and validates a file; the first problem is the error.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::parse(&text)
+        Config::load_all(path).map_err(first)
     }
 
-    /// Parses and validates TOML text.
+    /// Reads, parses and validates a file, reporting every problem found.
+    pub fn load_all(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }]
+        })?;
+        Config::parse_all(&text)
+    }
+
+    /// Parses and validates TOML text; the first problem is the error.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.message().to_string();
-            let mut key = if key == "." || key.is_empty() {
-                locate(text, &inner)
-            } else {
-                key
-            };
-            // serde reports an unknown key at its parent table; name the key itself.
-            if let Some(name) = message
-                .strip_prefix("unknown field `")
-                .and_then(|rest| rest.split('`').next())
-            {
-                if key.starts_with("line ") {
-                    key = name.to_string();
-                } else if !key.ends_with(name) {
-                    key = format!("{key}.{name}");
+        Config::parse_all(text).map_err(first)
+    }
+
+    /// Parses and validates TOML text, reporting every problem: a key that is unknown or has
+    /// the wrong type is reported, set aside (its default applies) and the rest is read again,
+    /// so one run names every wrong key. TOML syntax errors stop at the first (nothing after
+    /// it can be trusted).
+    pub fn parse_all(text: &str) -> Result<Config, Vec<ConfigError>> {
+        match Config::check_text(text) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// Every problem in TOML text, and the configuration that remains when the keys in error
+    /// take their defaults (`None` when the TOML itself cannot be read), so that later checks
+    /// (files, certificates, listeners) can still run on it.
+    pub fn check_text(text: &str) -> (Option<Config>, Vec<ConfigError>) {
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                let error = ConfigError::Invalid {
+                    key: locate(text, &e),
+                    message: e.message().to_string(),
+                };
+                return (None, vec![error]);
+            }
+        };
+        let mut problems = Vec::new();
+        // Each round removes one key, so this ends; the bound guards against a key that
+        // cannot be removed (it would be reported again and again).
+        let config = loop {
+            let value = toml::Value::Table(table.clone());
+            match serde_path_to_error::deserialize::<_, Config>(value) {
+                Ok(config) => break config,
+                Err(e) => {
+                    let (error, location) = key_error(e);
+                    problems.push(error);
+                    if !remove(&mut table, &location) || problems.len() >= MAX_PROBLEMS {
+                        return (None, problems);
+                    }
                 }
             }
-            ConfigError::Invalid { key, message }
-        })?;
-        config.validate()?;
-        Ok(config)
+        };
+        problems.extend(config.problems());
+        (Some(config), problems)
     }
 
-    /// Checks what types alone cannot.
+    /// Checks what types alone cannot; the first problem is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem that types alone cannot catch, each naming its key.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: &str| out.push(ConfigError::invalid(key, message));
         if self.server.domains.is_empty() {
-            return Err(ConfigError::invalid(
-                "server.domains",
-                "at least one domain is required",
-            ));
+            bad("server.domains", "at least one domain is required");
         }
         for (i, d) in self.server.domains.iter().enumerate() {
             if let Err(why) = check_domain(d) {
-                return Err(ConfigError::invalid(&format!("server.domains[{i}]"), why));
+                bad(&format!("server.domains[{i}]"), &why);
             }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
@@ -332,94 +368,73 @@ impl Config {
             } else {
                 "tls.cert"
             };
-            return Err(ConfigError::invalid(
-                key,
-                "tls.cert and tls.key must be set together",
-            ));
+            bad(key, "tls.cert and tls.key must be set together");
         }
         if self.c2s.max_auth_attempts == 0 {
-            return Err(ConfigError::invalid(
-                "c2s.max_auth_attempts",
-                "must be at least 1",
-            ));
+            bad("c2s.max_auth_attempts", "must be at least 1");
         }
         if self.c2s.scram_iterations < 4096 {
-            return Err(ConfigError::invalid(
+            bad(
                 "c2s.scram_iterations",
                 "must be at least 4096 (RFC 7677 §4)",
-            ));
+            );
         }
         if !self.websocket.path.starts_with('/') {
-            return Err(ConfigError::invalid(
-                "websocket.path",
-                "must start with '/'",
-            ));
+            bad("websocket.path", "must start with '/'");
         }
         if self.websocket.ping_interval.0.is_zero() {
-            return Err(ConfigError::invalid(
-                "websocket.ping_interval",
-                "must be more than 0s",
-            ));
+            bad("websocket.ping_interval", "must be more than 0s");
         }
         if let Some(uri) = &self.websocket.see_other_uri {
             if !(uri.starts_with("ws://") || uri.starts_with("wss://")) {
-                return Err(ConfigError::invalid(
+                bad(
                     "websocket.see_other_uri",
                     "must be a ws:// or wss:// URL (RFC 7395 §3.6.1)",
-                ));
+                );
             }
         }
         for (i, url) in self.host_meta.s2s_websocket_urls.iter().enumerate() {
             if !url.starts_with("wss://") {
-                return Err(ConfigError::invalid(
+                bad(
                     &format!("host_meta.s2s_websocket_urls[{i}]"),
                     "must be a wss:// URL (XEP-0468 requires TLS)",
-                ));
+                );
             }
         }
         for (i, url) in self.host_meta.websocket_urls.iter().enumerate() {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                return Err(ConfigError::invalid(
+                bad(
                     &format!("host_meta.websocket_urls[{i}]"),
                     "must be a ws:// or wss:// URL",
-                ));
+                );
             }
         }
         let stanza = self.limits.max_stanza_size.0;
         if !(1024..=64 * 1024 * 1024).contains(&stanza) {
-            return Err(ConfigError::invalid(
+            bad(
                 "limits.max_stanza_size",
                 "must be between 1 KiB and 64 MiB (RFC 6120 §13.12 asks for at least 10000 bytes)",
-            ));
+            );
         }
         if self.limits.max_depth < 4 {
-            return Err(ConfigError::invalid(
-                "limits.max_depth",
-                "must be at least 4",
-            ));
+            bad("limits.max_depth", "must be at least 4");
         }
         if self.limits.max_connections_per_ip == 0 {
-            return Err(ConfigError::invalid(
-                "limits.max_connections_per_ip",
-                "must be at least 1",
-            ));
+            bad("limits.max_connections_per_ip", "must be at least 1");
         }
         if self.limits.c2s_stanza_rate > 0 && self.limits.c2s_stanza_burst == 0 {
-            return Err(ConfigError::invalid(
+            bad(
                 "limits.c2s_stanza_burst",
                 "must be at least 1 when c2s_stanza_rate is set",
-            ));
-        }
-        if let Err((key, message)) = self.s2s.validate() {
-            return Err(ConfigError::Invalid { key, message });
+            );
         }
         if self.limits.session_queue == 0 {
-            return Err(ConfigError::invalid(
-                "limits.session_queue",
-                "must be at least 1",
-            ));
+            bad("limits.session_queue", "must be at least 1");
         }
-        Ok(())
+        for (key, message) in self.s2s.problems() {
+            out.push(ConfigError::Invalid { key, message });
+        }
+        out
     }
 
     /// Where the SQLite database lives.
@@ -433,6 +448,65 @@ impl Config {
     pub fn default_domain(&self) -> &str {
         &self.server.domains[0]
     }
+}
+
+/// More problems than this in one file are not worth listing.
+const MAX_PROBLEMS: usize = 100;
+
+fn first(mut problems: Vec<ConfigError>) -> ConfigError {
+    problems.swap_remove(0)
+}
+
+/// A deserialisation error as a [`ConfigError`] naming the dotted key, and the location of the
+/// offending entry in the table (the key path, without sequence indexes).
+fn key_error(e: serde_path_to_error::Error<toml::de::Error>) -> (ConfigError, Vec<String>) {
+    use serde_path_to_error::Segment;
+    let mut location = Vec::new();
+    let mut in_sequence = false;
+    for segment in e.path().iter() {
+        match segment {
+            Segment::Map { key } if !in_sequence => location.push(key.clone()),
+            // An entry of a list is removed with its whole list.
+            Segment::Seq { .. } => in_sequence = true,
+            _ => {}
+        }
+    }
+    let path = e.path().to_string();
+    let message = e.into_inner().message().to_string();
+    let mut key = if path == "." { String::new() } else { path };
+    // serde reports an unknown key at its parent table; name the key itself.
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        if key.is_empty() {
+            key = name.to_string();
+        } else if !key.ends_with(name) {
+            key = format!("{key}.{name}");
+        }
+        if location.last().map(String::as_str) != Some(name) {
+            location.push(name.to_string());
+        }
+    }
+    if key.is_empty() {
+        key = "(file)".into();
+    }
+    (ConfigError::Invalid { key, message }, location)
+}
+
+/// Removes the entry at `location`; false when there is none to remove.
+fn remove(table: &mut toml::Table, location: &[String]) -> bool {
+    let Some((last, parents)) = location.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for key in parents {
+        match current.get_mut(key) {
+            Some(toml::Value::Table(t)) => current = t,
+            _ => return false,
+        }
+    }
+    current.remove(last).is_some()
 }
 
 /// A light check of a DNS domain name as XMPP domainpart (RFC 7622 §3.2).
@@ -537,6 +611,41 @@ mod tests {
             err_key("[host_meta]\ns2s_websocket_urls = [\"ws://x/y\"]\n"),
             "host_meta.s2s_websocket_urls[0]"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = "[limits]\nmax_stanza_sise = 5\nmax_depth = 'deep'\n[websocket]\npath = 'x'\n\
+                    [server]\ndomains = ['a', 'B@x']\n[bogus]\nx = 1\n[s2s]\nqueue_size = 0\n";
+        let keys: Vec<String> = match Config::parse_all(text) {
+            Err(problems) => problems
+                .into_iter()
+                .map(|e| match e {
+                    ConfigError::Invalid { key, .. } => key,
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            Ok(_) => panic!("accepted"),
+        };
+        for key in [
+            "limits.max_stanza_sise",
+            "limits.max_depth",
+            "bogus",
+            "websocket.path",
+            "server.domains[1]",
+            "s2s.queue_size",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        assert_eq!(keys.len(), 6, "{keys:?}");
+        // A syntax error is one problem, at its line.
+        match Config::parse_all("[limits]\nmax_depth = = 3\n") {
+            Err(p) => assert!(
+                p.len() == 1 && p[0].to_string().starts_with("line 2"),
+                "{p:?}"
+            ),
+            Ok(_) => panic!("accepted"),
+        }
     }
 
     #[test]

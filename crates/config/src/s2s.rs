@@ -97,15 +97,17 @@ impl S2sConfig {
             && (self.allow_domains.is_empty() || self.allow_domains.iter().any(|d| d == domain))
     }
 
-    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+    /// Every problem types alone cannot catch, as (key path, message).
+    pub(crate) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         if self.transports.is_empty() {
-            return Err((
+            out.push((
                 "s2s.transports".into(),
                 "at least one transport is required".into(),
             ));
         }
         if self.queue_size == 0 {
-            return Err(("s2s.queue_size".into(), "must be at least 1".into()));
+            out.push(("s2s.queue_size".into(), "must be at least 1".into()));
         }
         for (domain, routes) in &self.routes {
             for (i, r) in routes.iter().enumerate() {
@@ -113,7 +115,7 @@ impl S2sConfig {
                     .iter()
                     .any(|p| r.starts_with(p));
                 if !ok {
-                    return Err((
+                    out.push((
                         format!("s2s.routes.{domain}[{i}]"),
                         "must start with wss://, tcp:// or tls:// (XEP-0468 requires wss)".into(),
                     ));
@@ -122,12 +124,12 @@ impl S2sConfig {
         }
         for (domain, base) in &self.host_meta_base {
             if !base.starts_with("https://") {
-                return Err((
+                out.push((
                     format!("s2s.host_meta_base.{domain}"),
                     "host-meta is only fetched over HTTPS".into(),
                 ));
             }
         }
-        Ok(())
+        out
     }
 }

@@ -64,4 +64,7 @@ pub trait AccountStore: Send + Sync + 'static {
     /// All accounts of `domain`, or of every domain when `None`; sorted by domain, then
     /// username, in byte order of their UTF-8 encoding (the same order as `String`'s `Ord`).
     async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<AccountName>, StorageError>;
+
+    /// How many accounts there are, over all domains.
+    async fn count_accounts(&self) -> Result<u64, StorageError>;
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
+pub mod private;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
@@ -62,10 +63,10 @@ pub enum StorageError {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 
-    /// The directory for the database file could not be created.
-    #[error("cannot create database directory {path}: {source}")]
+    /// The database file or its directory could not be created.
+    #[error("cannot create {path}: {source}")]
     Io {
-        /// The directory weft tried to create.
+        /// The file or directory weft tried to create.
         path: std::path::PathBuf,
         /// The underlying I/O error.
         #[source]

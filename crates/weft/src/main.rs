@@ -1,14 +1,17 @@
 //! The `weft` command: run the server, check a configuration, manage accounts.
 #![forbid(unsafe_code)]
 
+mod account_name;
+mod check;
+mod startup;
 mod users;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use weft_config::Config;
 
 /// mimalloc instead of glibc's malloc: every routed stanza allocates and frees a few dozen
@@ -21,47 +24,98 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "weft",
     version,
-    about = "An XMPP server for the web: RFC 7395 WebSocket and TCP"
+    about = "An XMPP server for the web: RFC 7395 WebSocket and TCP",
+    after_help = "Without a command, weft runs the server (`weft run`)."
 )]
 struct Cli {
-    /// Configuration file (TOML). Without it weft serves `localhost` from ./weft-data.
-    #[arg(long, short, global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFile,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `-c/--config`, on the commands that read a configuration.
+#[derive(Args, Clone, Default)]
+struct ConfigFile {
+    /// Configuration file (TOML). Without it: the embedded default (domain localhost, data in
+    /// ./weft-data under the current directory).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// This command's file, else the one given before the command (`weft -c FILE user …`).
+    fn or(self, outer: &ConfigFile) -> ConfigFile {
+        ConfigFile {
+            config: self.config.or_else(|| outer.config.clone()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Run,
+    #[command(visible_alias = "serve")]
+    Run {
+        #[command(flatten)]
+        config: ConfigFile,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
     /// Manage accounts.
-    User {
-        #[command(subcommand)]
-        command: users::UserCommand,
-    },
+    User(users::UserArgs),
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Parse and validate FILE; on error, name the key that is wrong.
-    Check { file: PathBuf },
+    /// Validate FILE (or the embedded default) as `weft run` would use it: every key, the
+    /// files it names, the certificate, the listeners. Reports every problem, each with its key.
+    Check {
+        /// The configuration file; without it, the embedded default is checked.
+        file: Option<PathBuf>,
+    },
     /// Print the commented example configuration.
     Example,
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => {
-            Config::load(p).with_context(|| format!("invalid configuration {}", p.display()))
+/// Where the configuration came from, as startup and the CLI name it.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Default,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Default => f.write_str("embedded default (no --config given)"),
         }
-        None => Ok(Config::default()),
     }
+}
+
+fn load_config(file: &ConfigFile) -> anyhow::Result<(Config, ConfigSource)> {
+    let (mut config, source) = match &file.config {
+        Some(p) => {
+            let config = Config::load(p)
+                .with_context(|| format!("invalid configuration {}", p.display()))?;
+            (config, ConfigSource::File(absolute(p)))
+        }
+        None => (Config::default(), ConfigSource::Default),
+    };
+    // Absolute from here on, so that every message names the same place whatever the
+    // current directory of the reader.
+    config.server.data_dir = absolute(&config.server.data_dir);
+    config.storage.sqlite_path = Some(absolute(&config.sqlite_path()));
+    Ok((config, source))
+}
+
+/// `path` made absolute against the current directory (not resolving symlinks).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn init_logging(config: &Config) {
@@ -79,20 +133,31 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Config {
             command: ConfigCommand::Check { file },
-        }) => check_config(&file),
+        }) => check::run(file.as_deref()),
         Some(Command::Config {
             command: ConfigCommand::Example,
         }) => {
             print!("{}", include_str!("../../../weft.example.toml"));
             Ok(())
         }
-        Some(Command::User { command }) => load_config(cli.config.as_ref())
-            .and_then(|config| run_async(users::run(config, command))),
-        None | Some(Command::Run) => load_config(cli.config.as_ref()).and_then(|config| {
-            init_logging(&config);
-            disable_transparent_huge_pages();
-            run_async(serve(config))
-        }),
+        Some(Command::User(args)) => {
+            let file = ConfigFile {
+                config: args.config.clone(),
+            }
+            .or(&cli.config);
+            load_config(&file).and_then(|(config, _)| run_async(users::run(config, args.command)))
+        }
+        None | Some(Command::Run { .. }) => {
+            let file = match cli.command {
+                Some(Command::Run { config }) => config.or(&cli.config),
+                _ => cli.config,
+            };
+            load_config(&file).and_then(|(config, source)| {
+                init_logging(&config);
+                disable_transparent_huge_pages();
+                run_async(serve(config, source, file))
+            })
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -117,16 +182,6 @@ fn disable_transparent_huge_pages() {
     }
 }
 
-fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
-    match Config::load(file) {
-        Ok(_) => {
-            println!("{}: ok", file.display());
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!("{}: {e}", file.display())),
-    }
-}
-
 fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         // How a busy worker takes socket events, tuned with 500 pairs of sessions at window 1
@@ -147,41 +202,69 @@ fn run_async<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyho
         .block_on(f)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.server.data_dir)
-        .with_context(|| format!("creating {}", config.server.data_dir.display()))?;
-    let storage = weft_storage::Storage::open_sqlite(&config.sqlite_path())
+async fn serve(mut config: Config, source: ConfigSource, file: ConfigFile) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    weft_storage::private::create_dir(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    if config.s2s.dialback_secret.is_none() {
+        config.s2s.dialback_secret = Some(dialback_secret(&data_dir)?);
+    }
+    let db_path = config.sqlite_path();
+    let storage = weft_storage::Storage::open_sqlite(&db_path)
         .await
-        .with_context(|| format!("opening {}", config.sqlite_path().display()))?;
+        .with_context(|| format!("opening the database {}", db_path.display()))?;
+    let accounts = storage.accounts.count_accounts().await?;
     let tls = weft_server::TlsSetup::load_or_generate(
         config.tls.cert.as_deref(),
         config.tls.key.as_deref(),
-        &config.server.data_dir,
+        &data_dir,
         &config.server.domains,
     )?;
     let grace = config.server.shutdown_grace.0;
-    let ws_path = config.websocket.path.clone();
-    let domain = config.default_domain().to_string();
+    let summary_config = config.clone();
     let running = weft_server::start(config, storage, tls).await?;
-    for a in &running.http {
-        eprintln!("weft: ws://{a}{ws_path}  (and http://{a}/.well-known/host-meta)");
+    let facts = startup::Facts {
+        config: &summary_config,
+        source: &source,
+        running: &running,
+        accounts,
+        command: startup::command_line(&file),
+    };
+    for exposed in weft_storage::private::exposure(&data_dir) {
+        eprintln!(
+            "weft: warning: {} is readable by other users (mode {:o}); it holds credentials \
+             and keys. Fix: {}",
+            exposed.path.display(),
+            exposed.mode,
+            weft_storage::private::fix_command(&data_dir)
+        );
     }
-    for a in &running.https {
-        eprintln!("weft: wss://{a}{ws_path}  (and https://{a}/.well-known/host-meta)");
+    for line in startup::summary(&facts) {
+        eprintln!("{line}");
     }
-    for a in &running.c2s {
-        eprintln!("weft: xmpp c2s (STARTTLS) on {a}");
-    }
-    for a in &running.c2s_direct_tls {
-        eprintln!("weft: xmpp c2s (Direct TLS) on {a}");
-    }
-    eprintln!("weft: serving {domain}; add a user with:  weft user add alice@{domain}");
     wait_for_signal(&running.state).await;
     eprintln!("weft: shutting down");
     running
         .shutdown(grace.max(Duration::from_millis(100)))
         .await;
     Ok(())
+}
+
+/// The XEP-0220 dialback secret kept in the data directory, made on first start: keys that
+/// peers are verifying when weft restarts stay valid.
+fn dialback_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("dialback-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim();
+        if secret.len() >= 32 {
+            return Ok(secret.to_string());
+        }
+    }
+    let bytes: [u8; 32] = rand::random();
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    weft_storage::private::write_file(&path, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
 }
 
 /// Returns on SIGTERM or SIGINT. SIGUSR1 drains the node: streams are closed with the

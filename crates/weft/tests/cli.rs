@@ -75,7 +75,10 @@ fn user_management_reads_passwords_from_stdin() {
     let cfg = config(dir.path(), "");
     let add = |jid: &str, pw: &str| {
         run_with_stdin(
-            weft().arg("--config").arg(&cfg).args(["user", "add", jid]),
+            weft()
+                .arg("--config")
+                .arg(&cfg)
+                .args(["user", "add", "--create", jid]),
             pw,
         )
     };
@@ -147,7 +150,7 @@ async fn serves_then_closes_streams_with_redirect_on_sigterm() {
         weft()
             .arg("--config")
             .arg(&cfg)
-            .args(["user", "add", "alice"]),
+            .args(["user", "add", "--create", "alice"]),
         "pw\n",
     );
     assert!(out.status.success(), "{out:?}");
@@ -164,13 +167,16 @@ async fn serves_then_closes_streams_with_redirect_on_sigterm() {
             let _ = tx.send(line);
         }
     });
-    // "weft: ws://127.0.0.1:PORT/xmpp-websocket  (and …)"
+    // "  c2s WebSocket   ws://localhost:PORT/xmpp-websocket"
     let url = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("weft prints where it listens");
-        if let Some(rest) = line.strip_prefix("weft: ws://") {
-            break format!("ws://{}", rest.split_whitespace().next().unwrap());
+        if let Some(rest) = line.trim_start().strip_prefix("c2s WebSocket") {
+            let url = rest.trim();
+            if url.starts_with("ws://") {
+                break url.replace("//localhost:", "//127.0.0.1:");
+            }
         }
     };
     assert!(

@@ -5,3 +5,4 @@ pub mod limits;
 pub mod shared;
 pub mod tcp;
 pub mod tls;
+pub mod tls_check;

@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use sha2::Digest;
 use weft_sasl::ChannelBindings;
+use weft_storage::private;
 
 /// The certificate material and the rustls configurations built from it.
 pub struct TlsSetup {
@@ -47,7 +48,9 @@ impl TlsSetup {
             _ => {
                 let c = data_dir.join("self-signed-cert.pem");
                 let k = data_dir.join("self-signed-key.pem");
-                if !c.exists() || !k.exists() {
+                // Also when the domains changed since it was made: a certificate for the old
+                // ones would be refused for the new.
+                if !k.exists() || !super::tls_check::covers(&c, domains) {
                     generate_self_signed(domains, &c, &k)?;
                     tracing::info!(cert = %c.display(), "generated a self-signed certificate");
                 }
@@ -109,7 +112,7 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -118,7 +121,7 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+pub(crate) fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .with_context(|| format!("parsing the key in {}", path.display()))?
@@ -138,25 +141,13 @@ fn generate_self_signed(domains: &[String], cert: &Path, key: &Path) -> anyhow::
     ];
     let key_pair = rcgen::KeyPair::generate()?;
     let certificate = params.self_signed(&key_pair)?;
+    // Both in the private data directory: the key is secret, and every file there is 0600.
     if let Some(dir) = cert.parent() {
-        std::fs::create_dir_all(dir)?;
+        private::create_dir(dir)?;
     }
-    std::fs::write(cert, certificate.pem())?;
-    write_private(key, key_pair.serialize_pem().as_bytes())?;
+    private::write_file(cert, certificate.pem().as_bytes())?;
+    private::write_file(key, key_pair.serialize_pem().as_bytes())?;
     Ok(())
-}
-
-/// Writes a secret readable by the owner only.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(data)
 }
 
 /// RFC 5929 §4.1: the certificate hashed with its signature's hash function, SHA-256 when that is

@@ -198,4 +198,11 @@ impl AccountStore for SqliteStore {
             .map(|(domain, username)| AccountName { username, domain })
             .collect())
     }
+
+    async fn count_accounts(&self) -> Result<u64, StorageError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
 }

@@ -41,21 +41,23 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens the database at `path`, creating the file and its parent directory if missing,
-    /// and applies the embedded migrations it lacks.
+    /// Opens the database at `path`, creating the file (0600) and its parent directory (0700)
+    /// if missing, and applies the embedded migrations it lacks.
     ///
     /// Connections use the WAL journal (`synchronous = NORMAL`), enforce foreign keys and wait
     /// up to 5 s for a busy write lock; the pool holds at most 4 connections.
     /// Fails with [`StorageError::SchemaTooNew`] for a database written by a newer weft.
     pub async fn open(path: &Path) -> Result<Self, StorageError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| StorageError::Io {
-                    path: parent.to_owned(),
-                    source,
-                })?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StorageError::Io { path, source }
+        };
+        if let Some(parent) = path.parent() {
+            crate::private::create_dir(parent).map_err(io(parent))?;
         }
+        // Created here, not by SQLite, so that it is 0600 whatever the umask; SQLite gives its
+        // -wal and -shm files the database file's mode.
+        crate::private::create_file(path).map_err(io(path))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -277,6 +277,7 @@ async fn list_filters_by_domain_and_sorts() {
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(accounts.count_accounts().await.unwrap(), 6);
 }
 
 #[tokio::test]
@@ -511,4 +512,28 @@ async fn concurrent_creates_of_one_account_give_exactly_one_success() {
             assert_same(&got, &want);
         }
     }
+}
+
+/// The database holds SCRAM credentials: it, its WAL and shared-memory files and the
+/// directory made for it are private to weft's user, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("weft.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .create_account("example.org", "juliet", &[creds(Hash::Sha256, 1)])
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for file in ["weft.sqlite", "weft.sqlite-wal", "weft.sqlite-shm"] {
+        let p = data.join(file);
+        assert!(p.exists(), "{file} exists while the database is open");
+        assert_eq!(mode(&p), 0o600, "{file}");
+    }
+    store.close().await;
 }
