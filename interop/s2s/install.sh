@@ -5,6 +5,9 @@
 # all are present. The packaged prosody/ejabberd services are not started: the harness runs
 # its own instances (a policy-rc.d that denies service starts is in place during the install
 # unless one already exists). Node.js 20+ (for the tests) is expected from interop's setup.
+#
+#   interop/s2s/install.sh             # install what is missing
+#   interop/s2s/install.sh --missing   # only print what is missing (one line; empty if none)
 set -euo pipefail
 
 PACKAGES=(prosody lua-unbound ejabberd dnsmasq-base openssl util-linux iproute2)
@@ -13,6 +16,10 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || missing+=("$p")
 done
+if [[ "${1:-}" == --missing ]]; then
+  echo "${missing[*]}"
+  exit 0
+fi
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install.sh: all present (${PACKAGES[*]})"
 else
