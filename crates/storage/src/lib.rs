@@ -1,8 +1,7 @@
 //! Persistent storage for weft: one trait per feature, the error type, and the [`Storage`] bundle handed to the server.
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
-//! ([`AccountStore`] today; roster and offline stores will follow the same pattern), never
-//! through a concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default;
+//! ([`AccountStore`], [`RosterStore`], …), never through a concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default;
 //! a PostgreSQL backend can later implement the same traits without callers noticing.
 //!
 //! Adding a store for a new feature means: a trait in its own file next to `accounts.rs`, a
@@ -14,9 +13,11 @@ use std::sync::Arc;
 
 mod accounts;
 pub mod private;
+mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
+pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
 
@@ -73,6 +74,12 @@ pub enum StorageError {
         source: std::io::Error,
     },
 
+    /// A per-account limit given by the caller was reached (the `max_items` of
+    /// [`RosterStore::put_roster_item`], …); nothing was written. Callers map it to the
+    /// stanza error their specification names for it.
+    #[error("per-account limit reached")]
+    LimitReached,
+
     /// The database backend failed (I/O, locking timeout, constraint other than the ones above).
     #[error("storage backend error: {0}")]
     Backend(#[from] sqlx::Error),
@@ -89,11 +96,13 @@ pub(crate) fn hash_name(hash: Hash) -> &'static str {
 
 /// All stores of one backend, handed to the server and its modules.
 ///
-/// Cheap to clone. Future stores (roster, offline messages, …) become further fields here.
+/// Cheap to clone. Future stores become further fields here.
 #[derive(Clone)]
 pub struct Storage {
     /// Accounts and their SCRAM credentials.
     pub accounts: Arc<dyn AccountStore>,
+    /// Rosters and their versions.
+    pub roster: Arc<dyn RosterStore>,
 }
 
 impl Storage {
@@ -112,8 +121,10 @@ impl Storage {
 
 impl From<SqliteStore> for Storage {
     fn from(store: SqliteStore) -> Self {
+        let store = Arc::new(store);
         Storage {
-            accounts: Arc::new(store),
+            accounts: store.clone(),
+            roster: store,
         }
     }
 }
