@@ -33,7 +33,7 @@ pub trait AccountStore: Send + Sync + 'static {
         credentials: &[ScramCredentials],
     ) -> Result<(), StorageError>;
 
-    /// Removes an account and everything stored for it (credentials, roster, …, through
+    /// Removes an account and everything stored for it (credentials, roster, offline messages, …, through
     /// `ON DELETE CASCADE`).
     ///
     /// Returns `false` when there was no such account.

@@ -1,8 +1,9 @@
 //! Persistent storage for weft: one trait per feature, the error type, and the [`Storage`] bundle handed to the server.
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
-//! ([`AccountStore`], [`RosterStore`], …), never through a concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default;
-//! a PostgreSQL backend can later implement the same traits without callers noticing.
+//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], …), never through a concrete
+//! database. The embedded SQLite backend ([`SqliteStore`]) is the default; a PostgreSQL
+//! backend can later implement the same traits without callers noticing.
 //!
 //! Adding a store for a new feature means: a trait in its own file next to `accounts.rs`, a
 //! migration file per backend, an `impl` in `sqlite/<feature>.rs`, and a field on [`Storage`].
@@ -12,11 +13,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
+mod offline;
 pub mod private;
 mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
+pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
@@ -75,7 +78,8 @@ pub enum StorageError {
     },
 
     /// A per-account limit given by the caller was reached (the `max_items` of
-    /// [`RosterStore::put_roster_item`], …); nothing was written. Callers map it to the
+    /// [`RosterStore::put_roster_item`], the `max_messages` of
+    /// [`OfflineStore::store_offline`]); nothing was written. Callers map it to the
     /// stanza error their specification names for it.
     #[error("per-account limit reached")]
     LimitReached,
@@ -103,6 +107,8 @@ pub struct Storage {
     pub accounts: Arc<dyn AccountStore>,
     /// Rosters and their versions.
     pub roster: Arc<dyn RosterStore>,
+    /// Offline messages.
+    pub offline: Arc<dyn OfflineStore>,
 }
 
 impl Storage {
@@ -124,7 +130,8 @@ impl From<SqliteStore> for Storage {
         let store = Arc::new(store);
         Storage {
             accounts: store.clone(),
-            roster: store,
+            roster: store.clone(),
+            offline: store,
         }
     }
 }

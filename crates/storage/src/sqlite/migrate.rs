@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "roster",
         sql: include_str!("../../migrations/sqlite/0002_roster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "offline",
+        sql: include_str!("../../migrations/sqlite/0003_offline.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.

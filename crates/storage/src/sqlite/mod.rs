@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: opening the database file, connection settings and the pool.
 //!
 //! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
-//! `accounts.rs`, `roster.rs`, …); `migrate.rs` owns the schema;
+//! `accounts.rs`, `roster.rs`, `offline.rs`, …); `migrate.rs` owns the schema;
 //! `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
 //! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
 
@@ -19,6 +19,7 @@ use crate::StorageError;
 mod accounts;
 mod inline;
 mod migrate;
+mod offline;
 mod roster;
 
 #[cfg(test)]

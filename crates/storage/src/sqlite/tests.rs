@@ -46,6 +46,7 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
     assert_eq!(got.server_key, want.server_key);
 }
 
+mod offline;
 mod roster;
 
 /// A file store in a fresh temporary directory (removed when the returned guard drops) and
