@@ -1,9 +1,9 @@
 //! Persistent storage for weft: one trait per feature, the error type, and the [`Storage`] bundle handed to the server.
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
-//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], …), never through a concrete
-//! database. The embedded SQLite backend ([`SqliteStore`]) is the default; a PostgreSQL
-//! backend can later implement the same traits without callers noticing.
+//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`]), never through a
+//! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
+//! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
 //! Adding a store for a new feature means: a trait in its own file next to `accounts.rs`, a
 //! migration file per backend, an `impl` in `sqlite/<feature>.rs`, and a field on [`Storage`].
@@ -15,11 +15,13 @@ use std::sync::Arc;
 mod accounts;
 mod offline;
 pub mod private;
+mod private_xml;
 mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
 pub use offline::{OfflineMessage, OfflineStore};
+pub use private_xml::PrivateXmlStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
@@ -109,6 +111,8 @@ pub struct Storage {
     pub roster: Arc<dyn RosterStore>,
     /// Offline messages.
     pub offline: Arc<dyn OfflineStore>,
+    /// Per-account XML documents (private XML storage, vcard-temp).
+    pub private_xml: Arc<dyn PrivateXmlStore>,
 }
 
 impl Storage {
@@ -131,7 +135,8 @@ impl From<SqliteStore> for Storage {
         Storage {
             accounts: store.clone(),
             roster: store.clone(),
-            offline: store,
+            offline: store.clone(),
+            private_xml: store,
         }
     }
 }

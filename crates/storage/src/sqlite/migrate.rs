@@ -38,6 +38,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "offline",
         sql: include_str!("../../migrations/sqlite/0003_offline.sql"),
     },
+    Migration {
+        version: 4,
+        name: "private_xml",
+        sql: include_str!("../../migrations/sqlite/0004_private_xml.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -47,6 +47,7 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
 }
 
 mod offline;
+mod private_xml;
 mod roster;
 
 /// A file store in a fresh temporary directory (removed when the returned guard drops) and
@@ -386,7 +387,7 @@ async fn reopening_a_file_keeps_data_and_does_not_migrate_again() {
 /// is brought to the latest version on open; its data is kept and the new stores work on it.
 #[tokio::test]
 async fn a_database_from_an_earlier_weft_is_migrated() {
-    use crate::{RosterItem, RosterStore};
+    use crate::{OfflineStore, PrivateXmlStore, RosterItem, RosterStore};
     for known in 1..latest_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weft.db");
@@ -429,11 +430,22 @@ async fn a_database_from_an_earlier_weft_is_migrated() {
                 .unwrap(),
             1
         );
+        store
+            .store_offline("example.org", "juliet", "<message/>", None)
+            .await
+            .unwrap();
+        store
+            .set_private("example.org", "juliet", "vcard-temp", "<vCard/>")
+            .await
+            .unwrap();
         assert!(store.remove_account("example.org", "juliet").await.unwrap());
-        assert_eq!(
-            account_rows(&store, "roster_items", "example.org", "juliet").await,
-            0
-        );
+        for table in ["roster_items", "offline_messages", "private_xml"] {
+            assert_eq!(
+                account_rows(&store, table, "example.org", "juliet").await,
+                0,
+                "{table}"
+            );
+        }
         store.close().await;
     }
 }
