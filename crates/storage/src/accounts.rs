@@ -33,8 +33,8 @@ pub trait AccountStore: Send + Sync + 'static {
         credentials: &[ScramCredentials],
     ) -> Result<(), StorageError>;
 
-    /// Removes an account and everything stored for it (credentials now; roster, offline
-    /// messages, … later, through `ON DELETE CASCADE`).
+    /// Removes an account and everything stored for it (credentials, roster, offline
+    /// messages, private XML documents), through `ON DELETE CASCADE`.
     ///
     /// Returns `false` when there was no such account.
     async fn remove_account(&self, domain: &str, username: &str) -> Result<bool, StorageError>;

@@ -1,9 +1,9 @@
 //! Persistent storage for weft: one trait per feature, the error type, and the [`Storage`] bundle handed to the server.
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
-//! ([`AccountStore`] today; roster and offline stores will follow the same pattern), never
-//! through a concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default;
-//! a PostgreSQL backend can later implement the same traits without callers noticing.
+//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`]), never through a
+//! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
+//! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
 //! Adding a store for a new feature means: a trait in its own file next to `accounts.rs`, a
 //! migration file per backend, an `impl` in `sqlite/<feature>.rs`, and a field on [`Storage`].
@@ -13,10 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
+mod offline;
 pub mod private;
+mod private_xml;
+mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
+pub use offline::{OfflineMessage, OfflineStore};
+pub use private_xml::PrivateXmlStore;
+pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
 
@@ -73,6 +79,13 @@ pub enum StorageError {
         source: std::io::Error,
     },
 
+    /// A per-account limit given by the caller was reached (the `max_items` of
+    /// [`RosterStore::put_roster_item`], the `max_messages` of
+    /// [`OfflineStore::store_offline`]); nothing was written. Callers map it to the
+    /// stanza error their specification names for it.
+    #[error("per-account limit reached")]
+    LimitReached,
+
     /// The database backend failed (I/O, locking timeout, constraint other than the ones above).
     #[error("storage backend error: {0}")]
     Backend(#[from] sqlx::Error),
@@ -89,11 +102,17 @@ pub(crate) fn hash_name(hash: Hash) -> &'static str {
 
 /// All stores of one backend, handed to the server and its modules.
 ///
-/// Cheap to clone. Future stores (roster, offline messages, …) become further fields here.
+/// Cheap to clone. Future stores become further fields here.
 #[derive(Clone)]
 pub struct Storage {
     /// Accounts and their SCRAM credentials.
     pub accounts: Arc<dyn AccountStore>,
+    /// Rosters and their versions.
+    pub roster: Arc<dyn RosterStore>,
+    /// Offline messages.
+    pub offline: Arc<dyn OfflineStore>,
+    /// Per-account XML documents (private XML storage, vcard-temp).
+    pub private_xml: Arc<dyn PrivateXmlStore>,
 }
 
 impl Storage {
@@ -112,8 +131,12 @@ impl Storage {
 
 impl From<SqliteStore> for Storage {
     fn from(store: SqliteStore) -> Self {
+        let store = Arc::new(store);
         Storage {
-            accounts: Arc::new(store),
+            accounts: store.clone(),
+            roster: store.clone(),
+            offline: store.clone(),
+            private_xml: store,
         }
     }
 }

@@ -22,15 +22,38 @@ pub(crate) struct Migration {
 }
 
 /// Every migration this build knows, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts",
-    sql: include_str!("../../migrations/sqlite/0001_accounts.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts",
+        sql: include_str!("../../migrations/sqlite/0001_accounts.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "roster",
+        sql: include_str!("../../migrations/sqlite/0002_roster.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "offline",
+        sql: include_str!("../../migrations/sqlite/0003_offline.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "private_xml",
+        sql: include_str!("../../migrations/sqlite/0004_private_xml.sql"),
+    },
+];
 
 /// The schema version this build writes and reads.
+#[cfg(test)]
 pub(crate) fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    highest_version(MIGRATIONS)
+}
+
+/// The schema version a build knowing `known` writes and reads.
+fn highest_version(known: &[Migration]) -> i64 {
+    known.last().map_or(0, |m| m.version)
 }
 
 /// Seconds since the Unix epoch, as stored in `created_at`/`applied_at` columns.
@@ -40,10 +63,19 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Brings the schema up to [`latest_version`]; returns how many migrations were applied.
+/// Brings the schema up to the last of [`MIGRATIONS`]; returns how many migrations were applied.
 ///
 /// Refuses, without changing anything, a database whose version is above the latest known.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<usize, StorageError> {
+    run_known(pool, MIGRATIONS).await
+}
+
+/// [`run`] for a build that knows only `known` (a prefix of [`MIGRATIONS`]): tests use it to
+/// make the database an earlier weft made.
+pub(crate) async fn run_known(
+    pool: &SqlitePool,
+    known: &[Migration],
+) -> Result<usize, StorageError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS weft_schema_version (
@@ -59,7 +91,7 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<usize, StorageError> {
         .fetch_one(&mut *tx)
         .await?;
     let current = current.unwrap_or(0);
-    let supported = latest_version();
+    let supported = highest_version(known);
     if current > supported {
         return Err(StorageError::SchemaTooNew {
             found: current,
@@ -68,7 +100,7 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<usize, StorageError> {
     }
 
     let mut applied = 0;
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in known.iter().filter(|m| m.version > current) {
         sqlx::raw_sql(migration.sql)
             .execute(&mut *tx)
             .await

@@ -1,8 +1,8 @@
 //! The embedded SQLite backend: opening the database file, connection settings and the pool.
 //!
 //! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
-//! `accounts.rs`, later `roster.rs`, `offline.rs`, …); `migrate.rs` owns the schema;
-//! `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
+//! `accounts.rs`, `roster.rs`, `offline.rs`, `private_xml.rs`); `migrate.rs` owns the
+//! schema; `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
 //! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
 
 use std::path::Path;
@@ -19,6 +19,9 @@ use crate::StorageError;
 mod accounts;
 mod inline;
 mod migrate;
+mod offline;
+mod private_xml;
+mod roster;
 
 #[cfg(test)]
 mod tests;

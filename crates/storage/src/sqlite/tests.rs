@@ -1,4 +1,5 @@
 //! Tests of the SQLite backend: account store behaviour, migrations on file databases, concurrency.
+//! The other stores' tests are in `tests/<feature>.rs`.
 
 use std::path::Path;
 
@@ -43,6 +44,33 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
     assert_eq!(got.iterations, want.iterations);
     assert_eq!(got.stored_key, want.stored_key);
     assert_eq!(got.server_key, want.server_key);
+}
+
+mod offline;
+mod private_xml;
+mod roster;
+
+/// A file store in a fresh temporary directory (removed when the returned guard drops) and
+/// an in-memory store: each store test runs on both.
+async fn file_and_memory() -> (tempfile::TempDir, [SqliteStore; 2]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = SqliteStore::open(&dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    let memory = SqliteStore::open_in_memory().await.unwrap();
+    (dir, [file, memory])
+}
+
+/// Rows of `table` that belong to the account.
+async fn account_rows(store: &SqliteStore, table: &str, domain: &str, username: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {table} WHERE domain = $1 AND username = $2"
+    ))
+    .bind(domain)
+    .bind(username)
+    .fetch_one(&store.pool)
+    .await
+    .unwrap()
 }
 
 fn name(username: &str, domain: &str) -> AccountName {
@@ -353,6 +381,73 @@ async fn reopening_a_file_keeps_data_and_does_not_migrate_again() {
         .account_exists("example.org", "juliet")
         .await
         .unwrap());
+}
+
+/// A database made by each earlier weft (schema versions up to k), with an account in it,
+/// is brought to the latest version on open; its data is kept and the new stores work on it.
+#[tokio::test]
+async fn a_database_from_an_earlier_weft_is_migrated() {
+    use crate::{OfflineStore, PrivateXmlStore, RosterItem, RosterStore};
+    for known in 1..latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let applied = migrate::run_known(&pool, &migrate::MIGRATIONS[..known as usize])
+            .await
+            .unwrap();
+        assert_eq!(applied as i64, known);
+        let old = SqliteStore { pool, inline: None };
+        old.create_account("example.org", "juliet", &both(4))
+            .await
+            .unwrap();
+        old.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM weft_schema_version ORDER BY version")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(versions, (1..=latest_version()).collect::<Vec<_>>());
+        assert_same(
+            &store
+                .scram_credentials("example.org", "juliet", Hash::Sha256)
+                .await
+                .unwrap()
+                .unwrap(),
+            &creds(Hash::Sha256, 4),
+        );
+        // The new tables reference the account made before them.
+        let item = RosterItem::new("romeo@example.net");
+        assert_eq!(
+            store
+                .put_roster_item("example.org", "juliet", &item, None)
+                .await
+                .unwrap(),
+            1
+        );
+        store
+            .store_offline("example.org", "juliet", "<message/>", None)
+            .await
+            .unwrap();
+        store
+            .set_private("example.org", "juliet", "vcard-temp", "<vCard/>")
+            .await
+            .unwrap();
+        assert!(store.remove_account("example.org", "juliet").await.unwrap());
+        for table in ["roster_items", "offline_messages", "private_xml"] {
+            assert_eq!(
+                account_rows(&store, table, "example.org", "juliet").await,
+                0,
+                "{table}"
+            );
+        }
+        store.close().await;
+    }
 }
 
 #[tokio::test]

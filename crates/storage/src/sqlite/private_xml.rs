@@ -1,0 +1,64 @@
+//! [`PrivateXmlStore`] on SQLite: the `private_xml` table (schema 0004; XEP-0049, XEP-0054).
+//!
+//! Each operation is one statement, atomic on its own; a set is an upsert, so concurrent
+//! sets of one key leave one of the documents whole.
+
+use super::SqliteStore;
+use crate::{PrivateXmlStore, StorageError};
+
+#[async_trait::async_trait]
+impl PrivateXmlStore for SqliteStore {
+    async fn get_private(
+        &self,
+        domain: &str,
+        username: &str,
+        key: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let xml: Option<String> = sqlx::query_scalar(
+            "SELECT xml FROM private_xml WHERE domain = $1 AND username = $2 AND doc_key = $3",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(xml)
+    }
+
+    async fn set_private(
+        &self,
+        domain: &str,
+        username: &str,
+        key: &str,
+        xml: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO private_xml (domain, username, doc_key, xml) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (domain, username, doc_key) DO UPDATE SET xml = excluded.xml",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(key)
+        .bind(xml)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_private(
+        &self,
+        domain: &str,
+        username: &str,
+        key: &str,
+    ) -> Result<bool, StorageError> {
+        let removed = sqlx::query(
+            "DELETE FROM private_xml WHERE domain = $1 AND username = $2 AND doc_key = $3",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(removed.rows_affected() > 0)
+    }
+}
