@@ -4,8 +4,8 @@
 #   sudo ./test-all.sh        # or as root: ./test-all.sh
 #
 # 1. installs what the tests need and is missing (Debian packages, all in one apt-get install,
-#    with service starts denied during the install): nodejs/npm, python3 + python3-venv, procps
-#    (kill), nginx (reverse-proxy tests), chromium (Converse.js test), and Prosody, lua-unbound,
+#    with service starts denied during the install): nodejs/npm, python3 + python3-venv,
+#    nginx (reverse-proxy tests), chromium (Converse.js test), and Prosody, lua-unbound,
 #    ejabberd, dnsmasq-base, openssl, util-linux, iproute2 (interop/s2s/install.sh's list).
 #    Nothing is installed when everything is present. interop/run.sh then runs npm ci in
 #    interop/ and makes the Python venv for slixmpp when they are missing or stale.
@@ -58,7 +58,6 @@ if ! command -v "$PYTHON" >/dev/null; then
 elif ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
   APT+=(python3-venv) # Debian splits venv's pip bootstrap out of python3
 fi
-type -P kill >/dev/null || APT+=(procps) # crates/weft/tests/cli.rs sends SIGTERM with kill(1)
 if [[ -n "${WEFT_NGINX:-}" ]]; then
   [[ -x "$WEFT_NGINX" ]] || die "WEFT_NGINX=$WEFT_NGINX is not an executable"
 elif ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then

@@ -51,6 +51,10 @@ pub struct Config {
     pub host_meta: HostMetaConfig,
     pub s2s: S2sConfig,
     pub log: LogConfig,
+    /// `[modules.NAME]`: each feature module's own section, read and validated by the module
+    /// itself (weft-server's `modules`), which names the keys of its typed settings. Every
+    /// section takes `enabled = false` to turn the module off.
+    pub modules: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// `[server]`: which domains weft hosts and where it keeps its files.
@@ -311,7 +315,7 @@ impl Config {
     /// take their defaults (`None` when the TOML itself cannot be read), so that later checks
     /// (files, certificates, listeners) can still run on it.
     pub fn check_text(text: &str) -> (Option<Config>, Vec<ConfigError>) {
-        let mut table: toml::Table = match text.parse() {
+        let table: toml::Table = match text.parse() {
             Ok(table) => table,
             Err(e) => {
                 let e: toml::de::Error = e;
@@ -322,21 +326,9 @@ impl Config {
                 return (None, vec![error]);
             }
         };
-        let mut problems = Vec::new();
-        // Each round removes one key, so this ends; the bound guards against a key that
-        // cannot be removed (it would be reported again and again).
-        let config = loop {
-            let value = toml::Value::Table(table.clone());
-            match serde_path_to_error::deserialize::<_, Config>(value) {
-                Ok(config) => break config,
-                Err(e) => {
-                    let (error, location) = key_error(e);
-                    problems.push(error);
-                    if !remove(&mut table, &location) || problems.len() >= MAX_PROBLEMS {
-                        return (None, problems);
-                    }
-                }
-            }
+        let (config, mut problems) = deserialize_all::<Config>(table, "");
+        let Some(config) = config else {
+            return (None, problems);
         };
         problems.extend(config.problems());
         (Some(config), problems)
@@ -447,6 +439,40 @@ impl Config {
 
     pub fn default_domain(&self) -> &str {
         &self.server.domains[0]
+    }
+}
+
+/// Deserialises `table` into `T`, reporting every key that is unknown or has the wrong type:
+/// each is reported, set aside (its default applies) and the rest is read again. Key paths are
+/// prefixed with `prefix` (e.g. `modules.roster`). `None` when a key could not be set aside.
+pub fn deserialize_all<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    prefix: &str,
+) -> (Option<T>, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    // Each round removes one key, so this ends; the bound guards against a key that cannot be
+    // removed (it would be reported again and again).
+    loop {
+        let value = toml::Value::Table(table.clone());
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(parsed) => return (Some(parsed), problems),
+            Err(e) => {
+                let (error, location) = key_error(e);
+                let error = match error {
+                    ConfigError::Invalid { key, message } if !prefix.is_empty() => {
+                        ConfigError::Invalid {
+                            key: format!("{prefix}.{key}"),
+                            message,
+                        }
+                    }
+                    other => other,
+                };
+                problems.push(error);
+                if !remove(&mut table, &location) || problems.len() >= MAX_PROBLEMS {
+                    return (None, problems);
+                }
+            }
+        }
     }
 }
 

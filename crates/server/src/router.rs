@@ -12,7 +12,7 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use crate::error::{StanzaError, StanzaErrorCondition};
-use crate::modules::{self, IqOutcome, IqRequest};
+use crate::modules::{Flow, IqOutcome, IqRequest, StanzaEvent, StanzaHook};
 use crate::session::registry::{DeliveryError, Handed};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
@@ -20,6 +20,34 @@ use crate::state::ServerState;
 /// Routes a stanza whose 'from' was already stamped with the sender's full JID. Returns the
 /// stanzas to write back to the sender (errors, IQ results, reflected presence).
 pub async fn route_from_client(
+    state: &Arc<ServerState>,
+    stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+) -> Vec<Element> {
+    // Modules that look at a client's messages or presence first; without any, nothing is
+    // parsed here and the fast path below stays as it is.
+    let hook = match kind {
+        Kind::Message => Some(StanzaHook::MessageFromLocal),
+        Kind::Presence => Some(StanzaHook::PresenceFromLocal),
+        Kind::Iq => None,
+    };
+    let (stanza, to_sender) = match hook.filter(|h| state.modules.wants(*h)) {
+        Some(hook) => match from_local_hook(state, hook, stanza, kind, from).await {
+            Ok(passed) => passed,
+            Err(replies) => return replies,
+        },
+        None => (stanza, Vec::new()),
+    };
+    if !to_sender.is_empty() {
+        let replies = Box::pin(route_on(state, stanza, kind, from)).await;
+        return joined(to_sender, replies);
+    }
+    route_on(state, stanza, kind, from).await
+}
+
+/// Routing proper, once the modules let a client's stanza through.
+async fn route_on(
     state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
@@ -37,7 +65,7 @@ pub async fn route_from_client(
         Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
     };
     let Some(to) = to else {
-        return to_own_account(state, stanza, kind, from);
+        return to_own_account(state, stanza, kind, from).await;
     };
     if !state.is_local_domain(to.domain().as_str()) {
         let local = from.domain().as_str().to_string();
@@ -50,22 +78,85 @@ pub async fn route_from_client(
     to_local(state, stanza, kind, from.borrow(), to).await
 }
 
+/// Runs a client's stanza through the modules on `hook` (its 'to' parsed for them).
+async fn from_local_hook(
+    state: &Arc<ServerState>,
+    hook: StanzaHook,
+    stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+) -> Result<(Element, Vec<Element>), Vec<Element>> {
+    let to = match stanza::to_jid(&stanza) {
+        Ok(to) => to,
+        Err(_) => return Err(reply(&stanza, StanzaErrorCondition::JidMalformed)),
+    };
+    run_hook(state, hook, stanza, kind, from.borrow(), to.as_ref()).await
+}
+
+/// Passes a stanza through the modules on `hook`: `Ok` with the stanza to go on with and the
+/// stanzas modules left for its sender, or `Err` with every stanza for the sender when a
+/// module took it.
+async fn run_hook(
+    state: &Arc<ServerState>,
+    hook: StanzaHook,
+    stanza: Element,
+    kind: Kind,
+    from: &Jid,
+    to: Option<&Jid>,
+) -> Result<(Element, Vec<Element>), Vec<Element>> {
+    let mut to_sender = Vec::new();
+    let event = StanzaEvent {
+        stanza,
+        kind,
+        from,
+        to,
+        to_sender: &mut to_sender,
+    };
+    match state.modules.stanza(state, hook, event).await {
+        Flow::Continue(stanza) => Ok((stanza, to_sender)),
+        Flow::Done(mut replies) => {
+            to_sender.append(&mut replies);
+            Err(to_sender)
+        }
+    }
+}
+
+/// `first`, then `then`: replies in the order they were made.
+fn joined(mut first: Vec<Element>, mut then: Vec<Element>) -> Vec<Element> {
+    if first.is_empty() {
+        return then;
+    }
+    first.append(&mut then);
+    first
+}
+
 /// Delivers a stanza addressed to a local JID (RFC 6121 §8.5.2, §8.5.3); returns the replies
 /// for its sender.
 async fn to_local(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &Jid,
     to: Jid,
 ) -> Vec<Element> {
     if to.node().is_none() {
-        return to_server(state, &stanza, kind, from, &to);
+        return to_server(state, &stanza, kind, from, &to).await;
     }
-    match to.try_as_full() {
+    let (stanza, extra) =
+        if kind == Kind::Presence && state.modules.wants(StanzaHook::PresenceToLocal) {
+            let hook = StanzaHook::PresenceToLocal;
+            match run_hook(state, hook, stanza, kind, from, Some(&to)).await {
+                Ok(passed) => passed,
+                Err(replies) => return replies,
+            }
+        } else {
+            (stanza, Vec::new())
+        };
+    let replies = match to.try_as_full() {
         Ok(full) => to_full_jid(state, stanza, kind, full).await,
         Err(bare) => to_bare_jid(state, stanza, kind, from, bare).await,
-    }
+    };
+    joined(extra, replies)
 }
 
 /// Delivers a stanza that did not come from a local client — from a peer server, or a bounce —
@@ -92,8 +183,9 @@ pub fn deliver_local(
     })
 }
 
-/// Sends a server-generated stanza wherever its 'to' points.
-async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
+/// Sends a server-generated stanza (from a module: a roster push, a subscription answer)
+/// wherever its 'to' points: a local session or account, or a remote domain over s2s.
+pub async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
     let Ok(Some(to)) = stanza::to_jid(&stanza) else {
         return;
     };
@@ -112,8 +204,8 @@ async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
 }
 
 /// RFC 6120 §8.1.1.1: no 'to' means the sender's own account.
-fn to_own_account(
-    state: &ServerState,
+async fn to_own_account(
+    state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &FullJid,
@@ -121,7 +213,7 @@ fn to_own_account(
     match kind {
         Kind::Iq => {
             let account = Jid::from(from.to_bare());
-            server_iq(state, &stanza, from.borrow(), &account)
+            server_iq(state, &stanza, from.borrow(), &account).await
         }
         Kind::Presence => {
             // RFC 6121 §4.2.2 / §4.5.2: presence broadcast. Without rosters (a later issue) the
@@ -154,15 +246,15 @@ fn to_own_account(
     }
 }
 
-fn to_server(
-    state: &ServerState,
+async fn to_server(
+    state: &Arc<ServerState>,
     stanza: &Element,
     kind: Kind,
     from: &Jid,
     to: &Jid,
 ) -> Vec<Element> {
     match kind {
-        Kind::Iq if to.resource().is_none() => server_iq(state, stanza, from, to),
+        Kind::Iq if to.resource().is_none() => server_iq(state, stanza, from, to).await,
         Kind::Iq | Kind::Message => reply(stanza, StanzaErrorCondition::ServiceUnavailable),
         // Presence to the server itself has no meaning without subscriptions to it.
         Kind::Presence => Vec::new(),
@@ -170,7 +262,7 @@ fn to_server(
 }
 
 /// An IQ the server answers itself, for its domain or on behalf of an account.
-fn server_iq(state: &ServerState, iq: &Element, from: &Jid, to: &Jid) -> Vec<Element> {
+async fn server_iq(state: &Arc<ServerState>, iq: &Element, from: &Jid, to: &Jid) -> Vec<Element> {
     let is_set = match iq.attr("type") {
         Some("get") => false,
         Some("set") => true,
@@ -192,7 +284,7 @@ fn server_iq(state: &ServerState, iq: &Element, from: &Jid, to: &Jid) -> Vec<Ele
         to,
         is_set,
     };
-    match modules::handle_iq(state, &req) {
+    match state.modules.iq(state, &req).await {
         IqOutcome::Result(payload) => {
             let mut result = stanza::iq_result(iq, payload);
             if iq.attr("to").is_none() {
@@ -202,12 +294,13 @@ fn server_iq(state: &ServerState, iq: &Element, from: &Jid, to: &Jid) -> Vec<Ele
             vec![result]
         }
         IqOutcome::Error(err) => reply_with(iq, err),
+        // RFC 6120 §8.4: an IQ in a namespace nobody serves gets service-unavailable.
         IqOutcome::NotMine => reply(iq, StanzaErrorCondition::ServiceUnavailable),
     }
 }
 
 async fn to_full_jid(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     to: &FullJid,
@@ -221,7 +314,13 @@ async fn to_full_jid(
         Kind::Message => match stanza.attr("type") {
             Some("groupchat") => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
             Some("headline") | Some("error") => Vec::new(),
-            _ => deliver_message_to_bare(state, stanza, &to.to_bare()).await,
+            _ => {
+                let from = match stanza.attr("from").map(Jid::new) {
+                    Some(Ok(from)) => from,
+                    _ => return Vec::new(),
+                };
+                deliver_message_to_bare(state, stanza, &from, &to.to_bare()).await
+            }
         },
         Kind::Iq => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
         Kind::Presence => Vec::new(),
@@ -244,7 +343,7 @@ fn replies_for(handed: Handed) -> Vec<Element> {
 }
 
 async fn to_bare_jid(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &Jid,
@@ -256,12 +355,12 @@ async fn to_bare_jid(
                 return reply(&stanza, StanzaErrorCondition::ServiceUnavailable);
             }
             // RFC 6121 §8.5.2.1.3: the server answers IQs to a bare JID for the account.
-            server_iq(state, &stanza, from, &Jid::from(to.clone()))
+            server_iq(state, &stanza, from, &Jid::from(to.clone())).await
         }
         Kind::Message => match stanza.attr("type") {
             Some("error") => Vec::new(),
             Some("groupchat") => reply(&stanza, StanzaErrorCondition::ServiceUnavailable),
-            _ => deliver_message_to_bare(state, stanza, to).await,
+            _ => deliver_message_to_bare(state, stanza, from, to).await,
         },
         Kind::Presence => {
             state.sessions.deliver_to_all(to, stanza);
@@ -272,8 +371,9 @@ async fn to_bare_jid(
 
 /// RFC 6121 §8.5.2.1.1: every available resource with non-negative priority gets a copy.
 async fn deliver_message_to_bare(
-    state: &ServerState,
+    state: &Arc<ServerState>,
     stanza: Element,
+    from: &Jid,
     to: &BareJid,
 ) -> Vec<Element> {
     let Some(stanza) = state.sessions.deliver_message(to, stanza) else {
@@ -285,13 +385,24 @@ async fn deliver_message_to_bare(
     if !account_exists(state, to).await {
         return reply(&stanza, StanzaErrorCondition::ServiceUnavailable);
     }
-    // RFC 6121 §8.5.2.2.1: offline storage arrives with its own module; until then the sender
-    // learns the message was not delivered.
-    reply_with(
+    // RFC 6121 §8.5.2.2.1: offline storage, when a module does it.
+    let (stanza, extra) = if state.modules.wants(StanzaHook::MessageNoResource) {
+        let to = Jid::from(to.clone());
+        let hook = StanzaHook::MessageNoResource;
+        match run_hook(state, hook, stanza, Kind::Message, from, Some(&to)).await {
+            Ok(passed) => passed,
+            Err(replies) => return replies,
+        }
+    } else {
+        (stanza, Vec::new())
+    };
+    // Nobody kept it: the sender learns it was not delivered.
+    let error = reply_with(
         &stanza,
         StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
             .with_text("the recipient is offline"),
-    )
+    );
+    joined(extra, error)
 }
 
 async fn account_exists(state: &ServerState, jid: &BareJid) -> bool {

@@ -18,7 +18,8 @@ pub struct ServerState {
     pub storage: Storage,
     pub tls: Arc<TlsSetup>,
     pub sessions: SessionRegistry,
-    pub server_features: Vec<&'static str>,
+    /// The feature modules and their dispatch tables.
+    pub modules: crate::modules::Modules,
     pub limiter: Arc<ConnectionLimiter>,
     pub limits: weft_xml::Limits,
     /// Cancelled on SIGTERM/SIGINT: every stream closes.
@@ -38,6 +39,10 @@ pub struct ServerState {
 impl ServerState {
     pub fn new(config: Config, storage: Storage, tls: Arc<TlsSetup>) -> anyhow::Result<Arc<Self>> {
         use anyhow::Context;
+        let modules = crate::modules::load(&config).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::anyhow!("module settings: {}", lines.join("; "))
+        })?;
         let limits = weft_xml::Limits {
             max_stanza_bytes: config.limits.max_stanza_size.as_usize(),
             max_depth: config.limits.max_depth,
@@ -71,7 +76,7 @@ impl ServerState {
             domains: config.server.domains.iter().cloned().collect(),
             limiter: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             see_other_uri: RwLock::new(config.websocket.see_other_uri.clone()),
-            server_features: crate::modules::server_features(),
+            modules,
             sessions: SessionRegistry::default(),
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),

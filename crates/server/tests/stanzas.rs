@@ -113,20 +113,19 @@ async fn bare_jid_messages_reach_available_resources_only() {
     alice.login("alice", Login::ScramSha256).await;
     let mut bob = server.ws().await;
     let bob_jid = bob.login("bob", Login::ScramSha256).await;
-    // Bob has not sent presence: RFC 6121 §8.5.2.2, no available resource. No offline store
-    // yet, so the sender learns it was not delivered.
+    // Bob has not sent presence: RFC 6121 §8.5.2.2, no available resource. The message is
+    // kept offline (XEP-0160; tests/offline.rs) and comes with his first presence.
     alice
         .send("<message xmlns='jabber:client' to='bob@localhost' id='m1' type='chat'><body>1</body></message>")
         .await;
-    let err = alice.recv().await;
-    assert_eq!(err.attr("type"), Some("error"));
-    assert_eq!(
-        error_condition(&err).as_deref(),
-        Some("service-unavailable"),
-        "{}",
-        show(&err)
-    );
+    // Stored before Bob's presence: Alice's session handles her stanzas in order.
+    alice
+        .send("<iq xmlns='jabber:client' type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    assert_eq!(alice.recv().await.attr("id"), Some("sync"));
     bob.send("<presence xmlns='jabber:client'/>").await;
+    let kept = bob.recv().await;
+    assert_eq!(kept.attr("id"), Some("m1"), "{}", show(&kept));
     // Initial presence is reflected to the sender's own available resources (RFC 6121 §4.2.2).
     let own = bob.recv().await;
     assert_eq!(own.name(), "presence");

@@ -66,6 +66,9 @@ pub struct RosterItem {
     pub pending_in: bool,
     /// The user pre-approved a subscription request from the contact (RFC 6121 §3.4).
     pub approved: bool,
+    /// Shown in the user's roster (RFC 6121 §2.1.3). False for a contact known only by a
+    /// pending subscription request, which becomes an item when the user answers (§3.1.3).
+    pub listed: bool,
     /// The contact's serialised subscribe request, redelivered while it is pending each time
     /// the user logs in (RFC 6121 §3.1.3).
     pub pending_in_stanza: Option<String>,

@@ -142,6 +142,9 @@ fn check_config_files(config: &Config) -> Vec<Finding> {
             }
         }
     }
+    if let Err(problems) = weft_server::modules::load(config) {
+        out.extend(problems.into_iter().map(from_config_error));
+    }
     out.extend(check_data_dir(config));
     out.extend(check_listeners(config));
     out

@@ -186,11 +186,12 @@ async fn serves_then_closes_streams_with_redirect_on_sigterm() {
     let mut c = WsClient::connect(&url, None).await.unwrap();
     let jid = login(&mut c, "alice", "pw", Login::ScramSha256, None).await;
     assert!(jid.starts_with("alice@localhost/"));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // SIGTERM from Rust: no outside `kill` program needed.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM to weft");
     let close = c.recv().await;
     assert_eq!(close.attr("see-other-uri"), Some("wss://next.example/ws"));
     c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")

@@ -1,17 +1,40 @@
 //! XEP-0199 XMPP Ping: the server answers pings to itself and to accounts it hosts.
 
-use super::{IqOutcome, IqRequest};
+use std::sync::Arc;
+
+use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec};
 use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::ns;
+use crate::state::ServerState;
 
-pub const FEATURES: &[&str] = &[crate::ns::PING];
+pub const DEF: ModuleDef = ModuleDef {
+    name: "ping",
+    default_enabled: true,
+    build: |_| Ok(Arc::new(Ping)),
+};
 
-pub fn handle(req: &IqRequest<'_>) -> IqOutcome {
-    if req.payload.name() != "ping" {
-        return IqOutcome::NotMine;
+static SPEC: ModuleSpec = ModuleSpec {
+    iq: &[ns::PING],
+    server_features: &[ns::PING],
+    ..ModuleSpec::named("ping")
+};
+
+pub struct Ping;
+
+#[async_trait::async_trait]
+impl Module for Ping {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
     }
-    if req.is_set {
-        // XEP-0199 §3 defines only type='get'.
-        return IqOutcome::Error(StanzaError::new(StanzaErrorCondition::BadRequest));
+
+    async fn iq(&self, _state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+        if req.payload.name() != "ping" {
+            return IqOutcome::NotMine;
+        }
+        if req.is_set {
+            // XEP-0199 §3 defines only type='get'.
+            return IqOutcome::Error(StanzaError::new(StanzaErrorCondition::BadRequest));
+        }
+        IqOutcome::Result(None)
     }
-    IqOutcome::Result(None)
 }

@@ -117,17 +117,21 @@ pub fn pre_auth_features(offer: &PreAuthOffer, require_encryption: bool) -> Elem
     features.build()
 }
 
-/// `<features/>` after SASL: resource binding, and the legacy session feature marked optional
-/// (RFC 6121 Appendix E) for old clients.
-pub fn post_auth_features() -> Element {
-    Element::builder("features", ns::STREAM)
+/// `<features/>` after SASL: resource binding, the legacy session feature marked optional
+/// (RFC 6121 Appendix E) for old clients, and the modules' own empty feature elements
+/// (name, namespace), such as roster versioning.
+pub fn post_auth_features(module_features: &[(&str, &str)]) -> Element {
+    let mut features = Element::builder("features", ns::STREAM)
         .append(Element::builder("bind", ns::BIND).build())
         .append(
             Element::builder("session", ns::SESSION)
                 .append(Element::builder("optional", ns::SESSION).build())
                 .build(),
-        )
-        .build()
+        );
+    for (name, namespace) in module_features {
+        features = features.append(Element::builder(*name, *namespace).build());
+    }
+    features.build()
 }
 
 /// Checks a client's stream header and returns the domain it addresses. The header must be

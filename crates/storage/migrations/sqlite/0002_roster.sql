@@ -25,6 +25,9 @@ CREATE TABLE roster_items (
     pending_out       BOOLEAN NOT NULL,
     pending_in        BOOLEAN NOT NULL,
     approved          BOOLEAN NOT NULL,
+    -- In the roster the user sees (RFC 6121 §2.1.3). A contact that only asked for the
+    -- user's presence is kept unlisted until the user answers (§3.1.3).
+    listed            BOOLEAN NOT NULL,
     -- The contact's serialised subscribe request while pending_in (RFC 6121 §3.1.3).
     pending_in_stanza TEXT,
     PRIMARY KEY (domain, username, contact),

@@ -17,7 +17,7 @@ macro_rules! items_query {
     ($cond:literal) => {
         concat!(
             "SELECT i.contact, i.name, i.subscription, i.pending_out, i.pending_in, \
-             i.approved, i.pending_in_stanza, g.group_name \
+             i.approved, i.listed, i.pending_in_stanza, g.group_name \
              FROM roster_items i LEFT JOIN roster_groups g \
              ON g.domain = i.domain AND g.username = i.username AND g.contact = i.contact \
              WHERE i.domain = $1 AND i.username = $2",
@@ -41,6 +41,7 @@ type ItemRow = (
     bool,
     bool,
     bool,
+    bool,
     Option<String>,
     Option<String>,
 );
@@ -48,7 +49,9 @@ type ItemRow = (
 /// Folds query rows (consecutive per contact) into items.
 fn items_from_rows(rows: Vec<ItemRow>) -> Result<Vec<RosterItem>, StorageError> {
     let mut items: Vec<RosterItem> = Vec::new();
-    for (contact, name, subscription, pending_out, pending_in, approved, stanza, group) in rows {
+    for (contact, name, subscription, pending_out, pending_in, approved, listed, stanza, group) in
+        rows
+    {
         let same = items.last().is_some_and(|last| last.contact == contact);
         if !same {
             let subscription = Subscription::parse(&subscription).ok_or_else(|| {
@@ -64,6 +67,7 @@ fn items_from_rows(rows: Vec<ItemRow>) -> Result<Vec<RosterItem>, StorageError> 
                 pending_out,
                 pending_in,
                 approved,
+                listed,
                 pending_in_stanza: stanza,
             });
         }
@@ -189,12 +193,13 @@ impl RosterStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO roster_items (domain, username, contact, name, subscription, \
-             pending_out, pending_in, approved, pending_in_stanza) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             pending_out, pending_in, approved, listed, pending_in_stanza) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (domain, username, contact) DO UPDATE SET \
              name = excluded.name, subscription = excluded.subscription, \
              pending_out = excluded.pending_out, pending_in = excluded.pending_in, \
-             approved = excluded.approved, pending_in_stanza = excluded.pending_in_stanza",
+             approved = excluded.approved, listed = excluded.listed, \
+             pending_in_stanza = excluded.pending_in_stanza",
         )
         .bind(domain)
         .bind(username)
@@ -204,6 +209,7 @@ impl RosterStore for SqliteStore {
         .bind(item.pending_out)
         .bind(item.pending_in)
         .bind(item.approved)
+        .bind(item.listed)
         .bind(item.pending_in_stanza.as_deref())
         .execute(&mut *tx)
         .await?;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use crate::framing::{Framed, FramingError, HeaderOut, Incoming};
+use crate::modules::SessionHook;
 use crate::negotiation::c2s::{self as neg, PreAuthOffer, Transport};
 use crate::ns;
 use crate::router;
@@ -160,8 +161,24 @@ impl C2s {
         };
         let end = match negotiated {
             Ok(mut bound) => {
+                if state.modules.wants_session(SessionHook::Bound) {
+                    Box::pin(
+                        state
+                            .modules
+                            .session(&state, SessionHook::Bound, &bound.jid),
+                    )
+                    .await;
+                }
                 let end = this.established(&mut bound).await;
                 this.unbind(&bound);
+                if state.modules.wants_session(SessionHook::Closed) {
+                    Box::pin(
+                        state
+                            .modules
+                            .session(&state, SessionHook::Closed, &bound.jid),
+                    )
+                    .await;
+                }
                 end
             }
             Err(end) => end,
@@ -272,7 +289,9 @@ impl C2s {
             }
             if let Some(account) = &authenticated {
                 let account = account.clone();
-                self.framed.queue_stream_element(&neg::post_auth_features());
+                self.framed.queue_stream_element(&neg::post_auth_features(
+                    self.state.modules.stream_features(),
+                ));
                 self.flush().await?;
                 return self.bind(&account).await;
             }

@@ -55,6 +55,7 @@ async fn items_round_trip_sorted_with_sorted_unique_groups() {
             pending_out: true,
             pending_in: true,
             approved: true,
+            listed: true,
             pending_in_stanza: Some(
                 "<presence from='nurse@example.com' type='subscribe'><status>é</status></presence>"
                     .into(),

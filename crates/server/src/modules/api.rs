@@ -1,0 +1,191 @@
+//! The module API: what a feature module declares (its IQ namespaces, hook points, disco
+//! features) and the calls the router and sessions make into it. The router, the sessions and
+//! the transports know no feature; a feature knows no transport.
+
+use std::sync::Arc;
+
+use jid::{FullJid, Jid};
+use minidom::Element;
+
+use crate::error::StanzaError;
+use crate::stanza::Kind;
+use crate::state::ServerState;
+
+/// Where a module can take part in a stanza's way through the server. Each is asked only of
+/// the modules that declared it, in priority order; a point nobody declared costs one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StanzaHook {
+    /// A message from a local client, its 'from' stamped, before routing (RFC 6121 §8.5
+    /// decides after every module let it through).
+    MessageFromLocal,
+    /// A presence from a local client, before routing: broadcast (no 'to'), subscriptions and
+    /// directed presence (RFC 6121 §3, §4).
+    PresenceFromLocal,
+    /// A presence for a local account's bare or full JID, from a local user or over s2s,
+    /// before delivery: subscription requests and answers, probes (RFC 6121 §3, §4.3).
+    PresenceToLocal,
+    /// A message for a local account that none of its resources takes (RFC 6121 §8.5.2.2,
+    /// §8.5.3.2.1): offline storage and the like.
+    MessageNoResource,
+}
+
+impl StanzaHook {
+    pub const ALL: [StanzaHook; 4] = [
+        StanzaHook::MessageFromLocal,
+        StanzaHook::PresenceFromLocal,
+        StanzaHook::PresenceToLocal,
+        StanzaHook::MessageNoResource,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Moments of a client session's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionHook {
+    /// A resource was bound (RFC 6120 §7); the session can receive stanzas.
+    Bound,
+    /// The session ended: its stream closed, failed or the socket was lost. It no longer
+    /// receives stanzas.
+    Closed,
+}
+
+impl SessionHook {
+    pub const ALL: [SessionHook; 2] = [SessionHook::Bound, SessionHook::Closed];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Order among the modules on one hook point: lower runs first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Priority(pub i32);
+
+impl Priority {
+    /// Filters that refuse stanzas (blocking, privacy) run before anything acts on them.
+    pub const FILTER: Priority = Priority(-100);
+    pub const NORMAL: Priority = Priority(0);
+    /// Last resorts (offline storage) run after every other module had its say.
+    pub const FALLBACK: Priority = Priority(100);
+}
+
+/// What a module declares, in one place.
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleSpec {
+    /// The module's name: its config section is `[modules.NAME]`.
+    pub name: &'static str,
+    /// Namespaces of the IQ payloads it answers (RFC 6120 §8.2.3: one payload per get/set).
+    pub iq: &'static [&'static str],
+    pub stanza_hooks: &'static [(StanzaHook, Priority)],
+    pub session_hooks: &'static [(SessionHook, Priority)],
+    /// disco#info features of the server's own JID (XEP-0030).
+    pub server_features: &'static [&'static str],
+    /// disco#info features of every account's bare JID.
+    pub account_features: &'static [&'static str],
+    /// Empty elements (name, namespace) added to the stream features after authentication,
+    /// e.g. roster versioning (RFC 6121 §2.6.1).
+    pub stream_features: &'static [(&'static str, &'static str)],
+}
+
+impl ModuleSpec {
+    /// A spec with nothing declared but the name.
+    pub const fn named(name: &'static str) -> ModuleSpec {
+        ModuleSpec {
+            name,
+            iq: &[],
+            stanza_hooks: &[],
+            session_hooks: &[],
+            server_features: &[],
+            account_features: &[],
+            stream_features: &[],
+        }
+    }
+}
+
+/// An IQ get or set, validated to carry exactly one payload (RFC 6120 §8.2.3).
+pub struct IqRequest<'a> {
+    pub iq: &'a Element,
+    pub payload: &'a Element,
+    pub from: &'a Jid,
+    /// The server's domain, or the bare JID of an account the server answers for.
+    pub to: &'a Jid,
+    pub is_set: bool,
+}
+
+impl IqRequest<'_> {
+    /// The sender as a local client's full JID, when it is one of our accounts' sessions.
+    pub fn local_sender(&self, state: &ServerState) -> Option<FullJid> {
+        let full = self.from.clone().try_into_full().ok()?;
+        state
+            .is_local_domain(full.domain().as_str())
+            .then_some(full)
+    }
+
+    /// Whether the sender is the account the request is addressed to (or the server of it,
+    /// for requests without 'to'): only then may it read or change the account's own data.
+    pub fn from_owner(&self) -> bool {
+        self.from.node().is_some()
+            && self.from.node() == self.to.node()
+            && self.from.domain() == self.to.domain()
+    }
+}
+
+/// What a module made of a request.
+pub enum IqOutcome {
+    /// type='result', with an optional payload.
+    Result(Option<Element>),
+    Error(StanzaError),
+    /// Not this module's request after all (another payload name in its namespace).
+    NotMine,
+}
+
+/// A stanza passing a hook point.
+pub struct StanzaEvent<'a> {
+    pub stanza: Element,
+    pub kind: Kind,
+    /// The sender's JID ('from', already stamped or checked).
+    pub from: &'a Jid,
+    /// The addressee, when the stanza has one.
+    pub to: Option<&'a Jid>,
+    /// Stanzas for the sender's own session, written by its task after the hook (a module
+    /// delivering to the sender: stored messages at login, a reflected copy). Unbounded by
+    /// the session queue, unlike a delivery through the registry.
+    pub to_sender: &'a mut Vec<Element>,
+}
+
+/// What a module did with a stanza at a hook point.
+pub enum Flow {
+    /// Go on with the (possibly changed) stanza.
+    Continue(Element),
+    /// The module took care of it; these stanzas go back to its sender (errors, results).
+    Done(Vec<Element>),
+}
+
+/// A feature module. Handlers are async (they may reach storage) and never hold a lock
+/// across an await. The defaults do nothing, so a module implements only what its spec
+/// declares.
+#[async_trait::async_trait]
+pub trait Module: Send + Sync + 'static {
+    fn spec(&self) -> &'static ModuleSpec;
+
+    /// An IQ get/set whose payload is in one of the spec's `iq` namespaces.
+    async fn iq(&self, _state: &Arc<ServerState>, _req: &IqRequest<'_>) -> IqOutcome {
+        IqOutcome::NotMine
+    }
+
+    /// A stanza at one of the spec's stanza hooks.
+    async fn stanza(
+        &self,
+        _state: &Arc<ServerState>,
+        _hook: StanzaHook,
+        event: StanzaEvent<'_>,
+    ) -> Flow {
+        Flow::Continue(event.stanza)
+    }
+
+    /// A session moment of the spec's session hooks.
+    async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, _jid: &FullJid) {}
+}

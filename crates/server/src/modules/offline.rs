@@ -1,0 +1,267 @@
+//! XEP-0160 offline messages: a chat or normal message for an account none of whose resources
+//! takes it is kept, stamped with XEP-0203 delay, and delivered once, in arrival order, with
+//! the account's first available presence of non-negative priority. A per-account quota
+//! refuses more with a stanza error to the sender.
+
+use std::sync::Arc;
+
+use dashmap::DashSet;
+use jid::{BareJid, FullJid};
+use minidom::Element;
+use rxml::xml_ncname;
+use serde::Deserialize;
+use weft_config::ConfigError;
+use weft_storage::StorageError;
+
+use super::{
+    Flow, Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook, StanzaEvent, StanzaHook,
+};
+use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::ns;
+use crate::state::ServerState;
+
+pub const DEF: ModuleDef = ModuleDef {
+    name: "offline",
+    default_enabled: true,
+    build,
+};
+
+const NS_OFFLINE: &str = "msgoffline";
+const NS_DELAY: &str = "urn:xmpp:delay";
+const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0334 message processing hints.
+const NS_HINTS: &str = "urn:xmpp:hints";
+
+static SPEC: ModuleSpec = ModuleSpec {
+    stanza_hooks: &[
+        (StanzaHook::MessageNoResource, Priority::FALLBACK),
+        // Before the roster module takes the presence for its broadcast: the stored
+        // messages go out with the first presence.
+        (StanzaHook::PresenceFromLocal, Priority(-10)),
+    ],
+    session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
+    server_features: &[NS_OFFLINE],
+    ..ModuleSpec::named("offline")
+};
+
+/// `[modules.offline]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineSettings {
+    /// Messages kept per account; beyond it senders get `<service-unavailable/>`.
+    pub max_messages: usize,
+}
+
+impl Default for OfflineSettings {
+    fn default() -> Self {
+        OfflineSettings { max_messages: 1000 }
+    }
+}
+
+fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
+    let settings: OfflineSettings = section.parse()?;
+    if settings.max_messages == 0 {
+        return Err(vec![section.error(
+            "max_messages",
+            "must be at least 1 (turn the module off with enabled = false)",
+        )]);
+    }
+    Ok(Arc::new(Offline {
+        settings,
+        served: DashSet::new(),
+    }))
+}
+
+pub struct Offline {
+    settings: OfflineSettings,
+    /// Sessions that were handed the stored messages already (only the first available
+    /// presence asks the store).
+    served: DashSet<FullJid>,
+}
+
+#[async_trait::async_trait]
+impl Module for Offline {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    async fn stanza(
+        &self,
+        state: &Arc<ServerState>,
+        hook: StanzaHook,
+        event: StanzaEvent<'_>,
+    ) -> Flow {
+        let result = match hook {
+            StanzaHook::MessageNoResource => self.keep(state, event).await,
+            StanzaHook::PresenceFromLocal => self.hand_over(state, event).await,
+            _ => return Flow::Continue(event.stanza),
+        };
+        result.unwrap_or_else(|(e, flow)| {
+            tracing::warn!("offline storage failed: {e}");
+            flow
+        })
+    }
+
+    async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
+        self.served.remove(jid);
+    }
+}
+
+type Failed = (StorageError, Flow);
+
+impl Offline {
+    /// A message no resource took (RFC 6121 §8.5.2.2.1, XEP-0160 §3).
+    async fn keep(&self, state: &ServerState, event: StanzaEvent<'_>) -> Result<Flow, Failed> {
+        let StanzaEvent { stanza, to, .. } = event;
+        // XEP-0085 §5.6: a chat state for someone offline is neither kept nor bounced.
+        if only_chat_state(&stanza) {
+            return Ok(Flow::Done(Vec::new()));
+        }
+        let Some(to) = to.filter(|_| worth_keeping(&stanza)) else {
+            return Ok(Flow::Continue(stanza));
+        };
+        let user = to.to_bare();
+        let (domain, node) = parts(&user);
+        let mut kept = stanza.clone();
+        kept.append_child(
+            Element::builder("delay", NS_DELAY)
+                .attr(xml_ncname!("from").into(), domain)
+                .attr(xml_ncname!("stamp").into(), now_stamp())
+                .build(),
+        );
+        let max = self.settings.max_messages;
+        match state
+            .storage
+            .offline
+            .store_offline(domain, node, &String::from(&kept), Some(max))
+            .await
+        {
+            Ok(_) => Ok(Flow::Done(Vec::new())),
+            Err(StorageError::LimitReached) => {
+                let error = StanzaError::new(StanzaErrorCondition::ServiceUnavailable).with_text(
+                    format!("the recipient is offline and has {max} messages waiting already"),
+                );
+                Ok(Flow::Done(error.reply_to(&stanza).into_iter().collect()))
+            }
+            Err(e) => Err((e, Flow::Continue(stanza))),
+        }
+    }
+
+    /// A client's broadcast presence: the first available one of non-negative priority
+    /// (XEP-0160 §3) gets the stored messages.
+    async fn hand_over(&self, state: &ServerState, event: StanzaEvent<'_>) -> Result<Flow, Failed> {
+        let StanzaEvent {
+            stanza,
+            from,
+            to,
+            to_sender,
+            ..
+        } = event;
+        let available = stanza.attr("type").is_none() && to.is_none();
+        let priority = stanza
+            .get_child("priority", ns::CLIENT)
+            .and_then(|p| p.text().trim().parse::<i8>().ok())
+            .unwrap_or(0);
+        let Ok(full) = from.clone().try_into_full() else {
+            return Ok(Flow::Continue(stanza));
+        };
+        if !available || priority < 0 || self.served.contains(&full) {
+            return Ok(Flow::Continue(stanza));
+        }
+        self.served.insert(full.clone());
+        let user = full.to_bare();
+        let (domain, node) = parts(&user);
+        let store = &state.storage.offline;
+        let waiting = match store.offline_messages(domain, node).await {
+            Ok(w) => w,
+            Err(e) => return Err((e, Flow::Continue(stanza))),
+        };
+        if waiting.is_empty() {
+            return Ok(Flow::Continue(stanza));
+        }
+        let mut ids = Vec::with_capacity(waiting.len());
+        for message in waiting {
+            match message.stanza.parse::<Element>() {
+                Ok(mut el) => {
+                    crate::stanza::set_attr(&mut el, xml_ncname!("to").into(), full.as_str());
+                    to_sender.push(el);
+                }
+                Err(e) => tracing::warn!(%user, "dropping an unreadable offline message: {e}"),
+            }
+            ids.push(message.id);
+        }
+        if let Err(e) = store.remove_offline(domain, node, &ids).await {
+            return Err((e, Flow::Continue(stanza)));
+        }
+        Ok(Flow::Continue(stanza))
+    }
+}
+
+/// XEP-0160 §3 with XEP-0334 and XEP-0085: chat and normal messages with something to show
+/// are kept; a chat state alone, a `no-store` hint, headlines, group chat and errors are not.
+fn worth_keeping(message: &Element) -> bool {
+    if !matches!(message.attr("type"), None | Some("normal") | Some("chat")) {
+        return false;
+    }
+    if message.has_child("no-store", NS_HINTS) || message.has_child("no-permanent-store", NS_HINTS)
+    {
+        return false;
+    }
+    message.has_child("body", ns::CLIENT)
+        || message.has_child("store", NS_HINTS)
+        || message
+            .children()
+            .any(|c| !c.has_ns(ns::CLIENT) && !c.has_ns(NS_CHATSTATES) && !c.has_ns(NS_HINTS))
+}
+
+/// A message whose only payload is a chat state (and perhaps hints or a thread).
+fn only_chat_state(message: &Element) -> bool {
+    message.children().any(|c| c.has_ns(NS_CHATSTATES))
+        && message
+            .children()
+            .all(|c| c.has_ns(NS_CHATSTATES) || c.has_ns(NS_HINTS) || c.is("thread", ns::CLIENT))
+}
+
+fn parts(user: &BareJid) -> (&str, &str) {
+    (
+        user.domain().as_str(),
+        user.node().map_or("", |n| n.as_str()),
+    )
+}
+
+/// XEP-0082 DateTime in UTC, to the millisecond.
+fn now_stamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    crate::modules::time::xep0082(now.as_secs() as i64, now.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    #[test]
+    fn what_is_kept() {
+        assert!(worth_keeping(&msg(
+            "<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
+        )));
+        assert!(worth_keeping(&msg(
+            "<message xmlns='jabber:client'><body>hi</body></message>"
+        )));
+        assert!(worth_keeping(&msg("<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='x'/></message>")));
+        let state = msg("<message xmlns='jabber:client' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
+        assert!(!worth_keeping(&state) && only_chat_state(&state));
+        assert!(!worth_keeping(&msg(
+            "<message xmlns='jabber:client' type='headline'><body>news</body></message>"
+        )));
+        assert!(!worth_keeping(&msg(
+            "<message xmlns='jabber:client' type='groupchat'><body>x</body></message>"
+        )));
+        assert!(!worth_keeping(&msg("<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")));
+    }
+}

@@ -1,0 +1,284 @@
+//! The loaded modules and the tables built from their specs once at start: which module
+//! answers which IQ namespace, who listens on each hook point in which order, the disco
+//! features. The router asks these tables; a hook point nobody listens on costs one check.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jid::FullJid;
+use serde::de::DeserializeOwned;
+use weft_config::{Config, ConfigError};
+
+use super::api::{
+    Flow, IqOutcome, IqRequest, Module, Priority, SessionHook, StanzaEvent, StanzaHook,
+};
+use crate::state::ServerState;
+
+/// Makes a module from its settings section, or says every thing wrong with them.
+pub type BuildModule = fn(&Section) -> Result<Arc<dyn Module>, Vec<ConfigError>>;
+
+/// How to make one module from its config section.
+pub struct ModuleDef {
+    pub name: &'static str,
+    /// Off unless its section says `enabled = true` (for modules not every server wants).
+    pub default_enabled: bool,
+    pub build: BuildModule,
+}
+
+/// A module's `[modules.NAME]` section, without its `enabled` key.
+pub struct Section {
+    name: &'static str,
+    table: toml::Table,
+}
+
+impl Section {
+    /// The section as the module's typed settings (`deny_unknown_fields` and `default` on
+    /// the struct); every wrong key is reported with its full path.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Vec<ConfigError>> {
+        match weft_config::deserialize_all::<T>(self.table.clone(), &self.key()) {
+            (Some(settings), problems) if problems.is_empty() => Ok(settings),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// The section's key path, `modules.NAME`.
+    pub fn key(&self) -> String {
+        format!("modules.{}", self.name)
+    }
+
+    /// An error about one of the section's keys.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: format!("{}.{key}", self.key()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The modules of a running server and the dispatch tables built from them.
+pub struct Modules {
+    loaded: Vec<Arc<dyn Module>>,
+    iq: HashMap<&'static str, Arc<dyn Module>>,
+    stanza: [Vec<Arc<dyn Module>>; StanzaHook::ALL.len()],
+    session: [Vec<Arc<dyn Module>>; SessionHook::ALL.len()],
+    server_features: Vec<&'static str>,
+    account_features: Vec<&'static str>,
+    stream_features: Vec<(&'static str, &'static str)>,
+}
+
+impl Modules {
+    /// Builds the enabled modules of `defs` from `config.modules`; every problem (unknown
+    /// sections, wrong keys, two modules claiming one IQ namespace) is reported.
+    pub fn load(defs: &[ModuleDef], config: &Config) -> Result<Modules, Vec<ConfigError>> {
+        let mut problems = Vec::new();
+        for name in config.modules.keys() {
+            if !defs.iter().any(|d| d.name == name) {
+                let known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+                problems.push(ConfigError::Invalid {
+                    key: format!("modules.{name}"),
+                    message: format!("no such module (known: {})", known.join(", ")),
+                });
+            }
+        }
+        let mut loaded = Vec::new();
+        for def in defs {
+            let (enabled, section) = match split_section(def, config.modules.get(def.name)) {
+                Ok(found) => found,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            if !enabled {
+                continue;
+            }
+            match (def.build)(&section) {
+                Ok(module) => loaded.push(module),
+                Err(mut errors) => problems.append(&mut errors),
+            }
+        }
+        let modules = Modules::from_loaded(loaded).map_err(|e| vec![e]);
+        match modules {
+            Ok(m) if problems.is_empty() => Ok(m),
+            Ok(_) => Err(problems),
+            Err(mut e) => {
+                problems.append(&mut e);
+                Err(problems)
+            }
+        }
+    }
+
+    /// The tables for modules already built.
+    pub fn from_loaded(loaded: Vec<Arc<dyn Module>>) -> Result<Modules, ConfigError> {
+        let mut iq: HashMap<&'static str, Arc<dyn Module>> = HashMap::new();
+        let mut stanza: [Vec<(Priority, Arc<dyn Module>)>; StanzaHook::ALL.len()] =
+            Default::default();
+        let mut session: [Vec<(Priority, Arc<dyn Module>)>; SessionHook::ALL.len()] =
+            Default::default();
+        let mut server_features = Vec::new();
+        let mut account_features = Vec::new();
+        let mut stream_features = Vec::new();
+        for module in &loaded {
+            let spec = module.spec();
+            for ns in spec.iq {
+                if let Some(other) = iq.insert(ns, module.clone()) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("modules.{}", spec.name),
+                        message: format!(
+                            "answers IQs in {ns} like module {}: turn one of them off",
+                            other.spec().name
+                        ),
+                    });
+                }
+            }
+            for (hook, priority) in spec.stanza_hooks {
+                stanza[hook.index()].push((*priority, module.clone()));
+            }
+            for (hook, priority) in spec.session_hooks {
+                session[hook.index()].push((*priority, module.clone()));
+            }
+            server_features.extend_from_slice(spec.server_features);
+            account_features.extend_from_slice(spec.account_features);
+            stream_features.extend_from_slice(spec.stream_features);
+        }
+        // Stable: modules of equal priority keep the order of the module list.
+        let ordered = |mut v: Vec<(Priority, Arc<dyn Module>)>| {
+            v.sort_by_key(|(p, _)| *p);
+            v.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
+        };
+        for features in [&mut server_features, &mut account_features] {
+            features.sort_unstable();
+            features.dedup();
+        }
+        Ok(Modules {
+            loaded,
+            iq,
+            stanza: stanza.map(ordered),
+            session: session.map(ordered),
+            server_features,
+            account_features,
+            stream_features,
+        })
+    }
+
+    /// Names of the loaded modules, in load order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.loaded.iter().map(|m| m.spec().name).collect()
+    }
+
+    /// Whether any module listens on `hook`.
+    #[inline]
+    pub fn wants(&self, hook: StanzaHook) -> bool {
+        !self.stanza[hook.index()].is_empty()
+    }
+
+    /// Whether any module listens on `hook`.
+    #[inline]
+    pub fn wants_session(&self, hook: SessionHook) -> bool {
+        !self.session[hook.index()].is_empty()
+    }
+
+    /// Passes a stanza through every module on `hook`, in priority order, until one is done
+    /// with it.
+    pub async fn stanza(
+        &self,
+        state: &Arc<ServerState>,
+        hook: StanzaHook,
+        mut event: StanzaEvent<'_>,
+    ) -> Flow {
+        for module in &self.stanza[hook.index()] {
+            let StanzaEvent {
+                stanza,
+                kind,
+                from,
+                to,
+                to_sender,
+            } = event;
+            let next = StanzaEvent {
+                stanza,
+                kind,
+                from,
+                to,
+                to_sender: &mut *to_sender,
+            };
+            match module.stanza(state, hook, next).await {
+                Flow::Continue(stanza) => {
+                    event = StanzaEvent {
+                        stanza,
+                        kind,
+                        from,
+                        to,
+                        to_sender,
+                    }
+                }
+                done => return done,
+            }
+        }
+        Flow::Continue(event.stanza)
+    }
+
+    /// Tells every module on `hook`, in priority order.
+    pub async fn session(&self, state: &Arc<ServerState>, hook: SessionHook, jid: &FullJid) {
+        for module in &self.session[hook.index()] {
+            module.session(state, hook, jid).await;
+        }
+    }
+
+    /// The module answering IQs in `ns`, if any.
+    pub async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+        match self.iq.get(req.payload.ns().as_str()) {
+            Some(module) => module.iq(state, req).await,
+            None => IqOutcome::NotMine,
+        }
+    }
+
+    /// disco#info features of the server's JID.
+    pub fn server_features(&self) -> &[&'static str] {
+        &self.server_features
+    }
+
+    /// Elements for the post-authentication stream features.
+    pub fn stream_features(&self) -> &[(&'static str, &'static str)] {
+        &self.stream_features
+    }
+
+    /// disco#info features of an account's bare JID.
+    pub fn account_features(&self) -> &[&'static str] {
+        &self.account_features
+    }
+}
+
+/// Whether the module is on, and its section without the `enabled` key.
+fn split_section(
+    def: &ModuleDef,
+    value: Option<&toml::Value>,
+) -> Result<(bool, Section), ConfigError> {
+    let key = format!("modules.{}", def.name);
+    let mut table = match value {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "must be a table ([modules.NAME] with its settings)".into(),
+            })
+        }
+    };
+    let enabled = match table.remove("enabled") {
+        None => def.default_enabled,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                key: format!("{key}.enabled"),
+                message: "must be true or false".into(),
+            })
+        }
+    };
+    Ok((
+        enabled,
+        Section {
+            name: def.name,
+            table,
+        },
+    ))
+}

@@ -1,0 +1,457 @@
+//! RFC 6121 §3 and §4 on the wire: subscription stanzas sent and received (applying the
+//! state machine of `subscription` to roster items), presence broadcast to subscribers,
+//! probes on login and their answers, directed presence, and unavailable presence when a
+//! session ends, cleanly or not.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use rxml::xml_ncname;
+use weft_storage::{RosterItem, StorageError};
+
+use super::subscription::{self, State, SubKind};
+use super::{items, parts, RosterModule};
+use crate::modules::{Flow, StanzaEvent};
+use crate::ns;
+use crate::stanza;
+use crate::state::ServerState;
+
+/// What each online session of an account told the world.
+#[derive(Default)]
+pub(super) struct Sessions {
+    by_account: DashMap<BareJid, Vec<SessionPresence>>,
+}
+
+struct SessionPresence {
+    jid: FullJid,
+    /// The last available presence it broadcast (RFC 6121 §4.2), answered to probes.
+    last: Option<Element>,
+    /// Entities it sent directed available presence to, outside its subscribers (§4.6):
+    /// they get its unavailable presence too.
+    directed: Vec<Jid>,
+}
+
+impl Sessions {
+    fn with<R>(&self, full: &FullJid, f: impl FnOnce(&mut SessionPresence) -> R) -> R {
+        let mut list = self.by_account.entry(full.to_bare()).or_default();
+        let pos = match list.iter().position(|s| &s.jid == full) {
+            Some(pos) => pos,
+            None => {
+                list.push(SessionPresence {
+                    jid: full.clone(),
+                    last: None,
+                    directed: Vec::new(),
+                });
+                list.len() - 1
+            }
+        };
+        f(&mut list[pos])
+    }
+
+    /// Forgets a session; returns what it had sent.
+    fn remove(&self, full: &FullJid) -> Option<SessionPresence> {
+        let bare = full.to_bare();
+        let mut removed = None;
+        if let Some(mut list) = self.by_account.get_mut(&bare) {
+            if let Some(pos) = list.iter().position(|s| &s.jid == full) {
+                removed = Some(list.swap_remove(pos));
+            }
+        }
+        self.by_account.remove_if(&bare, |_, l| l.is_empty());
+        removed
+    }
+
+    /// The last available presence of each available session of the account.
+    fn available(&self, user: &BareJid) -> Vec<Element> {
+        self.by_account
+            .get(user)
+            .map(|l| l.iter().filter_map(|s| s.last.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn state_of(item: &RosterItem) -> State {
+    State {
+        subscription: item.subscription,
+        pending_out: item.pending_out,
+        pending_in: item.pending_in,
+        approved: item.approved,
+    }
+}
+
+fn presence(kind: &str, from: &str, to: &str) -> Element {
+    Element::builder("presence", ns::CLIENT)
+        .attr(xml_ncname!("type").into(), kind)
+        .attr(xml_ncname!("from").into(), from)
+        .attr(xml_ncname!("to").into(), to)
+        .build()
+}
+
+/// A copy of `stanza` addressed from `from` to `to`.
+fn readdressed(stanza: &Element, from: &str, to: &str) -> Element {
+    let mut copy = stanza.clone();
+    stanza::set_attr(&mut copy, xml_ncname!("from").into(), from);
+    stanza::set_attr(&mut copy, xml_ncname!("to").into(), to);
+    copy
+}
+
+impl RosterModule {
+    /// A presence from a local client (RFC 6121 §3 outbound, §4.2 to §4.6).
+    pub(super) async fn presence_from_local(
+        &self,
+        state: &Arc<ServerState>,
+        event: StanzaEvent<'_>,
+    ) -> Result<Flow, StorageError> {
+        let StanzaEvent {
+            stanza, from, to, ..
+        } = event;
+        let Ok(full) = from.clone().try_into_full() else {
+            return Ok(Flow::Continue(stanza));
+        };
+        let user = full.to_bare();
+        let kind = stanza.attr("type").map(str::to_owned);
+        if let Some(sub) = kind.as_deref().and_then(SubKind::parse) {
+            // §3.1.2: a subscription stanza goes to the contact's bare JID from the user's.
+            let Some(contact) = to.filter(|t| t.node().is_some()).map(Jid::to_bare) else {
+                return Ok(Flow::Done(Vec::new()));
+            };
+            self.outbound_subscription(state, &user, &contact, sub, stanza)
+                .await?;
+            return Ok(Flow::Done(Vec::new()));
+        }
+        match (kind.as_deref(), to) {
+            // §4.3: probes are the server's business, not a client's.
+            (Some("probe"), _) => Ok(Flow::Done(Vec::new())),
+            (None | Some("unavailable"), None) => {
+                let available = kind.is_none();
+                let back = self.broadcast(state, &full, stanza, available).await?;
+                Ok(Flow::Done(back))
+            }
+            // §4.6 directed presence: routed as it is, and remembered for the unavailable.
+            (None | Some("unavailable"), Some(to)) => {
+                let available = kind.is_none();
+                let contact = to.to_bare();
+                let subscriber = self
+                    .item(state, &user, &contact)
+                    .await?
+                    .is_some_and(|i| state_of(&i).from());
+                if !subscriber {
+                    self.presence.with(&full, |s| {
+                        s.directed.retain(|d| d != to);
+                        if available {
+                            s.directed.push(to.clone());
+                        }
+                    });
+                }
+                Ok(Flow::Continue(stanza))
+            }
+            _ => Ok(Flow::Continue(stanza)),
+        }
+    }
+
+    /// A presence for a local account (RFC 6121 §3 inbound, §4.3 probes).
+    pub(super) async fn presence_to_local(
+        &self,
+        state: &Arc<ServerState>,
+        event: StanzaEvent<'_>,
+    ) -> Result<Flow, StorageError> {
+        let StanzaEvent {
+            stanza, from, to, ..
+        } = event;
+        let Some(user) = to.filter(|t| t.node().is_some()).map(Jid::to_bare) else {
+            return Ok(Flow::Continue(stanza));
+        };
+        let kind = stanza.attr("type").map(str::to_owned);
+        if let Some(sub) = kind.as_deref().and_then(SubKind::parse) {
+            if from.node().is_some() {
+                self.inbound_subscription(state, &user, &from.to_bare(), sub, stanza)
+                    .await?;
+            }
+            return Ok(Flow::Done(Vec::new()));
+        }
+        if kind.as_deref() == Some("probe") {
+            self.answer_probe(state, &user, from).await?;
+            return Ok(Flow::Done(Vec::new()));
+        }
+        Ok(Flow::Continue(stanza))
+    }
+
+    async fn item(
+        &self,
+        state: &ServerState,
+        user: &BareJid,
+        contact: &BareJid,
+    ) -> Result<Option<RosterItem>, StorageError> {
+        let (domain, node) = parts(user);
+        state
+            .storage
+            .roster
+            .roster_item(domain, node, contact.as_str())
+            .await
+    }
+
+    /// Stores the item's new state (dropping a hidden item left blank) and pushes it to the
+    /// user's interested resources when it is in the roster.
+    async fn save(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        mut item: RosterItem,
+        new: State,
+    ) -> Result<(), StorageError> {
+        let (domain, node) = parts(user);
+        let store = &state.storage.roster;
+        item.subscription = new.subscription;
+        item.pending_out = new.pending_out;
+        item.pending_in = new.pending_in;
+        item.approved = new.approved;
+        if !new.pending_in {
+            item.pending_in_stanza = None;
+        }
+        if !item.listed && new.is_blank() {
+            store
+                .remove_roster_item(domain, node, &item.contact)
+                .await?;
+            return Ok(());
+        }
+        // Subscription changes are not refused for a full roster: they concern contacts the
+        // user or the contact already chose.
+        let version = store.put_roster_item(domain, node, &item, None).await?;
+        if item.listed {
+            if let Some(wire) = items::to_wire(&item) {
+                items::push(state, self, user, version, wire).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user sends a subscription stanza (Appendix A.2).
+    async fn outbound_subscription(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        contact: &BareJid,
+        kind: SubKind,
+        stanza: Element,
+    ) -> Result<(), StorageError> {
+        let existing = self.item(state, user, contact).await?;
+        let before = existing.as_ref().map(state_of).unwrap_or_default();
+        let mut item = existing.unwrap_or_else(|| RosterItem::new(contact.to_string()));
+        let out = subscription::outbound(before, kind);
+        // §3.1.2, §3.4.2: asking for or approving a subscription puts the contact in the
+        // roster.
+        let listed_now = !item.listed && matches!(kind, SubKind::Subscribe | SubKind::Subscribed);
+        if listed_now {
+            item.listed = true;
+        }
+        if out.state != before || listed_now {
+            self.save(state, user, item, out.state).await?;
+        }
+        if !out.forward {
+            return Ok(());
+        }
+        let routed = readdressed(&stanza, user.as_str(), contact.as_str());
+        crate::router::dispatch(state, routed).await;
+        match kind {
+            // §3.1.5: the new subscriber gets the user's current presence.
+            SubKind::Subscribed => {
+                for last in self.presence.available(user) {
+                    let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+                    crate::router::dispatch(state, readdressed(&last, &from, contact.as_str()))
+                        .await;
+                }
+            }
+            // §3.2.2: a cancelled subscriber learns the user is unavailable.
+            SubKind::Unsubscribed if before.from() => {
+                for last in self.presence.available(user) {
+                    let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+                    crate::router::dispatch(
+                        state,
+                        presence("unavailable", &from, contact.as_str()),
+                    )
+                    .await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The contact sends a subscription stanza to the user (Appendix A.3).
+    async fn inbound_subscription(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        contact: &BareJid,
+        kind: SubKind,
+        stanza: Element,
+    ) -> Result<(), StorageError> {
+        let (domain, node) = parts(user);
+        if !state.storage.accounts.account_exists(domain, node).await? {
+            // §3.1.3: no such user: the request is refused on its behalf.
+            if kind == SubKind::Subscribe {
+                let reply = presence("unsubscribed", user.as_str(), contact.as_str());
+                crate::router::dispatch(state, reply).await;
+            }
+            return Ok(());
+        }
+        let existing = self.item(state, user, contact).await?;
+        let before = existing.as_ref().map(state_of).unwrap_or_default();
+        let mut item = existing.unwrap_or_else(|| RosterItem::new(contact.to_string()));
+        let out = subscription::inbound(before, kind);
+        let delivered = readdressed(&stanza, contact.as_str(), user.as_str());
+        if kind == SubKind::Subscribe && out.forward {
+            // §3.1.3: kept, to be delivered again at the user's next login.
+            item.pending_in_stanza = Some(String::from(&delivered));
+        }
+        let delivered = out.forward.then_some(delivered);
+        // Delivered before the roster push it causes, as a client reads best: first the
+        // request or answer, then the item that changed.
+        if let Some(delivered) = delivered {
+            state.sessions.deliver_to_all(user, delivered);
+        }
+        if out.state != before {
+            self.save(state, user, item, out.state).await?;
+        }
+        if let Some(reply) = out.reply {
+            let answer = presence(reply.as_str(), user.as_str(), contact.as_str());
+            crate::router::dispatch(state, answer).await;
+            // §3.1.5: with the approval, the user's current presence.
+            for last in self.presence.available(user) {
+                let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+                crate::router::dispatch(state, readdressed(&last, &from, contact.as_str())).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// §4.3.2: a probe is answered with the last presence of each available resource, for
+    /// subscribers only.
+    async fn answer_probe(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        prober: &Jid,
+    ) -> Result<(), StorageError> {
+        let subscribed = self
+            .item(state, user, &prober.to_bare())
+            .await?
+            .is_some_and(|i| state_of(&i).from());
+        if !subscribed {
+            return Ok(());
+        }
+        let available = self.presence.available(user);
+        if available.is_empty() {
+            let reply = presence("unavailable", user.as_str(), prober.as_str());
+            crate::router::dispatch(state, reply).await;
+        }
+        for last in available {
+            let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+            crate::router::dispatch(state, readdressed(&last, &from, prober.as_str())).await;
+        }
+        Ok(())
+    }
+
+    /// §4.2 and §4.5: a session's broadcast presence, to its account's subscribers and own
+    /// resources; the first available one also probes the contacts and brings back the
+    /// subscription requests waiting for the user. Returns the sender's own copy.
+    async fn broadcast(
+        &self,
+        state: &Arc<ServerState>,
+        full: &FullJid,
+        stanza: Element,
+        available: bool,
+    ) -> Result<Vec<Element>, StorageError> {
+        let user = full.to_bare();
+        let priority = stanza
+            .get_child("priority", ns::CLIENT)
+            .and_then(|p| p.text().trim().parse::<i8>().ok())
+            .unwrap_or(0);
+        state.sessions.set_presence(full, available, priority);
+        let mut own = stanza.clone();
+        stanza::set_attr(&mut own, xml_ncname!("from").into(), full.as_str());
+        stanza::remove_attr(&mut own, "to");
+        let (initial, directed) = self.presence.with(full, |s| {
+            let initial = available && s.last.is_none();
+            if available {
+                s.last = Some(own.clone());
+                (initial, Vec::new())
+            } else {
+                s.last = None;
+                (false, std::mem::take(&mut s.directed))
+            }
+        });
+        let (domain, node) = parts(&user);
+        let (_, roster) = state.storage.roster.roster(domain, node).await?;
+        for item in &roster {
+            if state_of(item).from() {
+                let copy = readdressed(&own, full.as_str(), &item.contact);
+                crate::router::dispatch(state, copy).await;
+            }
+        }
+        for to in directed {
+            let copy = readdressed(&own, full.as_str(), to.as_str());
+            crate::router::dispatch(state, copy).await;
+        }
+        // The account's own resources, the sender included (§4.2.2, §4.4.2).
+        let mut back = Vec::new();
+        for (jid, handle) in state.sessions.all_resources(&user) {
+            let copy = readdressed(&own, full.as_str(), jid.as_str());
+            if &jid == full {
+                back.push(copy);
+            } else {
+                let _ = handle.deliver(copy);
+            }
+        }
+        if initial {
+            for item in &roster {
+                if state_of(item).to() {
+                    let probe = presence("probe", user.as_str(), &item.contact);
+                    crate::router::dispatch(state, probe).await;
+                }
+                if item.pending_in {
+                    let request = match item.pending_in_stanza.as_deref().map(str::parse) {
+                        Some(Ok(el)) => el,
+                        _ => presence("subscribe", &item.contact, user.as_str()),
+                    };
+                    back.push(readdressed(&request, &item.contact, full.as_str()));
+                }
+            }
+        }
+        Ok(back)
+    }
+
+    /// §4.5.2 and §4.6.3: a session that ends without saying so is unavailable to everyone
+    /// who had its presence.
+    pub(super) async fn session_closed(
+        &self,
+        state: &Arc<ServerState>,
+        full: &FullJid,
+    ) -> Result<(), StorageError> {
+        let Some(gone) = self.presence.remove(full) else {
+            return Ok(());
+        };
+        if gone.last.is_none() && gone.directed.is_empty() {
+            return Ok(());
+        }
+        let user = full.to_bare();
+        let (domain, node) = parts(&user);
+        let mut to: Vec<String> = gone.directed.iter().map(|j| j.to_string()).collect();
+        if gone.last.is_some() {
+            let (_, roster) = state.storage.roster.roster(domain, node).await?;
+            to.extend(
+                roster
+                    .iter()
+                    .filter(|i| state_of(i).from())
+                    .map(|i| i.contact.clone()),
+            );
+        }
+        for contact in to {
+            let unavailable = presence("unavailable", full.as_str(), &contact);
+            crate::router::dispatch(state, unavailable).await;
+        }
+        Ok(())
+    }
+}
