@@ -204,6 +204,8 @@ pub struct StanzaError {
     pub text: Option<String>,
     /// The domain generating the error (RFC 6120 §8.3.2 'by').
     pub by: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.3), e.g. XEP-0191's `<blocked/>`.
+    pub app: Option<(&'static str, &'static str)>,
 }
 
 impl StanzaError {
@@ -212,7 +214,14 @@ impl StanzaError {
             condition,
             text: None,
             by: None,
+            app: None,
         }
+    }
+
+    /// Adds the empty application-specific condition element `name` in `namespace`.
+    pub fn with_app_condition(mut self, name: &'static str, namespace: &'static str) -> Self {
+        self.app = Some((name, namespace));
+        self
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
@@ -243,6 +252,9 @@ impl StanzaError {
                     .append(text.as_str())
                     .build(),
             );
+        }
+        if let Some((name, namespace)) = self.app {
+            b = b.append(Element::builder(name, namespace).build());
         }
         b.build()
     }

@@ -25,14 +25,12 @@ pub async fn route_from_client(
     kind: Kind,
     from: &FullJid,
 ) -> Vec<Element> {
-    // Modules that look at a client's messages or presence first; without any, nothing is
-    // parsed here and the fast path below stays as it is.
-    let hook = match kind {
-        Kind::Message => Some(StanzaHook::MessageFromLocal),
-        Kind::Presence => Some(StanzaHook::PresenceFromLocal),
-        Kind::Iq => None,
-    };
-    let (stanza, to_sender) = match hook.filter(|h| state.modules.wants(*h)) {
+    // Modules that look at a client's messages or presence first; when none is concerned with
+    // this sender, nothing is parsed here and the fast path below stays as it is.
+    let hook = StanzaHook::from_local(kind).filter(|h| {
+        state.modules.wants(*h) && state.modules.concerned(*h, bare_part(from.as_str()))
+    });
+    let (stanza, to_sender) = match hook {
         Some(hook) => match from_local_hook(state, hook, stanza, kind, from).await {
             Ok(passed) => passed,
             Err(replies) => return replies,
@@ -53,6 +51,15 @@ async fn route_on(
     kind: Kind,
     from: &FullJid,
 ) -> Vec<Element> {
+    // A module concerned with the addressee (its carbons, its blocklist) sees the stanza
+    // before delivery, on the way that parses 'to'.
+    let to_hook = StanzaHook::to_local(kind);
+    if state.modules.wants(to_hook) {
+        let account = stanza.attr("to").map(bare_part);
+        if account.is_some_and(|a| state.modules.concerned(to_hook, a)) {
+            return Box::pin(route_parsed(state, stanza, kind, from)).await;
+        }
+    }
     // The usual case: 'to' is, byte for byte, the JID of a bound local session. Then it is a
     // valid normalised JID and parsing it (nodeprep, nameprep, resourceprep: ~4% of the CPU
     // per routed message at 10 pairs) would only give the same JID back.
@@ -60,6 +67,17 @@ async fn route_on(
         Handed::NoSession(stanza) => stanza,
         handed => return replies_for(handed),
     };
+    route_parsed(state, stanza, kind, from).await
+}
+
+/// A client's stanza whose 'to' is not a bound session as written: parsed and routed by the
+/// decision table.
+async fn route_parsed(
+    state: &Arc<ServerState>,
+    stanza: Element,
+    kind: Kind,
+    from: &FullJid,
+) -> Vec<Element> {
     let to = match stanza::to_jid(&stanza) {
         Ok(to) => to,
         Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
@@ -90,7 +108,17 @@ async fn from_local_hook(
         Ok(to) => to,
         Err(_) => return Err(reply(&stanza, StanzaErrorCondition::JidMalformed)),
     };
-    run_hook(state, hook, stanza, kind, from.borrow(), to.as_ref()).await
+    let account = bare_part(from.as_str());
+    run_hook(
+        state,
+        hook,
+        account,
+        stanza,
+        kind,
+        from.borrow(),
+        to.as_ref(),
+    )
+    .await
 }
 
 /// Passes a stanza through the modules on `hook`: `Ok` with the stanza to go on with and the
@@ -99,6 +127,7 @@ async fn from_local_hook(
 async fn run_hook(
     state: &Arc<ServerState>,
     hook: StanzaHook,
+    account: &str,
     stanza: Element,
     kind: Kind,
     from: &Jid,
@@ -112,7 +141,7 @@ async fn run_hook(
         to,
         to_sender: &mut to_sender,
     };
-    match state.modules.stanza(state, hook, event).await {
+    match state.modules.stanza(state, hook, account, event).await {
         Flow::Continue(stanza) => Ok((stanza, to_sender)),
         Flow::Done(mut replies) => {
             to_sender.append(&mut replies);
@@ -142,16 +171,16 @@ async fn to_local(
     if to.node().is_none() {
         return to_server(state, &stanza, kind, from, &to).await;
     }
-    let (stanza, extra) =
-        if kind == Kind::Presence && state.modules.wants(StanzaHook::PresenceToLocal) {
-            let hook = StanzaHook::PresenceToLocal;
-            match run_hook(state, hook, stanza, kind, from, Some(&to)).await {
-                Ok(passed) => passed,
-                Err(replies) => return replies,
-            }
-        } else {
-            (stanza, Vec::new())
-        };
+    let hook = StanzaHook::to_local(kind);
+    let account = bare_part(to.as_str());
+    let (stanza, extra) = if state.modules.wants(hook) && state.modules.concerned(hook, account) {
+        match run_hook(state, hook, account, stanza, kind, from, Some(&to)).await {
+            Ok(passed) => passed,
+            Err(replies) => return replies,
+        }
+    } else {
+        (stanza, Vec::new())
+    };
     let replies = match to.try_as_full() {
         Ok(full) => to_full_jid(state, stanza, kind, full).await,
         Err(bare) => to_bare_jid(state, stanza, kind, from, bare).await,
@@ -387,9 +416,10 @@ async fn deliver_message_to_bare(
     }
     // RFC 6121 §8.5.2.2.1: offline storage, when a module does it.
     let (stanza, extra) = if state.modules.wants(StanzaHook::MessageNoResource) {
+        let account = to.as_str();
         let to = Jid::from(to.clone());
         let hook = StanzaHook::MessageNoResource;
-        match run_hook(state, hook, stanza, Kind::Message, from, Some(&to)).await {
+        match run_hook(state, hook, account, stanza, Kind::Message, from, Some(&to)).await {
             Ok(passed) => passed,
             Err(replies) => return replies,
         }
@@ -427,4 +457,9 @@ fn reply(stanza: &Element, condition: StanzaErrorCondition) -> Vec<Element> {
 
 fn reply_with(stanza: &Element, err: StanzaError) -> Vec<Element> {
     err.reply_to(stanza).into_iter().collect()
+}
+
+/// The bare JID part of a JID's string (RFC 7622 §3.1: no '/' before the resource).
+fn bare_part(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }

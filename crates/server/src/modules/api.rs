@@ -27,15 +27,40 @@ pub enum StanzaHook {
     /// A message for a local account that none of its resources takes (RFC 6121 §8.5.2.2,
     /// §8.5.3.2.1): offline storage and the like.
     MessageNoResource,
+    /// A message for a local account, from a local user or over s2s, before delivery:
+    /// carbons of received messages, blocking.
+    MessageToLocal,
+    /// An IQ for a local account's bare or full JID, before the server answers or delivers it.
+    IqToLocal,
 }
 
 impl StanzaHook {
-    pub const ALL: [StanzaHook; 4] = [
+    pub const ALL: [StanzaHook; 6] = [
         StanzaHook::MessageFromLocal,
         StanzaHook::PresenceFromLocal,
         StanzaHook::PresenceToLocal,
         StanzaHook::MessageNoResource,
+        StanzaHook::MessageToLocal,
+        StanzaHook::IqToLocal,
     ];
+
+    /// The hook for a stanza of `kind` from a local client.
+    pub fn from_local(kind: Kind) -> Option<StanzaHook> {
+        match kind {
+            Kind::Message => Some(StanzaHook::MessageFromLocal),
+            Kind::Presence => Some(StanzaHook::PresenceFromLocal),
+            Kind::Iq => None,
+        }
+    }
+
+    /// The hook for a stanza of `kind` for a local account.
+    pub fn to_local(kind: Kind) -> StanzaHook {
+        match kind {
+            Kind::Message => StanzaHook::MessageToLocal,
+            Kind::Presence => StanzaHook::PresenceToLocal,
+            Kind::Iq => StanzaHook::IqToLocal,
+        }
+    }
 
     pub(crate) fn index(self) -> usize {
         self as usize
@@ -170,6 +195,15 @@ pub enum Flow {
 #[async_trait::async_trait]
 pub trait Module: Send + Sync + 'static {
     fn spec(&self) -> &'static ModuleSpec;
+
+    /// Whether the module wants the stanzas of `hook` that concern the local account
+    /// `account` (a bare JID: the sender's on the *FromLocal hooks, the addressee's on the
+    /// others). Asked for every such stanza before anything is parsed for the hook, so it must
+    /// be cheap and never block: a module that acts for few accounts (carbons enabled, a
+    /// blocklist) keeps the message fast path free for everyone else.
+    fn concerns(&self, _hook: StanzaHook, _account: &str) -> bool {
+        true
+    }
 
     /// An IQ get/set whose payload is in one of the spec's `iq` namespaces.
     async fn iq(&self, _state: &Arc<ServerState>, _req: &IqRequest<'_>) -> IqOutcome {

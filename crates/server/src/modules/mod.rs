@@ -10,12 +10,16 @@
 pub mod api;
 pub mod registry;
 
+pub mod blocking;
+pub mod carbons;
 pub mod disco;
 pub mod offline;
 pub mod ping;
+pub mod private;
 pub mod roster;
 pub mod session;
 pub mod time;
+pub mod vcard;
 pub mod version;
 
 pub use api::{
@@ -32,6 +36,10 @@ pub const ALL: &[ModuleDef] = &[
     time::DEF,
     roster::DEF,
     offline::DEF,
+    private::DEF,
+    vcard::DEF,
+    carbons::DEF,
+    blocking::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

@@ -178,15 +178,27 @@ impl Modules {
         !self.session[hook.index()].is_empty()
     }
 
-    /// Passes a stanza through every module on `hook`, in priority order, until one is done
-    /// with it.
+    /// Whether any module on `hook` wants the stanzas concerning `account` (a bare JID).
+    #[inline]
+    pub fn concerned(&self, hook: StanzaHook, account: &str) -> bool {
+        self.stanza[hook.index()]
+            .iter()
+            .any(|m| m.concerns(hook, account))
+    }
+
+    /// Passes a stanza concerning `account` through every module on `hook` that it concerns,
+    /// in priority order, until one is done with it.
     pub async fn stanza(
         &self,
         state: &Arc<ServerState>,
         hook: StanzaHook,
+        account: &str,
         mut event: StanzaEvent<'_>,
     ) -> Flow {
         for module in &self.stanza[hook.index()] {
+            if !module.concerns(hook, account) {
+                continue;
+            }
             let StanzaEvent {
                 stanza,
                 kind,

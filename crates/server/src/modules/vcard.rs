@@ -1,0 +1,218 @@
+//! XEP-0054 vcard-temp: every account's vCard, public to read, written by the account only;
+//! and XEP-0153: the server adds the avatar's hash (`vcard-temp:x:update`) to the account's
+//! broadcast presence when the client did not, so contacts learn of a new avatar.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use dashmap::DashMap;
+use jid::BareJid;
+use minidom::Element;
+use serde::Deserialize;
+use sha1::Digest;
+use weft_config::ConfigError;
+
+use super::{
+    Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent,
+    StanzaHook,
+};
+use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::state::ServerState;
+
+pub const DEF: ModuleDef = ModuleDef {
+    name: "vcard",
+    default_enabled: true,
+    build,
+};
+
+pub const NS: &str = "vcard-temp";
+const NS_UPDATE: &str = "vcard-temp:x:update";
+/// The store's key of an account's vCard.
+const KEY: &str = "vcard-temp";
+
+static SPEC: ModuleSpec = ModuleSpec {
+    iq: &[NS],
+    // Before the roster module broadcasts the presence.
+    stanza_hooks: &[(StanzaHook::PresenceFromLocal, Priority(-20))],
+    server_features: &[NS],
+    account_features: &[NS],
+    ..ModuleSpec::named("vcard")
+};
+
+/// `[modules.vcard]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VcardSettings {
+    /// Largest vCard kept (avatars are inline, base64), in bytes of its XML.
+    pub max_size: weft_config::ByteSize,
+}
+
+impl Default for VcardSettings {
+    fn default() -> Self {
+        VcardSettings {
+            max_size: weft_config::ByteSize::kib(200),
+        }
+    }
+}
+
+fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
+    let settings: VcardSettings = section.parse()?;
+    Ok(Arc::new(Vcard {
+        settings,
+        photo_hashes: DashMap::new(),
+    }))
+}
+
+pub struct Vcard {
+    settings: VcardSettings,
+    /// XEP-0153 photo hash per account ("" for a vCard without photo), filled on first use.
+    photo_hashes: DashMap<BareJid, String>,
+}
+
+#[async_trait::async_trait]
+impl Module for Vcard {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+        if req.payload.name() != "vCard" {
+            return IqOutcome::NotMine;
+        }
+        let Some(user) = req.to.node().is_some().then(|| req.to.to_bare()) else {
+            return IqOutcome::NotMine;
+        };
+        let (domain, node) = parts(&user);
+        let store = &state.storage.private_xml;
+        if req.is_set {
+            // XEP-0054 §3.2: a user publishes only their own vCard.
+            if !req.from_owner() {
+                return error(StanzaErrorCondition::Forbidden, "not your vCard");
+            }
+            let xml = String::from(req.payload);
+            let max = self.settings.max_size.as_usize();
+            if xml.len() > max {
+                return error(
+                    StanzaErrorCondition::NotAcceptable,
+                    &format!("the vCard is larger than {max} bytes"),
+                );
+            }
+            if let Err(e) = store.set_private(domain, node, KEY, &xml).await {
+                return failed(e);
+            }
+            self.photo_hashes.insert(user, photo_hash(req.payload));
+            return IqOutcome::Result(None);
+        }
+        // XEP-0054 §3.1: anyone may read; without one, an empty vCard.
+        match store.get_private(domain, node, KEY).await {
+            Ok(Some(xml)) => match xml.parse::<Element>() {
+                Ok(card) => IqOutcome::Result(Some(card)),
+                Err(_) => IqOutcome::Result(Some(Element::builder("vCard", NS).build())),
+            },
+            Ok(None) => IqOutcome::Result(Some(Element::builder("vCard", NS).build())),
+            Err(e) => failed(e),
+        }
+    }
+
+    async fn stanza(
+        &self,
+        state: &Arc<ServerState>,
+        _hook: StanzaHook,
+        event: StanzaEvent<'_>,
+    ) -> Flow {
+        let mut stanza = event.stanza;
+        let broadcast = event.to.is_none() && stanza.attr("type").is_none();
+        if !broadcast || stanza.has_child("x", NS_UPDATE) {
+            return Flow::Continue(stanza);
+        }
+        let user = event.from.to_bare();
+        let hash = match self.photo_hashes.get(&user).map(|h| h.clone()) {
+            Some(hash) => hash,
+            None => {
+                let (domain, node) = parts(&user);
+                let stored = state
+                    .storage
+                    .private_xml
+                    .get_private(domain, node, KEY)
+                    .await;
+                let hash = match stored {
+                    Ok(Some(xml)) => xml
+                        .parse::<Element>()
+                        .map(|card| photo_hash(&card))
+                        .unwrap_or_default(),
+                    Ok(None) => String::new(),
+                    Err(e) => {
+                        tracing::warn!("vCard lookup failed: {e}");
+                        return Flow::Continue(stanza);
+                    }
+                };
+                self.photo_hashes.insert(user, hash.clone());
+                hash
+            }
+        };
+        if !hash.is_empty() {
+            // XEP-0153 §4.1: the hash of the current avatar.
+            stanza.append_child(
+                Element::builder("x", NS_UPDATE)
+                    .append(Element::builder("photo", NS_UPDATE).append(hash).build())
+                    .build(),
+            );
+        }
+        Flow::Continue(stanza)
+    }
+}
+
+/// XEP-0153 §4.1: the hex SHA-1 of the avatar's bytes; empty without a photo.
+fn photo_hash(card: &Element) -> String {
+    let Some(binval) = card
+        .get_child("PHOTO", NS)
+        .and_then(|p| p.get_child("BINVAL", NS))
+    else {
+        return String::new();
+    };
+    let text: String = binval.text().split_whitespace().collect();
+    match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(bytes) => sha1::Sha1::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        Err(_) => String::new(),
+    }
+}
+
+fn parts(user: &BareJid) -> (&str, &str) {
+    (
+        user.domain().as_str(),
+        user.node().map_or("", |n| n.as_str()),
+    )
+}
+
+fn error(condition: StanzaErrorCondition, text: &str) -> IqOutcome {
+    IqOutcome::Error(StanzaError::new(condition).with_text(text))
+}
+
+fn failed(e: weft_storage::StorageError) -> IqOutcome {
+    tracing::warn!("vCard storage failed: {e}");
+    IqOutcome::Error(StanzaError::new(StanzaErrorCondition::InternalServerError))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photo_hash_of_the_decoded_bytes() {
+        // "abc" in base64, wrapped as clients do; SHA-1("abc") from FIPS 180.
+        let card: Element = "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>YW\n Jj</BINVAL></PHOTO></vCard>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            photo_hash(&card),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        let none: Element = "<vCard xmlns='vcard-temp'><FN>x</FN></vCard>"
+            .parse()
+            .unwrap();
+        assert_eq!(photo_hash(&none), "");
+    }
+}

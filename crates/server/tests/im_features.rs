@@ -1,0 +1,316 @@
+//! Everyday IM features on the wire: XEP-0280 carbons, XEP-0191 blocking, XEP-0054 vcard-temp
+//! with XEP-0153 hashes, XEP-0049 private storage, XEP-0202 time, and what disco says of
+//! them.
+
+use minidom::Element;
+use weft_testkit::clients::{login, show};
+use weft_testkit::{Client, Login, TestServer, PASSWORD};
+
+const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const CARBONS: &str = "urn:xmpp:carbons:2";
+const FORWARD: &str = "urn:xmpp:forward:0";
+const BLOCKING: &str = "urn:xmpp:blocking";
+
+fn error_condition(el: &Element) -> Option<String> {
+    let err = el.get_child("error", "jabber:client")?;
+    err.children()
+        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+/// Everything that arrives before the answer to a ping (sent now): the server handled the
+/// client's earlier stanzas, and deliveries made meanwhile came first.
+async fn drain<C: Client>(c: &mut C) -> Vec<Element> {
+    c.send("<iq xmlns='jabber:client' type='get' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut before = Vec::new();
+    loop {
+        let el = c.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some("drain") {
+            return before;
+        }
+        before.push(el);
+    }
+}
+
+async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
+    c.send(xml).await;
+    loop {
+        let el = c.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some(id) {
+            return el;
+        }
+    }
+}
+
+fn forwarded<'a>(carbon: &'a Element, direction: &str) -> Option<&'a Element> {
+    carbon
+        .get_child(direction, CARBONS)?
+        .get_child("forwarded", FORWARD)?
+        .get_child("message", "jabber:client")
+}
+
+#[tokio::test]
+async fn carbons_copy_sent_and_received_messages_to_enabled_resources() {
+    let server = TestServer::start().await;
+    let mut phone = server.ws().await;
+    let phone_jid = login(
+        &mut phone,
+        "alice",
+        PASSWORD,
+        Login::ScramSha256,
+        Some("phone"),
+    )
+    .await;
+    let mut desk = server.tcp_direct_tls().await;
+    let desk_jid = login(&mut desk, "alice", PASSWORD, Login::ScramSha1, Some("desk")).await;
+    let mut bob = server.ws().await;
+    let bob_jid = bob.login("bob", Login::ScramSha256).await;
+    phone.send("<presence xmlns='jabber:client'/>").await;
+    desk.send("<presence xmlns='jabber:client'/>").await;
+    // Each drain proves the client's own presence was handled, so the other's copy of it
+    // is out of the way before the checks below.
+    drain(&mut desk).await;
+    drain(&mut phone).await;
+
+    // Not enabled: no copies.
+    phone.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='c0'><body>before</body></message>")).await;
+    bob.recv().await;
+    assert!(drain(&mut desk).await.iter().all(|e| e.name() != "message"));
+
+    let r = iq(
+        &mut desk,
+        "en",
+        &format!("<iq xmlns='jabber:client' type='set' id='en'><enable xmlns='{CARBONS}'/></iq>"),
+    )
+    .await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", show(&r));
+
+    // Sent by the phone: the desk gets <sent/>.
+    phone.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='c1'><body>hi bob</body></message>")).await;
+    assert_eq!(bob.recv().await.attr("id"), Some("c1"));
+    let copies: Vec<Element> = drain(&mut desk)
+        .await
+        .into_iter()
+        .filter(|e| e.name() == "message")
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    assert_eq!(copies[0].attr("from"), Some("alice@localhost"));
+    let inner = forwarded(&copies[0], "sent").expect("a <sent/> carbon");
+    assert_eq!(inner.attr("id"), Some("c1"));
+    assert_eq!(inner.attr("from"), Some(phone_jid.as_str()));
+
+    // Received by the phone (addressed to it): the desk gets <received/>.
+    bob.send(&format!("<message xmlns='jabber:client' to='{phone_jid}' type='chat' id='c2'><body>hi phone</body></message>")).await;
+    assert_eq!(phone.recv().await.attr("id"), Some("c2"));
+    drain(&mut bob).await;
+    let copies: Vec<Element> = drain(&mut desk)
+        .await
+        .into_iter()
+        .filter(|e| e.name() == "message")
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    let inner = forwarded(&copies[0], "received").expect("a <received/> carbon");
+    assert_eq!(inner.attr("id"), Some("c2"));
+    assert_eq!(inner.attr("from"), Some(bob_jid.as_str()));
+
+    // <private/> is not copied; after disable nothing is.
+    phone.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='c3'><body>p</body><private xmlns='{CARBONS}'/></message>")).await;
+    bob.recv().await;
+    assert!(drain(&mut desk).await.iter().all(|e| e.name() != "message"));
+    iq(
+        &mut desk,
+        "dis",
+        &format!("<iq xmlns='jabber:client' type='set' id='dis'><disable xmlns='{CARBONS}'/></iq>"),
+    )
+    .await;
+    phone.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='c4'><body>x</body></message>")).await;
+    bob.recv().await;
+    assert!(drain(&mut desk).await.iter().all(|e| e.name() != "message"));
+    assert!(desk_jid.ends_with("/desk"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn blocking_refuses_both_ways_and_pushes_the_list() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut alice2 = server.tcp_direct_tls().await;
+    login(
+        &mut alice2,
+        "alice",
+        PASSWORD,
+        Login::ScramSha1,
+        Some("two"),
+    )
+    .await;
+    let mut bob = server.ws().await;
+    let bob_jid = bob.login("bob", Login::ScramSha256).await;
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut alice).await;
+
+    let list = iq(
+        &mut alice2,
+        "l",
+        &format!(
+            "<iq xmlns='jabber:client' type='get' id='l'><blocklist xmlns='{BLOCKING}'/></iq>"
+        ),
+    )
+    .await;
+    assert_eq!(
+        list.get_child("blocklist", BLOCKING)
+            .map(|b| b.children().count()),
+        Some(0)
+    );
+    let r = iq(&mut alice, "b", &format!("<iq xmlns='jabber:client' type='set' id='b'><block xmlns='{BLOCKING}'><item jid='bob@localhost'/></block></iq>")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", show(&r));
+    // The push reaches the resource that asked for the list.
+    let pushes: Vec<Element> = drain(&mut alice2).await;
+    assert!(
+        pushes
+            .iter()
+            .any(|e| e.get_child("block", BLOCKING).is_some()),
+        "{pushes:#?}"
+    );
+
+    // Bob's message and IQ to Alice are refused, his presence dropped.
+    bob.send(&format!("<message xmlns='jabber:client' to='{alice_jid}' type='chat' id='m1'><body>hi</body></message>")).await;
+    let refused = bob.recv().await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("service-unavailable")
+    );
+    bob.send("<message xmlns='jabber:client' to='alice@localhost' type='chat' id='m2'><body>hi</body></message>").await;
+    assert_eq!(
+        error_condition(&bob.recv().await).as_deref(),
+        Some("service-unavailable")
+    );
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{alice_jid}'/>"
+    ))
+    .await;
+    let got = drain(&mut alice).await;
+    assert!(got.is_empty(), "nothing from Bob: {got:#?}");
+
+    // Alice's message to Bob is refused with <blocked/>.
+    alice.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='m3'><body>x</body></message>")).await;
+    let err = alice.recv().await;
+    assert_eq!(error_condition(&err).as_deref(), Some("not-acceptable"));
+    assert!(err
+        .get_child("error", "jabber:client")
+        .unwrap()
+        .has_child("blocked", "urn:xmpp:blocking:errors"));
+    assert!(drain(&mut bob).await.is_empty());
+
+    // Unblock all: messages flow again.
+    iq(
+        &mut alice,
+        "u",
+        &format!("<iq xmlns='jabber:client' type='set' id='u'><unblock xmlns='{BLOCKING}'/></iq>"),
+    )
+    .await;
+    bob.send(&format!("<message xmlns='jabber:client' to='{alice_jid}' type='chat' id='m4'><body>again</body></message>")).await;
+    assert_eq!(alice.recv().await.attr("id"), Some("m4"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn vcards_private_storage_and_time() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    bob.login("bob", Login::ScramSha1).await;
+
+    // vcard-temp: set by the owner (with a photo: "abc"), read by anyone.
+    let set = iq(&mut alice, "v1", "<iq xmlns='jabber:client' type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>YWJj</BINVAL></PHOTO></vCard></iq>").await;
+    assert_eq!(set.attr("type"), Some("result"), "{}", show(&set));
+    let got = iq(&mut bob, "v2", "<iq xmlns='jabber:client' type='get' id='v2' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>").await;
+    assert_eq!(got.attr("from"), Some("alice@localhost"));
+    let card = got.get_child("vCard", "vcard-temp").expect("a vCard");
+    assert_eq!(
+        card.get_child("FN", "vcard-temp").map(|f| f.text()),
+        Some("Alice".into())
+    );
+    let forbidden = iq(&mut bob, "v3", "<iq xmlns='jabber:client' type='set' id='v3' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard></iq>").await;
+    assert_eq!(error_condition(&forbidden).as_deref(), Some("forbidden"));
+    let empty = iq(&mut alice, "v4", "<iq xmlns='jabber:client' type='get' id='v4' to='carol@localhost'><vCard xmlns='vcard-temp'/></iq>").await;
+    assert_eq!(
+        empty
+            .get_child("vCard", "vcard-temp")
+            .map(|c| c.children().count()),
+        Some(0)
+    );
+
+    // XEP-0153: Alice's broadcast presence carries her photo's hash.
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    let own = alice.recv().await;
+    let photo = own
+        .get_child("x", "vcard-temp:x:update")
+        .and_then(|x| x.get_child("photo", "vcard-temp:x:update"))
+        .map(|p| p.text());
+    assert_eq!(
+        photo.as_deref(),
+        Some("a9993e364706816aba3e25717850c26c9cd0d89d"),
+        "{}",
+        show(&own)
+    );
+    assert_eq!(own.attr("from"), Some(alice_jid.as_str()));
+
+    // XEP-0049: private to its owner; an empty fragment when nothing is stored.
+    let stored = iq(&mut alice, "p1", "<iq xmlns='jabber:client' type='set' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='example:prefs'><theme>dark</theme></prefs></query></iq>").await;
+    assert_eq!(stored.attr("type"), Some("result"));
+    let back = iq(&mut alice, "p2", "<iq xmlns='jabber:client' type='get' id='p2'><query xmlns='jabber:iq:private'><prefs xmlns='example:prefs'/></query></iq>").await;
+    let theme = back
+        .get_child("query", "jabber:iq:private")
+        .and_then(|q| q.get_child("prefs", "example:prefs"))
+        .and_then(|p| p.get_child("theme", "example:prefs"))
+        .map(|t| t.text());
+    assert_eq!(theme.as_deref(), Some("dark"));
+    let other = iq(&mut bob, "p3", "<iq xmlns='jabber:client' type='get' id='p3'><query xmlns='jabber:iq:private'><prefs xmlns='example:prefs'/></query></iq>").await;
+    let prefs = other
+        .get_child("query", "jabber:iq:private")
+        .and_then(|q| q.get_child("prefs", "example:prefs"))
+        .expect("empty fragment");
+    assert_eq!(prefs.children().count(), 0, "Bob's own storage is empty");
+    let sneaky = iq(&mut bob, "p4", "<iq xmlns='jabber:client' type='get' id='p4' to='alice@localhost'><query xmlns='jabber:iq:private'><prefs xmlns='example:prefs'/></query></iq>").await;
+    assert_eq!(error_condition(&sneaky).as_deref(), Some("forbidden"));
+    let reserved = iq(&mut alice, "p5", "<iq xmlns='jabber:client' type='set' id='p5'><query xmlns='jabber:iq:private'><x xmlns='jabber:client'/></query></iq>").await;
+    assert_eq!(
+        error_condition(&reserved).as_deref(),
+        Some("not-acceptable")
+    );
+
+    // XEP-0202, and disco lists what is on.
+    let time = iq(&mut alice, "t", "<iq xmlns='jabber:client' type='get' id='t' to='localhost'><time xmlns='urn:xmpp:time'/></iq>").await;
+    let utc = time
+        .get_child("time", "urn:xmpp:time")
+        .and_then(|t| t.get_child("utc", "urn:xmpp:time"))
+        .map(|u| u.text())
+        .unwrap_or_default();
+    assert!(utc.ends_with('Z') && utc.len() == 24, "{utc}");
+    let info = iq(&mut alice, "d", "<iq xmlns='jabber:client' type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let features: Vec<String> = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .map(|q| {
+            q.children()
+                .filter_map(|f| f.attr("var").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in [
+        CARBONS,
+        BLOCKING,
+        "vcard-temp",
+        "urn:xmpp:time",
+        "msgoffline",
+        "urn:xmpp:ping",
+    ] {
+        assert!(
+            features.iter().any(|x| x == f),
+            "{f} missing from {features:?}"
+        );
+    }
+    server.stop().await;
+}
