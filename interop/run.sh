@@ -173,7 +173,10 @@ EOF
 # One password for every test account; each test file uses accounts of its own.
 PASSWORD="interop-$RANDOM$RANDOM"
 USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-grace strophe-heidi
-  rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma)
+  rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma
+  im-alma im-boris im-cleo im-dario im-ezra im-fiona im-gwen im-hugo im-iris im-jonas im-kira
+  im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
+  jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
   printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add --create "$u@localhost" >/dev/null

@@ -2,7 +2,9 @@
 certificate trusted explicitly, and a record of what the client really sent and received,
 so tests assert the SASL mechanism instead of assuming it."""
 import asyncio
+import copy
 import ssl
+import time
 
 from slixmpp import ClientXMPP
 from slixmpp.features.feature_mechanisms.stanza import Auth
@@ -37,6 +39,13 @@ class Client(ClientXMPP):
         self.add_event_handler("failed_auth", lambda f: self.sasl_failures.append(f["condition"]))
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.add_event_handler("message", self.inbox.put_nowait)
+        # Every stanza received and sent, in order, as copies (handlers may change the
+        # originals), so tests can assert on the wire, not only on slixmpp's reading of it.
+        self.wire_in: list = []
+        self.wire_out: list = []
+        self._wire_changed = asyncio.Event()
+        self.add_filter("in", self._record_in)
+        self.add_filter("out", self._record_out)
 
     def _watch_out(self, stanza):
         if isinstance(stanza, Auth):
@@ -45,6 +54,42 @@ class Client(ClientXMPP):
             value = stanza["value"]  # base64-decoded by slixmpp (str for PLAIN)
             self.sent_gs2.append(b",".join(value.split(b",")[:2]) if isinstance(value, bytes) else b"")
         return stanza
+
+    def _record_in(self, stanza):
+        self.wire_in.append(copy.copy(stanza))
+        self._wire_changed.set()
+        return stanza
+
+    def _record_out(self, stanza):
+        self.wire_out.append(copy.copy(stanza))
+        return stanza
+
+    def mark(self) -> int:
+        """Where the received record ends now: pass it as `since` to look only at what follows."""
+        return len(self.wire_in)
+
+    def received(self, match, since: int = 0) -> list:
+        """The stanzas received after `since` for which `match` is true."""
+        return [s for s in self.wire_in[since:] if match(s)]
+
+    async def expect(self, match, what: str, since: int = 0, timeout: float = 5):
+        """The first stanza received after `since` for which `match` is true, waiting up to
+        `timeout` seconds for it; fails naming `what` and listing what did arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.received(match, since)
+            if found:
+                return found[0]
+            self._wire_changed.clear()
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self._wire_changed.wait(), left)
+            except TimeoutError:
+                got = "\n  ".join(str(s) for s in self.wire_in[since:]) or "nothing"
+                raise AssertionError(f"{self.boundjid}: no {what} within {timeout}s; "
+                                     f"received instead:\n  {got}") from None
 
     async def first_event(self, names, timeout: float):
         """Waits for the first of `names`; returns (name, data). Raises TimeoutError."""
@@ -75,10 +120,15 @@ class Client(ClientXMPP):
             raise AssertionError(f"{self.boundjid}: login failed with slixmpp event {name!r}: {data!r}")
         return self
 
-    async def go_online(self):
-        """Initial presence, then a ping round trip: weft handles a session's stanzas in order,
-        so the pong proves the presence was processed before anyone sends to the bare JID."""
-        self.send_presence()
+    async def go_online(self, **presence):
+        """Initial presence (slixmpp's send_presence arguments: ppriority=, pshow=, ...), then a
+        ping round trip: weft handles a session's stanzas in order, so the pong proves the
+        presence was processed before anyone sends to the bare JID."""
+        self.send_presence(**presence)
+        await self.sync()
+
+    async def sync(self):
+        """A ping round trip to the server: everything this session sent before is processed."""
         await self.plugin["xep_0199"].send_ping(self.boundjid.domain, timeout=5)
 
     async def next_message(self, body: str, timeout: float = 5):

@@ -314,3 +314,123 @@ async fn vcards_private_storage_and_time() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn csi_holds_presence_until_something_matters() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = bob.login("bob", Login::ScramSha1).await;
+    bob.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    // Presence (the newest of two) and a chat state wait...
+    for show in ["away", "xa"] {
+        alice
+            .send(&format!(
+                "<presence xmlns='jabber:client' to='{bob_jid}'><show>{show}</show></presence>"
+            ))
+            .await;
+    }
+    alice.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")).await;
+    drain(&mut alice).await;
+    let held = drain(&mut bob).await;
+    assert!(held.is_empty(), "held while inactive: {held:#?}");
+    // ...until a message with a body: then all of it, in order.
+    alice.send(&format!("<message xmlns='jabber:client' to='{bob_jid}' type='chat' id='urgent'><body>call me</body></message>")).await;
+    drain(&mut alice).await;
+    let got = drain(&mut bob).await;
+    let names: Vec<&str> = got.iter().map(|e| e.name()).collect();
+    assert_eq!(names, ["presence", "message", "message"], "{got:#?}");
+    assert_eq!(
+        got[0].get_child("show", "jabber:client").map(|s| s.text()),
+        Some("xa".into())
+    );
+    assert_eq!(got[2].attr("id"), Some("urgent"));
+    // Held again, then released by <active/>.
+    alice
+        .send(&format!("<presence xmlns='jabber:client' to='{bob_jid}'/>"))
+        .await;
+    drain(&mut alice).await;
+    assert!(drain(&mut bob).await.is_empty());
+    bob.send("<active xmlns='urn:xmpp:csi:0'/>").await;
+    let released = drain(&mut bob).await;
+    assert_eq!(released.len(), 1, "{released:#?}");
+    assert_eq!(released[0].attr("from"), Some(alice_jid.as_str()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn last_activity_and_caps() {
+    let server = TestServer::start().await;
+    // XEP-0115: the stream features after authentication carry the server's caps.
+    let mut probe = server.ws().await;
+    let features =
+        weft_testkit::clients::authenticate(&mut probe, "carol", PASSWORD, Login::ScramSha256)
+            .await;
+    let caps = features
+        .get_child("c", "http://jabber.org/protocol/caps")
+        .expect("caps in the stream features");
+    assert_eq!(caps.attr("hash"), Some("sha-1"));
+    assert!(
+        caps.attr("ver").is_some_and(|v| v.len() == 28),
+        "{}",
+        show(caps)
+    );
+    drop(probe);
+
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let uptime = iq(&mut alice, "up", "<iq xmlns='jabber:client' type='get' id='up' to='localhost'><query xmlns='jabber:iq:last'/></iq>").await;
+    assert!(uptime
+        .get_child("query", "jabber:iq:last")
+        .and_then(|q| q.attr("seconds"))
+        .is_some());
+    // Bob is not Alice's subscriber: refused.
+    let mut bob = server.tcp_direct_tls().await;
+    bob.login("bob", Login::ScramSha1).await;
+    let refused = iq(&mut bob, "l1", "<iq xmlns='jabber:client' type='get' id='l1' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>").await;
+    assert_eq!(error_condition(&refused).as_deref(), Some("forbidden"));
+    // Online: 0. Once Alice subscribed to Bob and Bob logged out: how long ago.
+    let online = iq(&mut bob, "l2", "<iq xmlns='jabber:client' type='get' id='l2' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>").await;
+    assert_eq!(
+        online
+            .get_child("query", "jabber:iq:last")
+            .and_then(|q| q.attr("seconds")),
+        Some("0")
+    );
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@localhost' type='subscribe'/>")
+        .await;
+    drain(&mut alice).await;
+    bob.send("<presence xmlns='jabber:client' to='alice@localhost' type='subscribed'/>")
+        .await;
+    drain(&mut bob).await;
+    drop(bob);
+    let mut gone = None;
+    for _ in 0..50 {
+        let r = iq(&mut alice, "l3", "<iq xmlns='jabber:client' type='get' id='l3' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>").await;
+        if r.attr("type") == Some("result")
+            && r.get_child("query", "jabber:iq:last")
+                .and_then(|q| q.attr("seconds"))
+                != Some("0")
+        {
+            gone = Some(r);
+            break;
+        }
+        if r.attr("type") == Some("result") {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        gone = Some(r);
+        break;
+    }
+    let gone = gone.expect("an answer after the logout");
+    // Logged out less than a few seconds ago (0 in the first second, then 1, …).
+    let seconds: u64 = gone
+        .get_child("query", "jabber:iq:last")
+        .and_then(|q| q.attr("seconds"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}", show(&gone)));
+    assert!(seconds < 10, "{seconds}");
+    server.stop().await;
+}

@@ -57,4 +57,8 @@ pub trait OfflineStore: Send + Sync + 'static {
 
     /// How many messages are stored for the account.
     async fn count_offline(&self, domain: &str, username: &str) -> Result<u64, StorageError>;
+
+    /// Every account with at least one stored message, as (domain, username): read once at
+    /// start, so that logins of the others need not ask.
+    async fn accounts_with_offline(&self) -> Result<Vec<(String, String)>, StorageError>;
 }

@@ -113,6 +113,9 @@ pub struct ModuleSpec {
     /// Empty elements (name, namespace) added to the stream features after authentication,
     /// e.g. roster versioning (RFC 6121 §2.6.1).
     pub stream_features: &'static [(&'static str, &'static str)],
+    /// Top-level elements (name, namespace) other than stanzas that a bound client may send
+    /// and this module handles, e.g. XEP-0352's `<active/>` and `<inactive/>`.
+    pub nonzas: &'static [(&'static str, &'static str)],
 }
 
 impl ModuleSpec {
@@ -126,6 +129,7 @@ impl ModuleSpec {
             server_features: &[],
             account_features: &[],
             stream_features: &[],
+            nonzas: &[],
         }
     }
 }
@@ -218,6 +222,17 @@ pub trait Module: Send + Sync + 'static {
         event: StanzaEvent<'_>,
     ) -> Flow {
         Flow::Continue(event.stanza)
+    }
+
+    /// A top-level element of the spec's `nonzas` from the bound client `jid`; returns what
+    /// to send back to it.
+    async fn nonza(
+        &self,
+        _state: &Arc<ServerState>,
+        _jid: &FullJid,
+        _element: &Element,
+    ) -> Vec<Element> {
+        Vec::new()
     }
 
     /// A session moment of the spec's session hooks.

@@ -23,6 +23,40 @@ static SPEC: ModuleSpec = ModuleSpec {
     ..ModuleSpec::named("disco")
 };
 
+/// The server's disco identity: (category, type, name).
+pub const SERVER_IDENTITY: (&str, &str, &str) = ("server", "im", "weft");
+
+/// XEP-0115 entity capabilities.
+pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// The caps node: where the software comes from.
+const CAPS_NODE: &str = "https://github.com/weft-xmpp/weft";
+
+/// XEP-0115 §5.1: the verification string of the server's identity and `features`
+/// (sorted, each followed by '<'), SHA-1, base64.
+pub fn caps_ver(features: &[&str]) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let (category, kind, name) = SERVER_IDENTITY;
+    let mut s = format!("{category}/{kind}//{name}<");
+    let mut sorted: Vec<&str> = features.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for f in sorted {
+        s.push_str(f);
+        s.push('<');
+    }
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+}
+
+/// The `<c/>` element servers put in their stream features (XEP-0115 §6.3).
+pub fn caps_element(features: &[&str]) -> Element {
+    Element::builder("c", NS_CAPS)
+        .attr(xml_ncname!("hash").into(), "sha-1")
+        .attr(xml_ncname!("node").into(), CAPS_NODE)
+        .attr(xml_ncname!("ver").into(), caps_ver(features))
+        .build()
+}
+
 /// Answers from the features every loaded module declares.
 pub struct Disco;
 
@@ -48,7 +82,11 @@ impl Module for Disco {
         }
         let mut query = Element::builder("query", ns::DISCO_INFO);
         let features = if req.to.node().is_none() {
-            query = query.append(identity("server", "im", "weft"));
+            query = query.append(identity(
+                SERVER_IDENTITY.0,
+                SERVER_IDENTITY.1,
+                SERVER_IDENTITY.2,
+            ));
             state.modules.server_features()
         } else {
             // XEP-0030 §3.1 for an account: the account identity.
@@ -76,4 +114,23 @@ fn feature_el(var: &str) -> Element {
     Element::builder("feature", ns::DISCO_INFO)
         .attr(xml_ncname!("var").into(), var)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// XEP-0115 §5.2's worked example, with its identity instead of ours, checks the
+    /// algorithm; ours must follow the same rules.
+    #[test]
+    fn caps_verification_string() {
+        use base64::Engine;
+        use sha1::Digest;
+        let example = "client/pc//Exodus 0.9.1<http://jabber.org/protocol/caps<http://jabber.org/protocol/disco#info<http://jabber.org/protocol/disco#items<http://jabber.org/protocol/muc<";
+        let ver = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(example));
+        assert_eq!(ver, "QgayPKawpkPSDYmwT/WM94uAlu0=");
+        // Order and duplicates of the features do not change it.
+        assert_eq!(caps_ver(&["b", "a", "a"]), caps_ver(&["a", "b"]));
+        assert_ne!(caps_ver(&["a"]), caps_ver(&["a", "b"]));
+    }
 }

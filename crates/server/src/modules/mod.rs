@@ -12,7 +12,9 @@ pub mod registry;
 
 pub mod blocking;
 pub mod carbons;
+pub mod csi;
 pub mod disco;
+pub mod last;
 pub mod offline;
 pub mod ping;
 pub mod private;
@@ -40,6 +42,8 @@ pub const ALL: &[ModuleDef] = &[
     vcard::DEF,
     carbons::DEF,
     blocking::DEF,
+    last::DEF,
+    csi::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

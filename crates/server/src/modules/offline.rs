@@ -69,6 +69,7 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
     Ok(Arc::new(Offline {
         settings,
         served: DashSet::new(),
+        waiting: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -77,6 +78,9 @@ pub struct Offline {
     /// Sessions that were handed the stored messages already (only the first available
     /// presence asks the store).
     served: DashSet<FullJid>,
+    /// Accounts (bare JIDs) with messages waiting, read from the store once: a login of any
+    /// other account does not ask the store at all.
+    waiting: tokio::sync::OnceCell<DashSet<String>>,
 }
 
 #[async_trait::async_trait]
@@ -110,6 +114,19 @@ impl Module for Offline {
 type Failed = (StorageError, Flow);
 
 impl Offline {
+    /// The accounts with messages waiting, loaded on first use.
+    async fn waiting(&self, state: &ServerState) -> Result<&DashSet<String>, StorageError> {
+        self.waiting
+            .get_or_try_init(|| async {
+                let accounts = state.storage.offline.accounts_with_offline().await?;
+                Ok(accounts
+                    .into_iter()
+                    .map(|(domain, user)| format!("{user}@{domain}"))
+                    .collect())
+            })
+            .await
+    }
+
     /// A message no resource took (RFC 6121 §8.5.2.2.1, XEP-0160 §3).
     async fn keep(&self, state: &ServerState, event: StanzaEvent<'_>) -> Result<Flow, Failed> {
         let StanzaEvent { stanza, to, .. } = event;
@@ -136,7 +153,15 @@ impl Offline {
             .store_offline(domain, node, &String::from(&kept), Some(max))
             .await
         {
-            Ok(_) => Ok(Flow::Done(Vec::new())),
+            Ok(_) => {
+                match self.waiting(state).await {
+                    Ok(waiting) => {
+                        waiting.insert(user.to_string());
+                    }
+                    Err(e) => tracing::warn!("offline accounts unknown: {e}"),
+                }
+                Ok(Flow::Done(Vec::new()))
+            }
             Err(StorageError::LimitReached) => {
                 let error = StanzaError::new(StanzaErrorCondition::ServiceUnavailable).with_text(
                     format!("the recipient is offline and has {max} messages waiting already"),
@@ -170,6 +195,13 @@ impl Offline {
         }
         self.served.insert(full.clone());
         let user = full.to_bare();
+        match self.waiting(state).await {
+            Ok(waiting) if waiting.remove(user.as_str()).is_none() => {
+                return Ok(Flow::Continue(stanza));
+            }
+            Ok(_) => {}
+            Err(e) => return Err((e, Flow::Continue(stanza))),
+        }
         let (domain, node) = parts(&user);
         let store = &state.storage.offline;
         let waiting = match store.offline_messages(domain, node).await {
@@ -181,11 +213,9 @@ impl Offline {
         }
         let mut ids = Vec::with_capacity(waiting.len());
         for message in waiting {
+            // As addressed (XEP-0160 §3: a message to the bare JID keeps it).
             match message.stanza.parse::<Element>() {
-                Ok(mut el) => {
-                    crate::stanza::set_attr(&mut el, xml_ncname!("to").into(), full.as_str());
-                    to_sender.push(el);
-                }
+                Ok(el) => to_sender.push(el),
                 Err(e) => tracing::warn!(%user, "dropping an unreadable offline message: {e}"),
             }
             ids.push(message.id);

@@ -64,6 +64,10 @@ pub struct Modules {
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     stream_features: Vec<(&'static str, &'static str)>,
+    /// XEP-0115 caps of the server, computed once from the features above.
+    caps: minidom::Element,
+    /// (namespace, name) of a client's top-level non-stanza element → its module.
+    nonzas: HashMap<(&'static str, &'static str), Arc<dyn Module>>,
 }
 
 impl Modules {
@@ -118,8 +122,12 @@ impl Modules {
         let mut server_features = Vec::new();
         let mut account_features = Vec::new();
         let mut stream_features = Vec::new();
+        let mut nonzas = HashMap::new();
         for module in &loaded {
             let spec = module.spec();
+            for (name, ns) in spec.nonzas {
+                nonzas.insert((*ns, *name), module.clone());
+            }
             for ns in spec.iq {
                 if let Some(other) = iq.insert(ns, module.clone()) {
                     return Err(ConfigError::Invalid {
@@ -150,7 +158,10 @@ impl Modules {
             features.sort_unstable();
             features.dedup();
         }
+        let caps = super::disco::caps_element(&server_features);
         Ok(Modules {
+            caps,
+            nonzas,
             loaded,
             iq,
             stanza: stanza.map(ordered),
@@ -247,6 +258,24 @@ impl Modules {
     /// disco#info features of the server's JID.
     pub fn server_features(&self) -> &[&'static str] {
         &self.server_features
+    }
+
+    /// A bound client's non-stanza element: `None` when no module handles it, else what to
+    /// send back.
+    pub async fn nonza(
+        &self,
+        state: &Arc<ServerState>,
+        jid: &FullJid,
+        element: &minidom::Element,
+    ) -> Option<Vec<minidom::Element>> {
+        let ns = element.ns();
+        let module = self.nonzas.get(&(ns.as_str(), element.name()))?;
+        Some(module.nonza(state, jid, element).await)
+    }
+
+    /// The server's XEP-0115 `<c/>` for its stream features.
+    pub fn caps(&self) -> &minidom::Element {
+        &self.caps
     }
 
     /// Elements for the post-authentication stream features.

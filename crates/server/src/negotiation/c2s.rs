@@ -120,7 +120,7 @@ pub fn pre_auth_features(offer: &PreAuthOffer, require_encryption: bool) -> Elem
 /// `<features/>` after SASL: resource binding, the legacy session feature marked optional
 /// (RFC 6121 Appendix E) for old clients, and the modules' own empty feature elements
 /// (name, namespace), such as roster versioning.
-pub fn post_auth_features(module_features: &[(&str, &str)]) -> Element {
+pub fn post_auth_features(module_features: &[(&str, &str)], caps: &Element) -> Element {
     let mut features = Element::builder("features", ns::STREAM)
         .append(Element::builder("bind", ns::BIND).build())
         .append(
@@ -131,7 +131,7 @@ pub fn post_auth_features(module_features: &[(&str, &str)]) -> Element {
     for (name, namespace) in module_features {
         features = features.append(Element::builder(*name, *namespace).build());
     }
-    features.build()
+    features.append(caps.clone()).build()
 }
 
 /// Checks a client's stream header and returns the domain it addresses. The header must be

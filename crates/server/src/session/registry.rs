@@ -91,6 +91,44 @@ struct Resource {
     /// RFC 6121 §4.2: an available resource has sent initial presence.
     available: bool,
     priority: i8,
+    /// A module's hold on this session's deliveries (XEP-0352 while inactive); none is the
+    /// common case and costs one check per delivery.
+    filter: Option<Arc<dyn DeliveryFilter>>,
+}
+
+/// A module's say over what reaches one session, set per session (e.g. XEP-0352 client state
+/// indication: hold presence while the client is inactive). The registry stays feature-free:
+/// it only asks.
+pub trait DeliveryFilter: Send + Sync + std::fmt::Debug {
+    /// The stanzas to deliver now, in order: the offered one, perhaps after stanzas held
+    /// before it; empty when it is held.
+    fn offer(&self, stanza: Element) -> Vec<Element>;
+    /// Everything held, in order, when the filter is removed.
+    fn release(&self) -> Vec<Element>;
+}
+
+impl Resource {
+    fn new(name: &str, handle: SessionHandle) -> Resource {
+        Resource {
+            name: name.to_string(),
+            handle,
+            available: false,
+            priority: 0,
+            filter: None,
+        }
+    }
+
+    /// Delivers through the session's filter, if it has one.
+    fn deliver(&self, stanza: Element) -> Result<(), (DeliveryError, Element)> {
+        let Some(filter) = &self.filter else {
+            return self.handle.deliver(stanza);
+        };
+        let mut result = Ok(());
+        for s in filter.offer(stanza) {
+            result = self.handle.deliver(s);
+        }
+        result
+    }
 }
 
 /// What became of a stanza handed to one full JID. Delivery happens under the registry's read
@@ -111,7 +149,7 @@ fn hand(resource: Option<&Resource>, stanza: Element) -> Handed {
     let Some(resource) = resource else {
         return Handed::NoSession(stanza);
     };
-    match resource.handle.deliver(stanza) {
+    match resource.deliver(stanza) {
         Ok(()) => Handed::Queued,
         Err((why, stanza)) => Handed::Refused(why, stanza),
     }
@@ -166,25 +204,12 @@ impl SessionRegistry {
             return match policy {
                 ResourceConflict::Reject => BindOutcome::Conflict,
                 ResourceConflict::Replace => {
-                    let old = std::mem::replace(
-                        &mut resources[pos],
-                        Resource {
-                            name: name.to_string(),
-                            handle,
-                            available: false,
-                            priority: 0,
-                        },
-                    );
+                    let old = std::mem::replace(&mut resources[pos], Resource::new(name, handle));
                     BindOutcome::Replaced(old.handle)
                 }
             };
         }
-        resources.push(Resource {
-            name: name.to_string(),
-            handle,
-            available: false,
-            priority: 0,
-        });
+        resources.push(Resource::new(name, handle));
         BindOutcome::Bound
     }
 
@@ -235,6 +260,20 @@ impl SessionRegistry {
         hand(find(&accounts, jid.as_str()), stanza)
     }
 
+    /// Sets (or with `None` removes) the delivery filter of the session bound to `jid`;
+    /// returns the one it replaces.
+    pub fn set_filter(
+        &self,
+        jid: &FullJid,
+        filter: Option<Arc<dyn DeliveryFilter>>,
+    ) -> Option<Arc<dyn DeliveryFilter>> {
+        let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        let resource = accounts
+            .get_mut(bare_part(jid))
+            .and_then(|rs| rs.iter_mut().find(|r| r.name == jid.resource().as_str()))?;
+        std::mem::replace(&mut resource.filter, filter)
+    }
+
     /// Records presence availability and priority (RFC 6121 §4.7.2.3).
     pub fn set_presence(&self, jid: &FullJid, available: bool, priority: i8) {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
@@ -279,10 +318,10 @@ impl SessionRegistry {
         };
         let mut delivered = false;
         for next in targets {
-            delivered |= last.handle.deliver(stanza.clone()).is_ok();
+            delivered |= last.deliver(stanza.clone()).is_ok();
             last = next;
         }
-        match last.handle.deliver(stanza) {
+        match last.deliver(stanza) {
             Ok(()) => None,
             Err(_) if delivered => None,
             Err((_, stanza)) => Some(stanza),

@@ -111,4 +111,12 @@ impl OfflineStore for SqliteStore {
         .await?;
         Ok(n.max(0) as u64)
     }
+
+    async fn accounts_with_offline(&self) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT DISTINCT domain, username FROM offline_messages")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
 }

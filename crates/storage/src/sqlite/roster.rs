@@ -84,18 +84,20 @@ fn version_from(stored: i64) -> Result<u64, StorageError> {
         .map_err(|_| StorageError::Corrupt(format!("negative roster version {stored}")))
 }
 
+/// An account's roster version row.
+const VERSION_QUERY: &str =
+    "SELECT version FROM roster_versions WHERE domain = $1 AND username = $2";
+
 async fn read_version(
     conn: &mut SqliteConnection,
     domain: &str,
     username: &str,
 ) -> Result<u64, StorageError> {
-    let stored: Option<i64> = sqlx::query_scalar(
-        "SELECT version FROM roster_versions WHERE domain = $1 AND username = $2",
-    )
-    .bind(domain)
-    .bind(username)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let stored: Option<i64> = sqlx::query_scalar(VERSION_QUERY)
+        .bind(domain)
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?;
     stored.map_or(Ok(0), version_from)
 }
 
@@ -125,6 +127,45 @@ impl RosterStore for SqliteStore {
         domain: &str,
         username: &str,
     ) -> Result<(u64, Vec<RosterItem>), StorageError> {
+        // Read at every login's first presence: inline, like the credentials (inline.rs).
+        let inline = self.inline.as_ref().and_then(|readers| {
+            readers.read(|conn| {
+                // One read transaction (a WAL snapshot): the version of exactly these items.
+                conn.execute_batch("BEGIN")?;
+                let read = (|| {
+                    let mut stmt = conn.prepare_cached(ROSTER_QUERY)?;
+                    let rows = stmt
+                        .query_map((domain, username), |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<ItemRow>>>()?;
+                    let version: Option<i64> = conn
+                        .prepare_cached(VERSION_QUERY)?
+                        .query_row((domain, username), |r| r.get(0))
+                        .map(Some)
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })?;
+                    Ok((rows, version))
+                })();
+                let _ = conn.execute_batch("COMMIT");
+                read
+            })
+        });
+        if let Some((rows, version)) = inline {
+            return Ok((version.map_or(Ok(0), version_from)?, items_from_rows(rows)?));
+        }
         // One read transaction: the version is the one of exactly these items.
         let mut tx = self.pool.begin().await?;
         let rows: Vec<ItemRow> = sqlx::query_as(ROSTER_QUERY)

@@ -88,8 +88,8 @@ pub async fn bind<C: Client>(c: &mut C, resource: Option<&str>) -> Element {
     c.recv().await
 }
 
-/// Opens the stream, authenticates and restarts; returns after the post-SASL features.
-pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how: Login) {
+/// Opens the stream, authenticates and restarts; returns the post-SASL features.
+pub async fn authenticate<C: Client>(c: &mut C, user: &str, password: &str, how: Login) -> Element {
     authenticate_at(c, crate::DOMAIN, user, password, how).await
 }
 
@@ -99,7 +99,7 @@ pub async fn authenticate_at<C: Client>(
     user: &str,
     password: &str,
     how: Login,
-) {
+) -> Element {
     let features = c.open_stream(domain).await;
     let offered = mechanisms(&features);
     type ChannelBinding = Option<(String, Vec<u8>)>;
@@ -181,6 +181,7 @@ pub async fn authenticate_at<C: Client>(
         "bind feature after SASL: {}",
         show(&features)
     );
+    features
 }
 
 /// An element as XML text, for assertion messages.

@@ -42,7 +42,7 @@ impl RosterModule {
                 .filter_map(to_wire)
                 .collect(),
         };
-        Ok(IqOutcome::Result(Some(roster.into())))
+        Ok(IqOutcome::Result(Some(with_subscription(roster.into()))))
     }
 
     /// RFC 6121 §2.3 (add or update) and §2.5 (remove).
@@ -216,11 +216,13 @@ pub(super) async fn push(
     version: u64,
     item: Item,
 ) {
-    let query: Element = Roster {
-        ver: Some(version.to_string()),
-        items: vec![item],
-    }
-    .into();
+    let query = with_subscription(
+        Roster {
+            ver: Some(version.to_string()),
+            items: vec![item],
+        }
+        .into(),
+    );
     let Some(resources) = module.interested.get(user) else {
         return;
     };
@@ -238,4 +240,15 @@ pub(super) async fn push(
 fn push_id() -> String {
     let n: u64 = rand::random();
     format!("push-{n:016x}")
+}
+
+/// Every item with its 'subscription', 'none' included: RFC 6121 makes it the default, but
+/// clients such as slixmpp 1.17 ignore a pushed item without it.
+fn with_subscription(mut query: Element) -> Element {
+    for item in query.children_mut() {
+        if item.attr("subscription").is_none() {
+            crate::stanza::set_attr(item, xml_ncname!("subscription").into(), "none");
+        }
+    }
+    query
 }

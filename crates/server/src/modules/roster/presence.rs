@@ -26,8 +26,10 @@ pub(super) struct Sessions {
 
 struct SessionPresence {
     jid: FullJid,
-    /// The last available presence it broadcast (RFC 6121 §4.2), answered to probes.
-    last: Option<Element>,
+    /// The last available presence it broadcast (RFC 6121 §4.2), answered to probes. Kept
+    /// serialised: a few dozen bytes per online session instead of an element tree, read back
+    /// only for probes and new subscribers.
+    last: Option<Box<str>>,
     /// Entities it sent directed available presence to, outside its subscribers (§4.6):
     /// they get its unavailable presence too.
     directed: Vec<Jid>,
@@ -67,7 +69,11 @@ impl Sessions {
     fn available(&self, user: &BareJid) -> Vec<Element> {
         self.by_account
             .get(user)
-            .map(|l| l.iter().filter_map(|s| s.last.clone()).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|s| s.last.as_deref()?.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -198,9 +204,22 @@ impl RosterModule {
         &self,
         state: &Arc<ServerState>,
         user: &BareJid,
-        mut item: RosterItem,
+        item: RosterItem,
         new: State,
     ) -> Result<(), StorageError> {
+        let stored = self.store(state, user, item, new).await?;
+        self.push_stored(state, user, stored).await;
+        Ok(())
+    }
+
+    /// Stores the item's new state; returns the version and item to push, if it is listed.
+    async fn store(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        mut item: RosterItem,
+        new: State,
+    ) -> Result<Option<(u64, RosterItem)>, StorageError> {
         let (domain, node) = parts(user);
         let store = &state.storage.roster;
         item.subscription = new.subscription;
@@ -214,17 +233,25 @@ impl RosterModule {
             store
                 .remove_roster_item(domain, node, &item.contact)
                 .await?;
-            return Ok(());
+            return Ok(None);
         }
         // Subscription changes are not refused for a full roster: they concern contacts the
         // user or the contact already chose.
         let version = store.put_roster_item(domain, node, &item, None).await?;
-        if item.listed {
+        Ok(item.listed.then_some((version, item)))
+    }
+
+    async fn push_stored(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        stored: Option<(u64, RosterItem)>,
+    ) {
+        if let Some((version, item)) = stored {
             if let Some(wire) = items::to_wire(&item) {
                 items::push(state, self, user, version, wire).await;
             }
         }
-        Ok(())
     }
 
     /// The user sends a subscription stanza (Appendix A.2).
@@ -306,14 +333,25 @@ impl RosterModule {
             // §3.1.3: kept, to be delivered again at the user's next login.
             item.pending_in_stanza = Some(String::from(&delivered));
         }
-        let delivered = out.forward.then_some(delivered);
-        // Delivered before the roster push it causes, as a client reads best: first the
-        // request or answer, then the item that changed.
-        if let Some(delivered) = delivered {
+        // Stored before the user sees the stanza: an answer sent at once must find the
+        // pending state (else an approval would be taken for a pre-approval). Delivered before
+        // the roster push it causes: first the request or answer, then the item that changed.
+        let stored = if out.state != before {
+            self.store(state, user, item, out.state).await?
+        } else {
+            None
+        };
+        if out.forward {
             state.sessions.deliver_to_all(user, delivered);
         }
-        if out.state != before {
-            self.save(state, user, item, out.state).await?;
+        self.push_stored(state, user, stored).await;
+        // §3.3.3: a contact that no longer wants the user's presence sees the user go.
+        if kind == SubKind::Unsubscribe && before.from() && !out.state.from() {
+            for last in self.presence.available(user) {
+                let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+                crate::router::dispatch(state, presence("unavailable", &from, contact.as_str()))
+                    .await;
+            }
         }
         if let Some(reply) = out.reply {
             let answer = presence(reply.as_str(), user.as_str(), contact.as_str());
@@ -376,7 +414,7 @@ impl RosterModule {
         let (initial, directed) = self.presence.with(full, |s| {
             let initial = available && s.last.is_none();
             if available {
-                s.last = Some(own.clone());
+                s.last = Some(String::from(&own).into_boxed_str());
                 (initial, Vec::new())
             } else {
                 s.last = None;
@@ -397,12 +435,13 @@ impl RosterModule {
         }
         // The account's own resources, the sender included (§4.2.2, §4.4.2).
         let mut back = Vec::new();
-        for (jid, handle) in state.sessions.all_resources(&user) {
+        for (jid, _) in state.sessions.all_resources(&user) {
             let copy = readdressed(&own, full.as_str(), jid.as_str());
             if &jid == full {
                 back.push(copy);
             } else {
-                let _ = handle.deliver(copy);
+                // Through the registry, so a session's delivery filter (CSI) sees it.
+                let _ = state.sessions.deliver_to_full(&jid, copy);
             }
         }
         if initial {

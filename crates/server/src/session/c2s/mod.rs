@@ -291,6 +291,7 @@ impl C2s {
                 let account = account.clone();
                 self.framed.queue_stream_element(&neg::post_auth_features(
                     self.state.modules.stream_features(),
+                    self.state.modules.caps(),
                 ));
                 self.flush().await?;
                 return self.bind(&account).await;
@@ -525,10 +526,21 @@ impl C2s {
     /// RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only use its own JID there.
     async fn client_stanza(&mut self, mut el: Element, jid: &FullJid) -> Result<(), End> {
         let Some(kind) = Kind::of(&el, ns::CLIENT) else {
-            return Err(stream_error(
-                StreamErrorCondition::UnsupportedStanzaType,
-                "only message, presence and iq in jabber:client are allowed (RFC 6120 §4.9.3.24)",
-            ));
+            // Not a stanza: a module's element (XEP-0352 client state), or an error.
+            let state = self.state.clone();
+            let Some(replies) = Box::pin(state.modules.nonza(&state, jid, &el)).await else {
+                return Err(stream_error(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    "only message, presence and iq in jabber:client are allowed (RFC 6120 §4.9.3.24)",
+                ));
+            };
+            for r in &replies {
+                self.framed.queue(r);
+            }
+            if !replies.is_empty() {
+                self.flush().await?;
+            }
+            return Ok(());
         };
         if let Some(from) = el.attr("from") {
             let own = from == jid.as_str() || BareJid::new(from).is_ok_and(|b| b == jid.to_bare());
