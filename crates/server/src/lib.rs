@@ -72,6 +72,7 @@ pub async fn start(
     config.listen.s2s = addrs(&s2s)?;
     config.listen.s2s_direct_tls = addrs(&s2s_direct_tls)?;
     let state = ServerState::new(config, storage, Arc::new(tls))?;
+    state.modules.start(&state).await?;
     let listen = &state.config.listen;
     let running = RunningServer {
         state: state.clone(),

@@ -37,4 +37,9 @@ pub trait PrivateXmlStore: Send + Sync + 'static {
         username: &str,
         key: &str,
     ) -> Result<bool, StorageError>;
+
+    /// Every account with a document under `key`, as (domain, username): read once at start
+    /// by features that act only for those accounts (a blocklist, a vCard with a photo).
+    async fn accounts_with_private(&self, key: &str)
+        -> Result<Vec<(String, String)>, StorageError>;
 }

@@ -209,6 +209,12 @@ pub trait Module: Send + Sync + 'static {
         true
     }
 
+    /// Once, when the server starts, before it accepts connections: load what `concerns`
+    /// needs to answer without storage.
+    async fn start(&self, _state: &Arc<ServerState>) -> Result<(), weft_storage::StorageError> {
+        Ok(())
+    }
+
     /// An IQ get/set whose payload is in one of the spec's `iq` namespaces.
     async fn iq(&self, _state: &Arc<ServerState>, _req: &IqRequest<'_>) -> IqOutcome {
         IqOutcome::NotMine

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use rxml::xml_ncname;
@@ -40,18 +40,17 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::IqToLocal, Priority::FILTER),
         (StanzaHook::MessageNoResource, Priority::FILTER),
     ],
-    session_hooks: &[
-        (SessionHook::Bound, Priority::NORMAL),
-        (SessionHook::Closed, Priority::NORMAL),
-    ],
+    session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     server_features: &[NS],
     ..ModuleSpec::named("blocking")
 };
 
 #[derive(Default)]
 pub struct Blocking {
-    /// Each account's list as loaded (empty lists too, so a lookup is not repeated), for
-    /// accounts online or recently addressed.
+    /// Accounts whose list is not empty (read at start, kept current): the only ones whose
+    /// stanzas are looked at.
+    with_list: DashSet<String>,
+    /// The lists of those accounts once read, and of accounts that asked for theirs.
     lists: DashMap<String, Arc<Vec<Jid>>>,
     /// Resources that asked for the list: they get the pushes (XEP-0191 §3.3, §3.4).
     interested: DashMap<String, Vec<FullJid>>,
@@ -63,16 +62,16 @@ impl Module for Blocking {
         &SPEC
     }
 
-    /// Accounts with a non-empty list loaded; on the rare paths (presence, no resource),
-    /// also accounts whose list is not loaded yet.
-    fn concerns(&self, hook: StanzaHook, account: &str) -> bool {
-        match self.lists.get(account) {
-            Some(list) => !list.is_empty(),
-            None => matches!(
-                hook,
-                StanzaHook::PresenceToLocal | StanzaHook::MessageNoResource
-            ),
+    /// Only accounts with a non-empty list: everyone else's stanzas pass untouched.
+    fn concerns(&self, _hook: StanzaHook, account: &str) -> bool {
+        self.with_list.contains(account)
+    }
+
+    async fn start(&self, state: &Arc<ServerState>) -> Result<(), weft_storage::StorageError> {
+        for (domain, user) in state.storage.private_xml.accounts_with_private(KEY).await? {
+            self.with_list.insert(format!("{user}@{domain}"));
         }
+        Ok(())
     }
 
     async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
@@ -189,24 +188,14 @@ impl Module for Blocking {
         Flow::Done(replies)
     }
 
-    async fn session(&self, state: &Arc<ServerState>, hook: SessionHook, jid: &FullJid) {
+    async fn session(&self, state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
         let account = jid.to_bare().to_string();
-        match hook {
-            // Loaded while the account is online, so its stanzas know at once.
-            SessionHook::Bound => {
-                if let Err(e) = self.list(state, &account).await {
-                    tracing::warn!(%jid, "blocklist lookup failed: {e}");
-                }
-            }
-            SessionHook::Closed => {
-                if let Some(mut list) = self.interested.get_mut(&account) {
-                    list.retain(|r| r != jid);
-                }
-                self.interested.remove_if(&account, |_, l| l.is_empty());
-                if state.sessions.all_resources(&jid.to_bare()).is_empty() {
-                    self.lists.remove(&account);
-                }
-            }
+        if let Some(mut list) = self.interested.get_mut(&account) {
+            list.retain(|r| r != jid);
+        }
+        self.interested.remove_if(&account, |_, l| l.is_empty());
+        if state.sessions.all_resources(&jid.to_bare()).is_empty() {
+            self.lists.remove(&account);
         }
     }
 }
@@ -256,6 +245,11 @@ impl Blocking {
             .private_xml
             .set_private(domain, node, KEY, &xml)
             .await?;
+        if list.is_empty() {
+            self.with_list.remove(user.as_str());
+        } else {
+            self.with_list.insert(user.to_string());
+        }
         self.lists.insert(user.to_string(), Arc::new(list));
         Ok(())
     }

@@ -6,16 +6,14 @@
 use std::sync::Arc;
 
 use dashmap::DashSet;
-use jid::{BareJid, FullJid};
+use jid::BareJid;
 use minidom::Element;
 use rxml::xml_ncname;
 use serde::Deserialize;
 use weft_config::ConfigError;
 use weft_storage::StorageError;
 
-use super::{
-    Flow, Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook, StanzaEvent, StanzaHook,
-};
+use super::{Flow, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent, StanzaHook};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 use crate::state::ServerState;
@@ -39,7 +37,6 @@ static SPEC: ModuleSpec = ModuleSpec {
         // messages go out with the first presence.
         (StanzaHook::PresenceFromLocal, Priority(-10)),
     ],
-    session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     server_features: &[NS_OFFLINE],
     ..ModuleSpec::named("offline")
 };
@@ -68,19 +65,15 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
     }
     Ok(Arc::new(Offline {
         settings,
-        served: DashSet::new(),
-        waiting: tokio::sync::OnceCell::new(),
+        waiting: DashSet::new(),
     }))
 }
 
 pub struct Offline {
     settings: OfflineSettings,
-    /// Sessions that were handed the stored messages already (only the first available
-    /// presence asks the store).
-    served: DashSet<FullJid>,
-    /// Accounts (bare JIDs) with messages waiting, read from the store once: a login of any
-    /// other account does not ask the store at all.
-    waiting: tokio::sync::OnceCell<DashSet<String>>,
+    /// Accounts (bare JIDs) with messages waiting, read from the store at start and kept
+    /// current: a presence of any other account does not ask the store at all.
+    waiting: DashSet<String>,
 }
 
 #[async_trait::async_trait]
@@ -106,27 +99,17 @@ impl Module for Offline {
         })
     }
 
-    async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
-        self.served.remove(jid);
+    async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
+        for (domain, user) in state.storage.offline.accounts_with_offline().await? {
+            self.waiting.insert(format!("{user}@{domain}"));
+        }
+        Ok(())
     }
 }
 
 type Failed = (StorageError, Flow);
 
 impl Offline {
-    /// The accounts with messages waiting, loaded on first use.
-    async fn waiting(&self, state: &ServerState) -> Result<&DashSet<String>, StorageError> {
-        self.waiting
-            .get_or_try_init(|| async {
-                let accounts = state.storage.offline.accounts_with_offline().await?;
-                Ok(accounts
-                    .into_iter()
-                    .map(|(domain, user)| format!("{user}@{domain}"))
-                    .collect())
-            })
-            .await
-    }
-
     /// A message no resource took (RFC 6121 §8.5.2.2.1, XEP-0160 §3).
     async fn keep(&self, state: &ServerState, event: StanzaEvent<'_>) -> Result<Flow, Failed> {
         let StanzaEvent { stanza, to, .. } = event;
@@ -154,12 +137,7 @@ impl Offline {
             .await
         {
             Ok(_) => {
-                match self.waiting(state).await {
-                    Ok(waiting) => {
-                        waiting.insert(user.to_string());
-                    }
-                    Err(e) => tracing::warn!("offline accounts unknown: {e}"),
-                }
+                self.waiting.insert(user.to_string());
                 Ok(Flow::Done(Vec::new()))
             }
             Err(StorageError::LimitReached) => {
@@ -190,23 +168,19 @@ impl Offline {
         let Ok(full) = from.clone().try_into_full() else {
             return Ok(Flow::Continue(stanza));
         };
-        if !available || priority < 0 || self.served.contains(&full) {
-            return Ok(Flow::Continue(stanza));
-        }
-        self.served.insert(full.clone());
         let user = full.to_bare();
-        match self.waiting(state).await {
-            Ok(waiting) if waiting.remove(user.as_str()).is_none() => {
-                return Ok(Flow::Continue(stanza));
-            }
-            Ok(_) => {}
-            Err(e) => return Err((e, Flow::Continue(stanza))),
+        if !available || priority < 0 || self.waiting.remove(user.as_str()).is_none() {
+            return Ok(Flow::Continue(stanza));
         }
         let (domain, node) = parts(&user);
         let store = &state.storage.offline;
         let waiting = match store.offline_messages(domain, node).await {
             Ok(w) => w,
-            Err(e) => return Err((e, Flow::Continue(stanza))),
+            Err(e) => {
+                // Still waiting: the next presence tries again.
+                self.waiting.insert(user.to_string());
+                return Err((e, Flow::Continue(stanza)));
+            }
         };
         if waiting.is_empty() {
             return Ok(Flow::Continue(stanza));

@@ -172,6 +172,14 @@ impl Modules {
         })
     }
 
+    /// Starts every module (see [`Module::start`]).
+    pub async fn start(&self, state: &Arc<ServerState>) -> Result<(), weft_storage::StorageError> {
+        for module in &self.loaded {
+            module.start(state).await?;
+        }
+        Ok(())
+    }
+
     /// Names of the loaded modules, in load order.
     pub fn names(&self) -> Vec<&'static str> {
         self.loaded.iter().map(|m| m.spec().name).collect()

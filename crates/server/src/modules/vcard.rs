@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use jid::BareJid;
 use minidom::Element;
 use serde::Deserialize;
@@ -60,6 +60,7 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
     Ok(Arc::new(Vcard {
         settings,
         photo_hashes: DashMap::new(),
+        with_vcard: DashSet::new(),
     }))
 }
 
@@ -67,12 +68,26 @@ pub struct Vcard {
     settings: VcardSettings,
     /// XEP-0153 photo hash per account ("" for a vCard without photo), filled on first use.
     photo_hashes: DashMap<BareJid, String>,
+    /// Accounts with a stored vCard (read at start, kept current): only their presence is
+    /// looked at.
+    with_vcard: DashSet<String>,
 }
 
 #[async_trait::async_trait]
 impl Module for Vcard {
     fn spec(&self) -> &'static ModuleSpec {
         &SPEC
+    }
+
+    fn concerns(&self, _hook: StanzaHook, account: &str) -> bool {
+        self.with_vcard.contains(account)
+    }
+
+    async fn start(&self, state: &Arc<ServerState>) -> Result<(), weft_storage::StorageError> {
+        for (domain, user) in state.storage.private_xml.accounts_with_private(KEY).await? {
+            self.with_vcard.insert(format!("{user}@{domain}"));
+        }
+        Ok(())
     }
 
     async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
@@ -100,6 +115,7 @@ impl Module for Vcard {
             if let Err(e) = store.set_private(domain, node, KEY, &xml).await {
                 return failed(e);
             }
+            self.with_vcard.insert(user.to_string());
             self.photo_hashes.insert(user, photo_hash(req.payload));
             return IqOutcome::Result(None);
         }

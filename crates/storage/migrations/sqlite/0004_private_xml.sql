@@ -13,3 +13,7 @@ CREATE TABLE private_xml (
     PRIMARY KEY (domain, username, doc_key),
     FOREIGN KEY (domain, username) REFERENCES accounts (domain, username) ON DELETE CASCADE
 );
+
+-- Which accounts have a given document (read once at start by the features that act only for
+-- those accounts: blocklists, vCards).
+CREATE INDEX private_xml_by_key ON private_xml (doc_key);

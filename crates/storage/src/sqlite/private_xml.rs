@@ -6,6 +6,9 @@
 use super::SqliteStore;
 use crate::{PrivateXmlStore, StorageError};
 
+const GET_QUERY: &str =
+    "SELECT xml FROM private_xml WHERE domain = $1 AND username = $2 AND doc_key = $3";
+
 #[async_trait::async_trait]
 impl PrivateXmlStore for SqliteStore {
     async fn get_private(
@@ -14,14 +17,27 @@ impl PrivateXmlStore for SqliteStore {
         username: &str,
         key: &str,
     ) -> Result<Option<String>, StorageError> {
-        let xml: Option<String> = sqlx::query_scalar(
-            "SELECT xml FROM private_xml WHERE domain = $1 AND username = $2 AND doc_key = $3",
-        )
-        .bind(domain)
-        .bind(username)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
+        // A point read, inline like the login's credentials (inline.rs).
+        let inline = self.inline.as_ref().and_then(|readers| {
+            readers.read(|conn| {
+                conn.prepare_cached(GET_QUERY)?
+                    .query_row((domain, username, key), |r| r.get::<_, String>(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+            })
+        });
+        if let Some(xml) = inline {
+            return Ok(xml);
+        }
+        let xml: Option<String> = sqlx::query_scalar(GET_QUERY)
+            .bind(domain)
+            .bind(username)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(xml)
     }
 
@@ -60,5 +76,17 @@ impl PrivateXmlStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(removed.rows_affected() > 0)
+    }
+
+    async fn accounts_with_private(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT domain, username FROM private_xml WHERE doc_key = $1")
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
