@@ -73,7 +73,8 @@ pub enum SessionHook {
     /// A resource was bound (RFC 6120 §7); the session can receive stanzas.
     Bound,
     /// The session ended: its stream closed, failed or the socket was lost. It no longer
-    /// receives stanzas.
+    /// receives stanzas, but the registry still lists it (with its last presence) until
+    /// every module heard of it.
     Closed,
 }
 

@@ -194,7 +194,9 @@ impl Module for Blocking {
             list.retain(|r| r != jid);
         }
         self.interested.remove_if(&account, |_, l| l.is_empty());
-        if state.sessions.all_resources(&jid.to_bare()).is_empty() {
+        // The closing session is still listed while the hooks run.
+        let others = state.sessions.all_resources(&jid.to_bare());
+        if others.iter().all(|(other, _)| other == jid) {
             self.lists.remove(&account);
         }
     }

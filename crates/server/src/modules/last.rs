@@ -123,7 +123,9 @@ impl Module for Last {
     /// The account's last resource went away: remember when.
     async fn session(&self, state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
         let user = jid.to_bare();
-        if !state.sessions.all_resources(&user).is_empty() {
+        // The closing session is still listed while the hooks run.
+        let others = state.sessions.all_resources(&user);
+        if !others.iter().all(|(other, _)| other == jid) {
             return;
         }
         let (domain, node) = parts(&user);

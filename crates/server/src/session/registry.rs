@@ -94,6 +94,9 @@ struct Resource {
     /// A module's hold on this session's deliveries (XEP-0352 while inactive); none is the
     /// common case and costs one check per delivery.
     filter: Option<Arc<dyn DeliveryFilter>>,
+    /// The last available presence it broadcast, serialised (RFC 6121 §4.2: answered to
+    /// probes); kept here, beside availability, so an online session costs no second map.
+    presence: Option<Box<str>>,
 }
 
 /// A module's say over what reaches one session, set per session (e.g. XEP-0352 client state
@@ -115,6 +118,7 @@ impl Resource {
             available: false,
             priority: 0,
             filter: None,
+            presence: None,
         }
     }
 
@@ -272,6 +276,48 @@ impl SessionRegistry {
             .get_mut(bare_part(jid))
             .and_then(|rs| rs.iter_mut().find(|r| r.name == jid.resource().as_str()))?;
         std::mem::replace(&mut resource.filter, filter)
+    }
+
+    /// Records a session's broadcast presence (RFC 6121 §4.2, §4.7.2.3): available with its
+    /// priority and the presence as sent, serialised, or unavailable (`None`). Returns
+    /// whether the session was available before, or `None` when it is not bound.
+    pub fn record_presence(
+        &self,
+        jid: &FullJid,
+        available: Option<(i8, Box<str>)>,
+    ) -> Option<bool> {
+        let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        let r = accounts
+            .get_mut(bare_part(jid))
+            .and_then(|rs| rs.iter_mut().find(|r| r.name == jid.resource().as_str()))?;
+        let was = r.available;
+        match available {
+            Some((priority, presence)) => {
+                r.available = true;
+                r.priority = priority;
+                r.presence = Some(presence);
+            }
+            None => {
+                r.available = false;
+                r.presence = None;
+            }
+        }
+        Some(was)
+    }
+
+    /// The last presence of each available resource of the account, serialised.
+    pub fn presences(&self, bare: &BareJid) -> Vec<Box<str>> {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .get(bare.as_str())
+            .map(|rs| rs.iter().filter_map(|r| r.presence.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The last presence of one session, when it is available.
+    pub fn presence_of(&self, jid: &FullJid) -> Option<Box<str>> {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        find(&accounts, jid.as_str()).and_then(|r| r.presence.clone())
     }
 
     /// Records presence availability and priority (RFC 6121 §4.7.2.3).

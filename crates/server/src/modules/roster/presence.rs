@@ -18,64 +18,44 @@ use crate::ns;
 use crate::stanza;
 use crate::state::ServerState;
 
-/// What each online session of an account told the world.
+/// Whom each session sent directed presence to (RFC 6121 §4.6), outside its subscribers:
+/// they get its unavailable presence too. Only sessions that did have an entry; the last
+/// broadcast presence itself lives in the session registry.
 #[derive(Default)]
 pub(super) struct Sessions {
-    by_account: DashMap<BareJid, Vec<SessionPresence>>,
-}
-
-struct SessionPresence {
-    jid: FullJid,
-    /// The last available presence it broadcast (RFC 6121 §4.2), answered to probes. Kept
-    /// serialised: a few dozen bytes per online session instead of an element tree, read back
-    /// only for probes and new subscribers.
-    last: Option<Box<str>>,
-    /// Entities it sent directed available presence to, outside its subscribers (§4.6):
-    /// they get its unavailable presence too.
-    directed: Vec<Jid>,
+    directed: DashMap<FullJid, Vec<Jid>>,
 }
 
 impl Sessions {
-    fn with<R>(&self, full: &FullJid, f: impl FnOnce(&mut SessionPresence) -> R) -> R {
-        let mut list = self.by_account.entry(full.to_bare()).or_default();
-        let pos = match list.iter().position(|s| &s.jid == full) {
-            Some(pos) => pos,
-            None => {
-                list.push(SessionPresence {
-                    jid: full.clone(),
-                    last: None,
-                    directed: Vec::new(),
-                });
-                list.len() - 1
-            }
-        };
-        f(&mut list[pos])
-    }
-
-    /// Forgets a session; returns what it had sent.
-    fn remove(&self, full: &FullJid) -> Option<SessionPresence> {
-        let bare = full.to_bare();
-        let mut removed = None;
-        if let Some(mut list) = self.by_account.get_mut(&bare) {
-            if let Some(pos) = list.iter().position(|s| &s.jid == full) {
-                removed = Some(list.swap_remove(pos));
-            }
+    fn direct(&self, full: &FullJid, to: &Jid, available: bool) {
+        let mut list = self.directed.entry(full.clone()).or_default();
+        list.retain(|d| d != to);
+        if available {
+            list.push(to.clone());
         }
-        self.by_account.remove_if(&bare, |_, l| l.is_empty());
-        removed
+        let empty = list.is_empty();
+        drop(list);
+        if empty {
+            self.directed.remove_if(full, |_, l| l.is_empty());
+        }
     }
 
-    /// The last available presence of each available session of the account.
-    fn available(&self, user: &BareJid) -> Vec<Element> {
-        self.by_account
-            .get(user)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|s| s.last.as_deref()?.parse().ok())
-                    .collect()
-            })
+    fn take(&self, full: &FullJid) -> Vec<Jid> {
+        self.directed
+            .remove(full)
+            .map(|(_, l)| l)
             .unwrap_or_default()
     }
+}
+
+/// The last presence of each available resource of `user`.
+fn available(state: &ServerState, user: &BareJid) -> Vec<Element> {
+    state
+        .sessions
+        .presences(user)
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 fn state_of(item: &RosterItem) -> State {
@@ -144,12 +124,7 @@ impl RosterModule {
                     .await?
                     .is_some_and(|i| state_of(&i).from());
                 if !subscriber {
-                    self.presence.with(&full, |s| {
-                        s.directed.retain(|d| d != to);
-                        if available {
-                            s.directed.push(to.clone());
-                        }
-                    });
+                    self.presence.direct(&full, to, available);
                 }
                 Ok(Flow::Continue(stanza))
             }
@@ -284,7 +259,7 @@ impl RosterModule {
         match kind {
             // §3.1.5: the new subscriber gets the user's current presence.
             SubKind::Subscribed => {
-                for last in self.presence.available(user) {
+                for last in available(state, user) {
                     let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
                     crate::router::dispatch(state, readdressed(&last, &from, contact.as_str()))
                         .await;
@@ -292,7 +267,7 @@ impl RosterModule {
             }
             // §3.2.2: a cancelled subscriber learns the user is unavailable.
             SubKind::Unsubscribed if before.from() => {
-                for last in self.presence.available(user) {
+                for last in available(state, user) {
                     let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
                     crate::router::dispatch(
                         state,
@@ -347,7 +322,7 @@ impl RosterModule {
         self.push_stored(state, user, stored).await;
         // §3.3.3: a contact that no longer wants the user's presence sees the user go.
         if kind == SubKind::Unsubscribe && before.from() && !out.state.from() {
-            for last in self.presence.available(user) {
+            for last in available(state, user) {
                 let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
                 crate::router::dispatch(state, presence("unavailable", &from, contact.as_str()))
                     .await;
@@ -357,7 +332,7 @@ impl RosterModule {
             let answer = presence(reply.as_str(), user.as_str(), contact.as_str());
             crate::router::dispatch(state, answer).await;
             // §3.1.5: with the approval, the user's current presence.
-            for last in self.presence.available(user) {
+            for last in available(state, user) {
                 let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
                 crate::router::dispatch(state, readdressed(&last, &from, contact.as_str())).await;
             }
@@ -380,7 +355,7 @@ impl RosterModule {
         if !subscribed {
             return Ok(());
         }
-        let available = self.presence.available(user);
+        let available = available(state, user);
         if available.is_empty() {
             let reply = presence("unavailable", user.as_str(), prober.as_str());
             crate::router::dispatch(state, reply).await;
@@ -407,20 +382,20 @@ impl RosterModule {
             .get_child("priority", ns::CLIENT)
             .and_then(|p| p.text().trim().parse::<i8>().ok())
             .unwrap_or(0);
-        state.sessions.set_presence(full, available, priority);
         let mut own = stanza.clone();
         stanza::set_attr(&mut own, xml_ncname!("from").into(), full.as_str());
         stanza::remove_attr(&mut own, "to");
-        let (initial, directed) = self.presence.with(full, |s| {
-            let initial = available && s.last.is_none();
-            if available {
-                s.last = Some(String::from(&own).into_boxed_str());
-                (initial, Vec::new())
-            } else {
-                s.last = None;
-                (false, std::mem::take(&mut s.directed))
-            }
-        });
+        let record = available.then(|| (priority, String::from(&own).into_boxed_str()));
+        let was_available = state
+            .sessions
+            .record_presence(full, record)
+            .unwrap_or(false);
+        let initial = available && !was_available;
+        let directed = if available {
+            Vec::new()
+        } else {
+            self.presence.take(full)
+        };
         let (domain, node) = parts(&user);
         let (_, roster) = state.storage.roster.roster(domain, node).await?;
         for item in &roster {
@@ -469,16 +444,16 @@ impl RosterModule {
         state: &Arc<ServerState>,
         full: &FullJid,
     ) -> Result<(), StorageError> {
-        let Some(gone) = self.presence.remove(full) else {
-            return Ok(());
-        };
-        if gone.last.is_none() && gone.directed.is_empty() {
+        // The hook runs before the registry forgets the session: its last presence is there.
+        let last = state.sessions.presence_of(full);
+        let directed = self.presence.take(full);
+        if last.is_none() && directed.is_empty() {
             return Ok(());
         }
         let user = full.to_bare();
         let (domain, node) = parts(&user);
-        let mut to: Vec<String> = gone.directed.iter().map(|j| j.to_string()).collect();
-        if gone.last.is_some() {
+        let mut to: Vec<String> = directed.iter().map(|j| j.to_string()).collect();
+        if last.is_some() {
             let (_, roster) = state.storage.roster.roster(domain, node).await?;
             to.extend(
                 roster

@@ -170,7 +170,10 @@ impl C2s {
                     .await;
                 }
                 let end = this.established(&mut bound).await;
-                this.unbind(&bound);
+                // Nothing more reaches the client; the modules see the session end while the
+                // registry still lists it (its last presence, for the unavailable broadcast),
+                // then it is forgotten.
+                this.stop_deliveries(&mut bound);
                 if state.modules.wants_session(SessionHook::Closed) {
                     Box::pin(
                         state
@@ -179,6 +182,7 @@ impl C2s {
                     )
                     .await;
                 }
+                this.unbind(&bound);
                 end
             }
             Err(end) => end,
@@ -563,13 +567,18 @@ impl C2s {
         Ok(())
     }
 
+    /// Nothing may follow our stream close: from here a delivery to this session is refused
+    /// as to a resource that went away (and goes where such stanzas go), none is lost in a
+    /// queue nobody reads.
+    fn stop_deliveries(&self, bound: &mut Bound) {
+        match &mut bound.delivery {
+            Delivery::Direct(writer) => writer.close(),
+            Delivery::Queue(rx) => rx.close(),
+        }
+    }
+
     fn unbind(&self, bound: &Bound) {
         self.state.sessions.unbind(&bound.jid, bound.id);
-        if let Delivery::Direct(writer) = &bound.delivery {
-            // Nothing may follow our stream close; later stanzas are handled as for an
-            // offline resource.
-            writer.close();
-        }
         // RFC 6121 §4.5.2: the user's other resources learn this one went away.
         let gone = Element::builder("presence", ns::CLIENT)
             .attr(xml_ncname!("type").into(), "unavailable")
