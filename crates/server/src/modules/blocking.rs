@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
+
+use super::account_set::AccountSet;
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use rxml::xml_ncname;
@@ -49,7 +51,7 @@ static SPEC: ModuleSpec = ModuleSpec {
 pub struct Blocking {
     /// Accounts whose list is not empty (read at start, kept current): the only ones whose
     /// stanzas are looked at.
-    with_list: DashSet<String>,
+    with_list: AccountSet,
     /// The lists of those accounts once read, and of accounts that asked for theirs.
     lists: DashMap<String, Arc<Vec<Jid>>>,
     /// Resources that asked for the list: they get the pushes (XEP-0191 §3.3, §3.4).

@@ -9,6 +9,7 @@ use jid::{FullJid, Jid};
 use minidom::Element;
 use rxml::xml_ncname;
 
+use super::account_set::AccountSet;
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, SessionHook, StanzaEvent,
     StanzaHook,
@@ -45,6 +46,8 @@ static SPEC: ModuleSpec = ModuleSpec {
 #[derive(Default)]
 pub struct Carbons {
     enabled: DashMap<String, Vec<FullJid>>,
+    /// The accounts of `enabled`, for the fast-path question.
+    accounts: AccountSet,
 }
 
 #[async_trait::async_trait]
@@ -56,7 +59,7 @@ impl Module for Carbons {
     /// Only accounts with a carbons-enabled resource: everyone else's messages take the
     /// fast path.
     fn concerns(&self, _hook: StanzaHook, account: &str) -> bool {
-        self.enabled.contains_key(account)
+        self.accounts.contains(account)
     }
 
     async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
@@ -73,10 +76,13 @@ impl Module for Carbons {
             return IqOutcome::Error(StanzaError::new(StanzaErrorCondition::BadRequest));
         }
         if enable {
-            let mut list = self.enabled.entry(full.to_bare().to_string()).or_default();
+            let account = full.to_bare().to_string();
+            let mut list = self.enabled.entry(account.clone()).or_default();
             if !list.contains(&full) {
                 list.push(full);
             }
+            drop(list);
+            self.accounts.insert(account);
         } else {
             self.forget(&full);
         }
@@ -130,7 +136,13 @@ impl Carbons {
         if let Some(mut list) = self.enabled.get_mut(&bare) {
             list.retain(|r| r != full);
         }
-        self.enabled.remove_if(&bare, |_, list| list.is_empty());
+        if self
+            .enabled
+            .remove_if(&bare, |_, list| list.is_empty())
+            .is_some()
+        {
+            self.accounts.remove(&bare);
+        }
     }
 
     /// Sends `<message><{direction}><forwarded>…</forwarded></{direction}></message>` to every

@@ -7,6 +7,7 @@
 //! store trait in `weft-storage` if it keeps data (docs/architecture.md, "How to add a
 //! feature").
 
+pub mod account_set;
 pub mod api;
 pub mod registry;
 

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
+
+use super::account_set::AccountSet;
 use jid::BareJid;
 use minidom::Element;
 use serde::Deserialize;
@@ -60,7 +62,7 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
     Ok(Arc::new(Vcard {
         settings,
         photo_hashes: DashMap::new(),
-        with_vcard: DashSet::new(),
+        with_vcard: AccountSet::default(),
     }))
 }
 
@@ -70,7 +72,7 @@ pub struct Vcard {
     photo_hashes: DashMap<BareJid, String>,
     /// Accounts with a stored vCard (read at start, kept current): only their presence is
     /// looked at.
-    with_vcard: DashSet<String>,
+    with_vcard: AccountSet,
 }
 
 #[async_trait::async_trait]
