@@ -3,35 +3,12 @@
 //! them.
 
 use minidom::Element;
-use weft_testkit::clients::{login, show};
+use weft_testkit::clients::{drain, error_condition, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 
-const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const CARBONS: &str = "urn:xmpp:carbons:2";
 const FORWARD: &str = "urn:xmpp:forward:0";
 const BLOCKING: &str = "urn:xmpp:blocking";
-
-fn error_condition(el: &Element) -> Option<String> {
-    let err = el.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
-        .map(|c| c.name().to_string())
-}
-
-/// Everything that arrives before the answer to a ping (sent now): the server handled the
-/// client's earlier stanzas, and deliveries made meanwhile came first.
-async fn drain<C: Client>(c: &mut C) -> Vec<Element> {
-    c.send("<iq xmlns='jabber:client' type='get' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut before = Vec::new();
-    loop {
-        let el = c.recv().await;
-        if el.name() == "iq" && el.attr("id") == Some("drain") {
-            return before;
-        }
-        before.push(el);
-    }
-}
 
 async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
     c.send(xml).await;

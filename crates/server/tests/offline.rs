@@ -3,33 +3,11 @@
 //! priority; the quota answers the sender with an error; chat states alone are not kept.
 
 use minidom::Element;
-use weft_testkit::clients::{login, show};
+use weft_testkit::clients::{drain, error_condition, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 
 const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const DELAY: &str = "urn:xmpp:delay";
-
-fn error_condition(el: &Element) -> Option<String> {
-    let err = el.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
-        .map(|c| c.name().to_string())
-}
-
-/// Waits until the server handled everything the client sent before (its stanzas are
-/// processed in order); returns what arrived meanwhile.
-async fn sync<C: Client>(c: &mut C) -> Vec<Element> {
-    c.send("<iq xmlns='jabber:client' type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut before = Vec::new();
-    loop {
-        let el = c.recv().await;
-        if el.attr("id") == Some("sync") && el.name() == "iq" {
-            return before;
-        }
-        before.push(el);
-    }
-}
 
 fn chat(to: &str, id: &str, body: &str) -> String {
     format!("<message xmlns='jabber:client' to='{to}' id='{id}' type='chat'><body>{body}</body></message>")
@@ -57,7 +35,7 @@ async fn kept_in_order_with_delay_and_delivered_once() {
     alice
         .send("<message xmlns='jabber:client' to='bob@localhost' id='cs' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
         .await;
-    let meanwhile = sync(&mut alice).await;
+    let meanwhile = drain(&mut alice).await;
     assert!(
         meanwhile.is_empty(),
         "no errors for kept messages: {meanwhile:#?}"
@@ -68,14 +46,14 @@ async fn kept_in_order_with_delay_and_delivered_once() {
     login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("phone")).await;
     bob.send("<presence xmlns='jabber:client'><priority>-1</priority></presence>")
         .await;
-    let seen = sync(&mut bob).await;
+    let seen = drain(&mut bob).await;
     assert!(
         seen.iter().all(|e| e.name() != "message"),
         "nothing for a negative priority: {seen:#?}"
     );
     bob.send("<presence xmlns='jabber:client'><priority>5</priority></presence>")
         .await;
-    let seen = sync(&mut bob).await;
+    let seen = drain(&mut bob).await;
     let messages: Vec<&Element> = seen.iter().filter(|e| e.name() == "message").collect();
     let ids: Vec<&str> = messages.iter().filter_map(|m| m.attr("id")).collect();
     assert_eq!(ids, ["m1", "m2", "m3", "m4"], "in arrival order: {seen:#?}");
@@ -103,7 +81,7 @@ async fn kept_in_order_with_delay_and_delivered_once() {
     let mut bob2 = server.ws().await;
     login(&mut bob2, "bob", PASSWORD, Login::ScramSha256, Some("desk")).await;
     bob2.send("<presence xmlns='jabber:client'/>").await;
-    let seen = sync(&mut bob2).await;
+    let seen = drain(&mut bob2).await;
     assert!(seen.iter().all(|e| e.name() != "message"), "{seen:#?}");
     server.stop().await;
 }
@@ -124,7 +102,7 @@ async fn the_quota_answers_the_sender() {
             .send(&chat("carol@localhost", &format!("q{i}"), "x"))
             .await;
     }
-    let answers = sync(&mut alice).await;
+    let answers = drain(&mut alice).await;
     assert_eq!(answers.len(), 1, "{answers:#?}");
     assert_eq!(answers[0].attr("id"), Some("q3"));
     assert_eq!(
@@ -143,7 +121,7 @@ async fn the_quota_answers_the_sender() {
 
     // A message to an account that does not exist is not kept (RFC 6121 §8.5.2.2.1 via §8.5.1).
     alice.send(&chat("nobody@localhost", "n1", "x")).await;
-    let answers = sync(&mut alice).await;
+    let answers = drain(&mut alice).await;
     assert_eq!(
         error_condition(&answers[0]).as_deref(),
         Some("service-unavailable")

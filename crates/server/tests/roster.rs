@@ -4,18 +4,10 @@
 //! on WebSocket and TCP.
 
 use minidom::Element;
-use weft_testkit::clients::{login, show};
+use weft_testkit::clients::{drain, error_condition, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 
 const ROSTER: &str = "jabber:iq:roster";
-const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-
-fn error_condition(el: &Element) -> Option<String> {
-    let err = el.get_child("error", "jabber:client")?;
-    err.children()
-        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
-        .map(|c| c.name().to_string())
-}
 
 /// The next element `wanted` accepts, skipping others (stanzas of other features arrive in
 /// between); panics if none comes within the client's reply timeout.
@@ -92,21 +84,6 @@ async fn set_item_seeing<C: Client>(c: &mut C, id: &str, item: &str) -> (Element
 /// RFC 6121 §2.1.2.5: a missing 'subscription' means none.
 fn subscription(item: &Element) -> &str {
     item.attr("subscription").unwrap_or("none")
-}
-
-/// Whether nothing but the answer to a ping comes next: anything queued for the client
-/// before the ping arrives before its answer.
-async fn nothing_pending<C: Client>(c: &mut C) -> Vec<Element> {
-    c.send("<iq xmlns='jabber:client' type='get' id='quiet'><ping xmlns='urn:xmpp:ping'/></iq>")
-        .await;
-    let mut before = Vec::new();
-    loop {
-        let el = c.recv().await;
-        if is_iq(&el, "result", "quiet") {
-            return before;
-        }
-        before.push(el);
-    }
 }
 
 async fn initial_presence<C: Client>(c: &mut C, own: &str) {
@@ -282,7 +259,7 @@ async fn subscription_handshake_presence_and_cancellation() {
     .await;
     assert_eq!(request.attr("from"), Some("alice@localhost"));
     assert!(
-        nothing_pending(&mut bob).await.iter().all(|e| !is_push(e)),
+        drain(&mut bob).await.iter().all(|e| !is_push(e)),
         "no roster item for a request"
     );
 
@@ -321,7 +298,7 @@ async fn subscription_handshake_presence_and_cancellation() {
     alice
         .send("<presence xmlns='jabber:client'><show>dnd</show></presence>")
         .await;
-    let before = nothing_pending(&mut bob).await;
+    let before = drain(&mut bob).await;
     assert!(
         !before.iter().any(|e| is_presence(e, None, "alice@")),
         "Bob has no subscription to Alice: {before:#?}"
@@ -416,7 +393,7 @@ async fn probes_at_login_pending_requests_and_abrupt_loss() {
         .send("<presence xmlns='jabber:client' to='carol@localhost' type='subscribe'/>")
         .await;
     // Handled before Carol logs in: Alice's stanzas are processed in order.
-    nothing_pending(&mut alice).await;
+    drain(&mut alice).await;
     let mut carol = server.ws().await;
     let carol_jid = carol.login("carol", Login::ScramSha256).await;
     carol.send("<presence xmlns='jabber:client'/>").await;
@@ -453,7 +430,7 @@ async fn pre_approval_and_directed_presence() {
         .await;
     let push = recv_until(&mut bob, "pre-approval push", is_push).await;
     assert_eq!(item(&push).attr("approved"), Some("true"));
-    assert!(nothing_pending(&mut alice).await.is_empty());
+    assert!(drain(&mut alice).await.is_empty());
     // Her request is then approved by the server without asking Bob.
     alice
         .send("<presence xmlns='jabber:client' to='bob@localhost' type='subscribe'/>")
@@ -466,7 +443,7 @@ async fn pre_approval_and_directed_presence() {
         is_presence(e, None, "bob@")
     })
     .await;
-    let seen = nothing_pending(&mut bob).await;
+    let seen = drain(&mut bob).await;
     assert!(
         !seen
             .iter()

@@ -163,6 +163,14 @@ impl IqRequest<'_> {
     }
 }
 
+/// (domain, username) of a local account's bare JID, as the stores take them.
+pub fn account_parts(user: &jid::BareJid) -> (&str, &str) {
+    (
+        user.domain().as_str(),
+        user.node().map_or("", |n| n.as_str()),
+    )
+}
+
 /// What a module made of a request.
 pub enum IqOutcome {
     /// type='result', with an optional payload.
@@ -170,6 +178,21 @@ pub enum IqOutcome {
     Error(StanzaError),
     /// Not this module's request after all (another payload name in its namespace).
     NotMine,
+}
+
+impl IqOutcome {
+    /// An error with a text for the requester.
+    pub fn error(condition: crate::error::StanzaErrorCondition, text: &str) -> IqOutcome {
+        IqOutcome::Error(StanzaError::new(condition).with_text(text))
+    }
+
+    /// A storage failure: logged with what failed, answered `<internal-server-error/>`.
+    pub fn storage_failed(what: &str, e: weft_storage::StorageError) -> IqOutcome {
+        tracing::warn!("{what} storage failed: {e}");
+        IqOutcome::Error(StanzaError::new(
+            crate::error::StanzaErrorCondition::InternalServerError,
+        ))
+    }
 }
 
 /// A stanza passing a hook point.

@@ -83,7 +83,7 @@ impl Module for Blocking {
         let user = full.to_bare();
         let list = match self.list(state, user.as_str()).await {
             Ok(list) => list,
-            Err(e) => return failed(e),
+            Err(e) => return IqOutcome::storage_failed("blocklist", e),
         };
         match (req.payload.name(), req.is_set) {
             ("blocklist", false) => {
@@ -128,7 +128,7 @@ impl Module for Blocking {
                     new.retain(|j| !jids.contains(j));
                 }
                 if let Err(e) = self.save(state, &user, new).await {
-                    return failed(e);
+                    return IqOutcome::storage_failed("blocklist", e);
                 }
                 self.push(state, &user, req.payload.name(), &jids);
                 IqOutcome::Result(None)
@@ -301,11 +301,6 @@ fn matches(item: &Jid, jid: &Jid) -> bool {
         (Some(node), None) => jid.node() == Some(node),
         (Some(_), Some(_)) => item == jid,
     }
-}
-
-fn failed(e: weft_storage::StorageError) -> IqOutcome {
-    tracing::warn!("blocklist storage failed: {e}");
-    IqOutcome::Error(StanzaError::new(StanzaErrorCondition::InternalServerError))
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use jid::{BareJid, FullJid};
+use jid::FullJid;
 use minidom::Element;
 use rxml::xml_ncname;
 
+use super::api::account_parts;
 use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, SessionHook};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::state::ServerState;
@@ -54,13 +55,6 @@ fn query(seconds: u64, status: &str) -> Element {
     q.build()
 }
 
-fn parts(user: &BareJid) -> (&str, &str) {
-    (
-        user.domain().as_str(),
-        user.node().map_or("", |n| n.as_str()),
-    )
-}
-
 #[async_trait::async_trait]
 impl Module for Last {
     fn spec(&self) -> &'static ModuleSpec {
@@ -79,7 +73,7 @@ impl Module for Last {
             return IqOutcome::Result(Some(query(self.started.elapsed().as_secs(), "")));
         }
         let user = req.to.to_bare();
-        let (domain, node) = parts(&user);
+        let (domain, node) = account_parts(&user);
         // §4: only for the account itself and those allowed to see its presence.
         if !req.from_owner() {
             let contact = req.from.to_bare();
@@ -128,7 +122,7 @@ impl Module for Last {
         if !others.iter().all(|(other, _)| other == jid) {
             return;
         }
-        let (domain, node) = parts(&user);
+        let (domain, node) = account_parts(&user);
         let record = format!("{} ", now_secs());
         if let Err(e) = state
             .storage

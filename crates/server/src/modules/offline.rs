@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use dashmap::DashSet;
-use jid::BareJid;
 use minidom::Element;
 use rxml::xml_ncname;
 use serde::Deserialize;
 use weft_config::ConfigError;
 use weft_storage::StorageError;
 
+use super::api::account_parts;
 use super::{Flow, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent, StanzaHook};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
@@ -121,7 +121,7 @@ impl Offline {
             return Ok(Flow::Continue(stanza));
         };
         let user = to.to_bare();
-        let (domain, node) = parts(&user);
+        let (domain, node) = account_parts(&user);
         let mut kept = stanza.clone();
         kept.append_child(
             Element::builder("delay", NS_DELAY)
@@ -172,7 +172,7 @@ impl Offline {
         if !available || priority < 0 || self.waiting.remove(user.as_str()).is_none() {
             return Ok(Flow::Continue(stanza));
         }
-        let (domain, node) = parts(&user);
+        let (domain, node) = account_parts(&user);
         let store = &state.storage.offline;
         let waiting = match store.offline_messages(domain, node).await {
             Ok(w) => w,
@@ -224,13 +224,6 @@ fn only_chat_state(message: &Element) -> bool {
         && message
             .children()
             .all(|c| c.has_ns(NS_CHATSTATES) || c.has_ns(NS_HINTS) || c.is("thread", ns::CLIENT))
-}
-
-fn parts(user: &BareJid) -> (&str, &str) {
-    (
-        user.domain().as_str(),
-        user.node().map_or("", |n| n.as_str()),
-    )
 }
 
 /// XEP-0082 DateTime in UTC, to the millisecond.

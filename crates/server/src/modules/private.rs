@@ -8,7 +8,7 @@ use serde::Deserialize;
 use weft_config::ConfigError;
 
 use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Section};
-use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::error::StanzaErrorCondition;
 use crate::ns;
 use crate::state::ServerState;
 
@@ -68,11 +68,11 @@ impl Module for Private {
         }
         // XEP-0049 §3: only the account itself.
         if !req.from_owner() {
-            return error(StanzaErrorCondition::Forbidden, "not your private storage");
+            return IqOutcome::error(StanzaErrorCondition::Forbidden, "not your private storage");
         }
         let mut children = req.payload.children();
         let (Some(fragment), None) = (children.next(), children.next()) else {
-            return error(
+            return IqOutcome::error(
                 StanzaErrorCondition::NotAcceptable,
                 "exactly one child element names the fragment (XEP-0049 §3)",
             );
@@ -80,7 +80,7 @@ impl Module for Private {
         // XEP-0049 §3: these namespaces are not storage.
         let reserved = [ns::CLIENT, ns::SERVER, NS];
         if reserved.contains(&fragment.ns().as_str()) {
-            return error(
+            return IqOutcome::error(
                 StanzaErrorCondition::NotAcceptable,
                 "the fragment's namespace is reserved (XEP-0049 §3)",
             );
@@ -95,32 +95,23 @@ impl Module for Private {
         if req.is_set {
             let xml = String::from(fragment);
             if xml.len() > self.settings.max_size.as_usize() {
-                return error(
+                return IqOutcome::error(
                     StanzaErrorCondition::NotAcceptable,
                     &format!("larger than {} bytes", self.settings.max_size.as_usize()),
                 );
             }
             return match store.set_private(domain, node, &key, &xml).await {
                 Ok(()) => IqOutcome::Result(None),
-                Err(e) => failed(e),
+                Err(e) => IqOutcome::storage_failed("private storage", e),
             };
         }
         let stored = match store.get_private(domain, node, &key).await {
             Ok(stored) => stored.and_then(|xml| xml.parse::<Element>().ok()),
-            Err(e) => return failed(e),
+            Err(e) => return IqOutcome::storage_failed("private storage", e),
         };
         // Nothing stored: the empty fragment as asked (XEP-0049 §2.2).
         let content =
             stored.unwrap_or_else(|| Element::builder(fragment.name(), fragment.ns()).build());
         IqOutcome::Result(Some(Element::builder("query", NS).append(content).build()))
     }
-}
-
-fn error(condition: StanzaErrorCondition, text: &str) -> IqOutcome {
-    IqOutcome::Error(StanzaError::new(condition).with_text(text))
-}
-
-fn failed(e: weft_storage::StorageError) -> IqOutcome {
-    tracing::warn!("private storage failed: {e}");
-    IqOutcome::Error(StanzaError::new(StanzaErrorCondition::InternalServerError))
 }

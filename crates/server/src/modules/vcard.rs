@@ -14,11 +14,12 @@ use serde::Deserialize;
 use sha1::Digest;
 use weft_config::ConfigError;
 
+use super::api::account_parts;
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent,
     StanzaHook,
 };
-use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::error::StanzaErrorCondition;
 use crate::state::ServerState;
 
 pub const DEF: ModuleDef = ModuleDef {
@@ -99,23 +100,23 @@ impl Module for Vcard {
         let Some(user) = req.to.node().is_some().then(|| req.to.to_bare()) else {
             return IqOutcome::NotMine;
         };
-        let (domain, node) = parts(&user);
+        let (domain, node) = account_parts(&user);
         let store = &state.storage.private_xml;
         if req.is_set {
             // XEP-0054 §3.2: a user publishes only their own vCard.
             if !req.from_owner() {
-                return error(StanzaErrorCondition::Forbidden, "not your vCard");
+                return IqOutcome::error(StanzaErrorCondition::Forbidden, "not your vCard");
             }
             let xml = String::from(req.payload);
             let max = self.settings.max_size.as_usize();
             if xml.len() > max {
-                return error(
+                return IqOutcome::error(
                     StanzaErrorCondition::NotAcceptable,
                     &format!("the vCard is larger than {max} bytes"),
                 );
             }
             if let Err(e) = store.set_private(domain, node, KEY, &xml).await {
-                return failed(e);
+                return IqOutcome::storage_failed("vCard", e);
             }
             self.with_vcard.insert(user.to_string());
             self.photo_hashes.insert(user, photo_hash(req.payload));
@@ -128,7 +129,7 @@ impl Module for Vcard {
                 Err(_) => IqOutcome::Result(Some(Element::builder("vCard", NS).build())),
             },
             Ok(None) => IqOutcome::Result(Some(Element::builder("vCard", NS).build())),
-            Err(e) => failed(e),
+            Err(e) => IqOutcome::storage_failed("vCard", e),
         }
     }
 
@@ -147,7 +148,7 @@ impl Module for Vcard {
         let hash = match self.photo_hashes.get(&user).map(|h| h.clone()) {
             Some(hash) => hash,
             None => {
-                let (domain, node) = parts(&user);
+                let (domain, node) = account_parts(&user);
                 let stored = state
                     .storage
                     .private_xml
@@ -196,22 +197,6 @@ fn photo_hash(card: &Element) -> String {
             .collect(),
         Err(_) => String::new(),
     }
-}
-
-fn parts(user: &BareJid) -> (&str, &str) {
-    (
-        user.domain().as_str(),
-        user.node().map_or("", |n| n.as_str()),
-    )
-}
-
-fn error(condition: StanzaErrorCondition, text: &str) -> IqOutcome {
-    IqOutcome::Error(StanzaError::new(condition).with_text(text))
-}
-
-fn failed(e: weft_storage::StorageError) -> IqOutcome {
-    tracing::warn!("vCard storage failed: {e}");
-    IqOutcome::Error(StanzaError::new(StanzaErrorCondition::InternalServerError))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use weft_sasl::{Hash, ScramClient};
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const STREAM: &str = "http://etherx.jabber.org/streams";
+pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// The SASL mechanism a test logs in with.
 #[derive(Clone, Debug)]
@@ -182,6 +183,30 @@ pub async fn authenticate_at<C: Client>(
         show(&features)
     );
     features
+}
+
+/// The defined condition of a stanza error (RFC 6120 §8.3.3), e.g. `service-unavailable`.
+pub fn error_condition(el: &Element) -> Option<String> {
+    let err = el.get_child("error", "jabber:client")?;
+    err.children()
+        .find(|c| c.has_ns(STANZAS) && c.name() != "text")
+        .map(|c| c.name().to_string())
+}
+
+/// Sends a ping and returns everything that arrived before its answer: the server handled
+/// the client's earlier stanzas (a session's stanzas are processed in order), and deliveries
+/// made meanwhile came first.
+pub async fn drain<C: Client>(c: &mut C) -> Vec<Element> {
+    c.send("<iq xmlns='jabber:client' type='get' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let mut before = Vec::new();
+    loop {
+        let el = c.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some("drain") {
+            return before;
+        }
+        before.push(el);
+    }
 }
 
 /// An element as XML text, for assertion messages.

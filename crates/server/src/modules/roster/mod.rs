@@ -12,14 +12,13 @@ use dashmap::DashMap;
 use jid::{BareJid, FullJid, Jid};
 use serde::Deserialize;
 use weft_config::ConfigError;
-use weft_storage::StorageError;
 use xmpp_parsers::roster::Roster;
 
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook,
     StanzaEvent, StanzaHook,
 };
-use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::error::StanzaErrorCondition;
 use crate::state::ServerState;
 
 pub const DEF: ModuleDef = ModuleDef {
@@ -133,7 +132,7 @@ impl Module for RosterModule {
         } else {
             self.get(state, &user, &full, query).await
         };
-        result.unwrap_or_else(storage_failed)
+        result.unwrap_or_else(|e| IqOutcome::storage_failed("roster", e))
     }
 
     async fn stanza(
@@ -161,23 +160,12 @@ impl Module for RosterModule {
     }
 }
 
-fn account_of(jid: &Jid) -> Option<BareJid> {
-    jid.node().is_some().then(|| jid.to_bare())
-}
-
-/// (domain, username) of a local account's bare JID, as the stores take them.
-fn parts(user: &BareJid) -> (&str, &str) {
-    (
-        user.domain().as_str(),
-        user.node().map_or("", |n| n.as_str()),
-    )
-}
+use crate::modules::api::account_parts as parts;
 
 fn error(condition: StanzaErrorCondition, text: &str) -> IqOutcome {
-    IqOutcome::Error(StanzaError::new(condition).with_text(text))
+    IqOutcome::error(condition, text)
 }
 
-fn storage_failed(e: StorageError) -> IqOutcome {
-    tracing::warn!("roster storage failed: {e}");
-    IqOutcome::Error(StanzaError::new(StanzaErrorCondition::InternalServerError))
+fn account_of(jid: &Jid) -> Option<BareJid> {
+    jid.node().is_some().then(|| jid.to_bare())
 }

@@ -75,6 +75,20 @@ fn presence(kind: &str, from: &str, to: &str) -> Element {
         .build()
 }
 
+/// Sends `to` the current presence of each of `user`'s available resources, or (when not
+/// `available`) their unavailable presence.
+async fn send_presence_of(state: &Arc<ServerState>, user: &BareJid, to: &str, available: bool) {
+    for last in self::available(state, user) {
+        let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+        let stanza = if available {
+            readdressed(&last, &from, to)
+        } else {
+            presence("unavailable", &from, to)
+        };
+        crate::router::dispatch(state, stanza).await;
+    }
+}
+
 /// A copy of `stanza` addressed from `from` to `to`.
 fn readdressed(stanza: &Element, from: &str, to: &str) -> Element {
     let mut copy = stanza.clone();
@@ -259,22 +273,11 @@ impl RosterModule {
         match kind {
             // §3.1.5: the new subscriber gets the user's current presence.
             SubKind::Subscribed => {
-                for last in available(state, user) {
-                    let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
-                    crate::router::dispatch(state, readdressed(&last, &from, contact.as_str()))
-                        .await;
-                }
+                send_presence_of(state, user, contact.as_str(), true).await;
             }
             // §3.2.2: a cancelled subscriber learns the user is unavailable.
             SubKind::Unsubscribed if before.from() => {
-                for last in available(state, user) {
-                    let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
-                    crate::router::dispatch(
-                        state,
-                        presence("unavailable", &from, contact.as_str()),
-                    )
-                    .await;
-                }
+                send_presence_of(state, user, contact.as_str(), false).await;
             }
             _ => {}
         }
@@ -322,20 +325,13 @@ impl RosterModule {
         self.push_stored(state, user, stored).await;
         // §3.3.3: a contact that no longer wants the user's presence sees the user go.
         if kind == SubKind::Unsubscribe && before.from() && !out.state.from() {
-            for last in available(state, user) {
-                let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
-                crate::router::dispatch(state, presence("unavailable", &from, contact.as_str()))
-                    .await;
-            }
+            send_presence_of(state, user, contact.as_str(), false).await;
         }
         if let Some(reply) = out.reply {
             let answer = presence(reply.as_str(), user.as_str(), contact.as_str());
             crate::router::dispatch(state, answer).await;
             // §3.1.5: with the approval, the user's current presence.
-            for last in available(state, user) {
-                let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
-                crate::router::dispatch(state, readdressed(&last, &from, contact.as_str())).await;
-            }
+            send_presence_of(state, user, contact.as_str(), true).await;
         }
         Ok(())
     }
