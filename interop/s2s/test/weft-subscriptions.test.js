@@ -240,6 +240,9 @@ describe(`${h.mode}: RFC 6121 subscriptions and presence between ${CAROL} and th
         carol = await start(weft, `${RESOURCE}-again`);
         clients.push(carol);
         c = 0;
+        // As clients do at login: the roster first (which makes the session interested in
+        // pushes, §2.1.6; step 4 needs them), then initial presence.
+        assert.equal(subOf(itemOf(await rosterGet(carol), CONTACT)), 'both');
         await goOnline(carol, weft.domain);
         got = await expectStanza(carol, (el) => presenceOf(contact.boundJid.toString(), undefined)(el) &&
           el.getChildText('status') === awayStatus, `${contact.boundJid}'s last presence (probe answer)`, c);
@@ -256,7 +259,7 @@ describe(`${h.mode}: RFC 6121 subscriptions and presence between ${CAROL} and th
         assert.ok(probes.some((l) => l.includes(CONTACT)), `a probe from ${CAROL} to ${CONTACT} in the ${name} log`);
       });
 
-      step(`4. carol cancels ${CONTACT}'s subscription ('unsubscribed': 'from' on ${name}, 'to' on weft), then her own ('unsubscribe': 'none' on both)`, async () => {
+      step(`4. carol cancels ${CONTACT}'s subscription ('unsubscribed': 'from' on ${name}, 'to' on weft), then her own ('unsubscribe': 'none' on both)`, async (t) => {
         // RFC 6121 §3.2: carol, as the contact whose presence the peer's user receives, cancels
         // that subscription. The peer's user keeps its subscription *from* carol (carol still
         // gets its presence) and loses 'to': both → from there; carol's item both → to.
@@ -293,7 +296,17 @@ describe(`${h.mode}: RFC 6121 subscriptions and presence between ${CAROL} and th
         await expectPush(carol, CONTACT, { subscription: 'none', ask: undefined }, c);
         await expectStanza(contact, presenceOf(CAROL, 'unsubscribe'), `unsubscribe from ${CAROL}`, p);
         // §3.3.3: the contact's server then sends the contact's unavailable presence to carol.
-        await expectStanza(carol, presenceOf(contact.boundJid.toString(), 'unavailable'), `unavailable from ${contact.boundJid}`, c);
+        // ejabberd does. Prosody 0.12 does not (mod_presence.lua, handle_inbound_presence_
+        // subscriptions_and_probes, type "unsubscribe": delivery and roster push only): a peer's
+        // deviation, not weft's, so accepted for Prosody alone, and reported.
+        const gone = presenceOf(contact.boundJid.toString(), 'unavailable');
+        if (name === 'ejabberd') {
+          await expectStanza(carol, gone, `unavailable from ${contact.boundJid}`, c);
+        } else {
+          await waitRoster(contact, CAROL, 'none'); // the peer has handled the unsubscribe
+          await sleep(500);
+          t.diagnostic(`prosody sent carol ${contact.boundJid}'s unavailable presence after her unsubscribe: ${carol.wire.slice(c).some(gone) ? 'yes' : 'no (Prosody 0.12 does not, RFC 6121 §3.3.3)'}`);
+        }
         await waitRoster(carol, CONTACT, 'none');
         await waitRoster(contact, CAROL, 'none');
       });
