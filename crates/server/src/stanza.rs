@@ -62,3 +62,15 @@ pub fn iq_result(iq: &Element, payload: Option<Element>) -> Element {
 pub fn error_reply(original: &Element, condition: StanzaErrorCondition) -> Option<Element> {
     StanzaError::new(condition).reply_to(original)
 }
+
+/// XEP-0085: a message whose only payload is a chat state (perhaps with XEP-0334 hints or a
+/// thread): something to show now or never, not to keep, carbon-copy urgently or bounce.
+pub fn is_chat_state_only(message: &Element) -> bool {
+    const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    const HINTS: &str = "urn:xmpp:hints";
+    message.name() == "message"
+        && message.children().any(|c| c.has_ns(CHATSTATES))
+        && message
+            .children()
+            .all(|c| c.has_ns(CHATSTATES) || c.has_ns(HINTS) || c.is("thread", crate::ns::CLIENT))
+}

@@ -29,6 +29,8 @@ pub const DEF: ModuleDef = ModuleDef {
 
 pub const NS: &str = "urn:xmpp:blocking";
 const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// Entries one blocklist may hold (it is checked on every stanza of a blocking account).
+const MAX_ITEMS: usize = 1000;
 /// The private-storage key of the list.
 const KEY: &str = "urn:xmpp:blocking";
 
@@ -121,6 +123,12 @@ impl Module for Blocking {
                         if !new.contains(jid) {
                             new.push(jid.clone());
                         }
+                    }
+                    if new.len() > MAX_ITEMS {
+                        return IqOutcome::error(
+                            StanzaErrorCondition::NotAllowed,
+                            &format!("a blocklist holds at most {MAX_ITEMS} entries"),
+                        );
                     }
                 } else if jids.is_empty() {
                     new.clear();

@@ -21,7 +21,6 @@ pub const DEF: ModuleDef = ModuleDef {
 };
 
 pub const NS: &str = "urn:xmpp:csi:0";
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 
 static SPEC: ModuleSpec = ModuleSpec {
     stream_features: &[("csi", NS)],
@@ -123,7 +122,7 @@ impl DeliveryFilter for Hold {
         let replaces = |old: &Element| {
             old.name() == stanza.name()
                 && old.attr("from") == stanza.attr("from")
-                && (stanza.name() == "presence" || is_chat_state(old))
+                && (stanza.name() == "presence" || crate::stanza::is_chat_state_only(old))
         };
         held.retain(|old| !replaces(old));
         held.push(stanza);
@@ -133,12 +132,6 @@ impl DeliveryFilter for Hold {
     fn release(&self) -> Vec<Element> {
         std::mem::take(&mut *self.lock())
     }
-}
-
-fn is_chat_state(el: &Element) -> bool {
-    el.name() == "message"
-        && el.children().next().is_some()
-        && el.children().all(|c| c.has_ns(NS_CHATSTATES))
 }
 
 /// What the user should get at once: anything but presence updates and bare chat states.
@@ -152,7 +145,7 @@ fn urgent(stanza: &Element) -> bool {
                 | Some("unsubscribed")
                 | Some("error")
         ),
-        "message" => !is_chat_state(stanza),
+        "message" => !crate::stanza::is_chat_state_only(stanza),
         _ => true,
     }
 }

@@ -114,7 +114,7 @@ impl Offline {
     async fn keep(&self, state: &ServerState, event: StanzaEvent<'_>) -> Result<Flow, Failed> {
         let StanzaEvent { stanza, to, .. } = event;
         // XEP-0085 §5.6: a chat state for someone offline is neither kept nor bounced.
-        if only_chat_state(&stanza) {
+        if crate::stanza::is_chat_state_only(&stanza) {
             return Ok(Flow::Done(Vec::new()));
         }
         let Some(to) = to.filter(|_| worth_keeping(&stanza)) else {
@@ -218,14 +218,6 @@ fn worth_keeping(message: &Element) -> bool {
             .any(|c| !c.has_ns(ns::CLIENT) && !c.has_ns(NS_CHATSTATES) && !c.has_ns(NS_HINTS))
 }
 
-/// A message whose only payload is a chat state (and perhaps hints or a thread).
-fn only_chat_state(message: &Element) -> bool {
-    message.children().any(|c| c.has_ns(NS_CHATSTATES))
-        && message
-            .children()
-            .all(|c| c.has_ns(NS_CHATSTATES) || c.has_ns(NS_HINTS) || c.is("thread", ns::CLIENT))
-}
-
 /// XEP-0082 DateTime in UTC, to the millisecond.
 fn now_stamp() -> String {
     let now = std::time::SystemTime::now()
@@ -252,7 +244,7 @@ mod tests {
         )));
         assert!(worth_keeping(&msg("<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='x'/></message>")));
         let state = msg("<message xmlns='jabber:client' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
-        assert!(!worth_keeping(&state) && only_chat_state(&state));
+        assert!(!worth_keeping(&state) && crate::stanza::is_chat_state_only(&state));
         assert!(!worth_keeping(&msg(
             "<message xmlns='jabber:client' type='headline'><body>news</body></message>"
         )));

@@ -21,6 +21,9 @@ use crate::state::ServerState;
 /// Whom each session sent directed presence to (RFC 6121 §4.6), outside its subscribers:
 /// they get its unavailable presence too. Only sessions that did have an entry; the last
 /// broadcast presence itself lives in the session registry.
+/// Directed-presence recipients remembered per session.
+const MAX_DIRECTED: usize = 1000;
+
 #[derive(Default)]
 pub(super) struct Sessions {
     directed: DashMap<FullJid, Vec<Jid>>,
@@ -30,6 +33,11 @@ impl Sessions {
     fn direct(&self, full: &FullJid, to: &Jid, available: bool) {
         let mut list = self.directed.entry(full.clone()).or_default();
         list.retain(|d| d != to);
+        // Bounded: a client cannot grow the server's memory without end; past the bound the
+        // oldest recipient no longer gets the unavailable presence at logout.
+        if list.len() >= MAX_DIRECTED {
+            list.remove(0);
+        }
         if available {
             list.push(to.clone());
         }
