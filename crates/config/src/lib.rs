@@ -153,6 +153,34 @@ pub struct C2sConfig {
     /// PBKDF2 iterations for newly stored SCRAM credentials.
     pub scram_iterations: u32,
     pub resource_conflict: ResourceConflict,
+    /// `[c2s.stream_management]`: XEP-0198.
+    pub stream_management: StreamManagementConfig,
+}
+
+/// `[c2s.stream_management]`: XEP-0198 acknowledgements and resumption.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamManagementConfig {
+    /// Offer stream management to clients.
+    pub enabled: bool,
+    /// How long a session whose connection dropped waits to be resumed (a client may ask for
+    /// less with `max`); then its unacknowledged stanzas go where stanzas for a resource that
+    /// went away go (offline storage, other resources, errors to their senders).
+    pub resume_timeout: HumanDuration,
+    /// Stanzas sent to a client and not yet acknowledged (or held for a dropped connection)
+    /// beyond which the session ends with `<policy-violation/>`; they are then handled as on
+    /// a timeout, none dropped.
+    pub max_unacked: usize,
+}
+
+impl Default for StreamManagementConfig {
+    fn default() -> Self {
+        StreamManagementConfig {
+            enabled: true,
+            resume_timeout: HumanDuration(Duration::from_secs(300)),
+            max_unacked: 1000,
+        }
+    }
 }
 
 impl Default for C2sConfig {
@@ -164,6 +192,7 @@ impl Default for C2sConfig {
             unauthenticated_timeout: HumanDuration(Duration::from_secs(30)),
             scram_iterations: 4096,
             resource_conflict: ResourceConflict::Replace,
+            stream_management: StreamManagementConfig::default(),
         }
     }
 }
@@ -419,6 +448,9 @@ impl Config {
                 "limits.c2s_stanza_burst",
                 "must be at least 1 when c2s_stanza_rate is set",
             );
+        }
+        if self.c2s.stream_management.max_unacked == 0 {
+            bad("c2s.stream_management.max_unacked", "must be at least 1");
         }
         if self.limits.session_queue == 0 {
             bad("limits.session_queue", "must be at least 1");

@@ -25,6 +25,7 @@ pub enum StreamErrorCondition {
     RestrictedXml,
     SeeOtherHost,
     SystemShutdown,
+    UndefinedCondition,
     UnsupportedEncoding,
     UnsupportedFeature,
     UnsupportedStanzaType,
@@ -51,6 +52,7 @@ impl StreamErrorCondition {
             RestrictedXml => "restricted-xml",
             SeeOtherHost => "see-other-host",
             SystemShutdown => "system-shutdown",
+            UndefinedCondition => "undefined-condition",
             UnsupportedEncoding => "unsupported-encoding",
             UnsupportedFeature => "unsupported-feature",
             UnsupportedStanzaType => "unsupported-stanza-type",
@@ -77,6 +79,9 @@ pub struct StreamError {
     pub text: String,
     /// Only for `SeeOtherHost`.
     pub other_host: Option<String>,
+    /// An application-specific condition (RFC 6120 §4.9.4), e.g. XEP-0198's
+    /// `<handled-count-too-high/>`.
+    pub app: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -85,7 +90,13 @@ impl StreamError {
             condition,
             text: text.into(),
             other_host: None,
+            app: None,
         }
+    }
+
+    pub fn with_app(mut self, app: Element) -> Self {
+        self.app = Some(Box::new(app));
+        self
     }
 
     /// The `<error/>` element in the streams namespace, unprefixed (RFC 7395 §3.3.1 allows it
@@ -103,6 +114,9 @@ impl StreamError {
                     .append(self.text.as_str())
                     .build(),
             );
+        }
+        if let Some(app) = &self.app {
+            el = el.append((**app).clone());
         }
         el.build()
     }

@@ -64,7 +64,9 @@ async fn route_on(
     // valid normalised JID and parsing it (nodeprep, nameprep, resourceprep: ~4% of the CPU
     // per routed message at 10 pairs) would only give the same JID back.
     let stanza = match state.sessions.deliver_to_addressee(stanza) {
-        Handed::NoSession(stanza) => stanza,
+        // A session that is ending counts as none: its stanzas go where those for a resource
+        // that went away go (RFC 6121 §8.5.3.2), not back as errors.
+        Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,
         handed => return replies_for(handed),
     };
     route_parsed(state, stanza, kind, from).await
@@ -335,7 +337,7 @@ async fn to_full_jid(
     to: &FullJid,
 ) -> Vec<Element> {
     let stanza = match state.sessions.deliver_to_full(to, stanza) {
-        Handed::NoSession(stanza) => stanza,
+        Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,
         handed => return replies_for(handed),
     };
     // RFC 6121 §8.5.3.2: no such resource.
@@ -414,7 +416,30 @@ async fn deliver_message_to_bare(
     if !account_exists(state, to).await {
         return reply(&stanza, StanzaErrorCondition::ServiceUnavailable);
     }
-    // RFC 6121 §8.5.2.2.1: offline storage, when a module does it.
+    no_resource(state, stanza, from, to).await
+}
+
+/// A message that a session took but never delivered (its connection was lost and not resumed,
+/// XEP-0198 §5), handled as one for an account without an available resource: kept by the
+/// offline module, else an error to its sender. Not offered to the account's other resources:
+/// those with carbons already had their copy.
+pub async fn undelivered_message(state: &Arc<ServerState>, stanza: Element, to: &BareJid) {
+    let Some(Ok(from)) = stanza.attr("from").map(Jid::new) else {
+        return;
+    };
+    for reply in no_resource(state, stanza, &from, to).await {
+        dispatch(state, reply).await;
+    }
+}
+
+/// RFC 6121 §8.5.2.2.1: no resource took the message.
+async fn no_resource(
+    state: &Arc<ServerState>,
+    stanza: Element,
+    from: &Jid,
+    to: &BareJid,
+) -> Vec<Element> {
+    // Offline storage, when a module does it.
     let (stanza, extra) = if state.modules.wants(StanzaHook::MessageNoResource) {
         let account = to.as_str();
         let to = Jid::from(to.clone());

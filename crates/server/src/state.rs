@@ -9,6 +9,7 @@ use weft_config::Config;
 use weft_storage::Storage;
 
 use crate::session::registry::SessionRegistry;
+use crate::session::resumption::ResumptionTable;
 use crate::transport::limits::ConnectionLimiter;
 use crate::transport::tls::TlsSetup;
 
@@ -34,6 +35,8 @@ pub struct ServerState {
     pub see_other_uri: RwLock<Option<String>>,
     /// Federation: outgoing link pools, dialback keys, peer certificate checks.
     pub s2s: crate::s2s::S2s,
+    /// XEP-0198: resumable c2s sessions by SM-ID.
+    pub resumption: ResumptionTable<crate::session::c2s::Takeover>,
 }
 
 impl ServerState {
@@ -71,8 +74,11 @@ impl ServerState {
             verifier,
             discovery,
         );
+        // An ended session's count answers resumption attempts for as long again as it waited.
+        let remember = config.c2s.stream_management.resume_timeout.0 * 2;
         Ok(Arc::new(ServerState {
             s2s,
+            resumption: ResumptionTable::new(remember),
             domains: config.server.domains.iter().cloned().collect(),
             limiter: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             see_other_uri: RwLock::new(config.websocket.see_other_uri.clone()),

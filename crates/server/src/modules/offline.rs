@@ -123,12 +123,16 @@ impl Offline {
         let user = to.to_bare();
         let (domain, node) = account_parts(&user);
         let mut kept = stanza.clone();
-        kept.append_child(
-            Element::builder("delay", NS_DELAY)
-                .attr(xml_ncname!("from").into(), domain)
-                .attr(xml_ncname!("stamp").into(), now_stamp())
-                .build(),
-        );
+        // One that already carries a delay (held for a lost session, XEP-0198 §5) keeps its
+        // first time.
+        if !kept.has_child("delay", NS_DELAY) {
+            kept.append_child(
+                Element::builder("delay", NS_DELAY)
+                    .attr(xml_ncname!("from").into(), domain)
+                    .attr(xml_ncname!("stamp").into(), now_stamp())
+                    .build(),
+            );
+        }
         let max = self.settings.max_messages;
         match state
             .storage

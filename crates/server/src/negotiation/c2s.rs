@@ -120,7 +120,11 @@ pub fn pre_auth_features(offer: &PreAuthOffer, require_encryption: bool) -> Elem
 /// `<features/>` after SASL: resource binding, the legacy session feature marked optional
 /// (RFC 6121 Appendix E) for old clients, and the modules' own empty feature elements
 /// (name, namespace), such as roster versioning.
-pub fn post_auth_features(module_features: &[(&str, &str)], caps: &Element) -> Element {
+pub fn post_auth_features(
+    module_features: &[(&str, &str)],
+    caps: &Element,
+    stream_management: bool,
+) -> Element {
     let mut features = Element::builder("features", ns::STREAM)
         .append(Element::builder("bind", ns::BIND).build())
         .append(
@@ -128,6 +132,10 @@ pub fn post_auth_features(module_features: &[(&str, &str)], caps: &Element) -> E
                 .append(Element::builder("optional", ns::SESSION).build())
                 .build(),
         );
+    if stream_management {
+        // XEP-0198 §3: offered after authentication; enabled after bind, or resumed instead.
+        features = features.append(Element::builder("sm", ns::SM).build());
+    }
     for (name, namespace) in module_features {
         features = features.append(Element::builder(*name, *namespace).build());
     }

@@ -3,4 +3,6 @@
 pub mod c2s;
 pub(crate) mod rate;
 pub mod registry;
+pub mod resumption;
+pub mod sm;
 pub mod stop;

@@ -268,6 +268,21 @@ impl SessionRegistry {
         hand(find(&accounts, jid.as_str()), stanza)
     }
 
+    /// Replaces where the session `session_id` bound to `jid` receives its stanzas (XEP-0198:
+    /// a session that enables stream management takes them through its task, which counts
+    /// them). False when that session is no longer bound there.
+    pub fn set_inbox(&self, jid: &FullJid, session_id: u64, inbox: Inbox) -> bool {
+        let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        let Some(resource) = accounts.get_mut(bare_part(jid)).and_then(|rs| {
+            rs.iter_mut()
+                .find(|r| r.name == jid.resource().as_str() && r.handle.id == session_id)
+        }) else {
+            return false;
+        };
+        resource.handle.inbox = inbox;
+        true
+    }
+
     /// Sets (or with `None` removes) the delivery filter of the session bound to `jid`;
     /// returns the one it replaces.
     pub fn set_filter(

@@ -3,6 +3,9 @@
 //! writes what others send it. Transport-agnostic: it only sees `Framed`.
 
 mod sasl;
+mod stream_management;
+
+pub use stream_management::Takeover;
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use crate::ns;
 use crate::router;
 use crate::session::rate::StanzaBudget;
 use crate::session::registry::{BindOutcome, Inbox, Outbound, SessionHandle};
+use crate::session::sm::Unacked;
 use crate::session::stop::{Signal, StopReason, StopSignal};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
@@ -38,6 +42,8 @@ enum End {
     /// The connection is gone; nothing more can be written.
     Disconnected,
     Shutdown,
+    /// A new stream resumes this session (XEP-0198 §5); this one closes.
+    TakenOver(Takeover),
 }
 
 impl From<FramingError> for End {
@@ -59,6 +65,8 @@ struct Bound {
     id: u64,
     delivery: Delivery,
     stop: Arc<StopSignal>,
+    /// XEP-0198, once the client enabled it. Boxed: an idle session without it stays small.
+    sm: Option<Box<stream_management::SmSession>>,
 }
 
 /// The session task's side of its inbox (`registry::Inbox`).
@@ -160,34 +168,103 @@ impl C2s {
             _ = state.shutdown.cancelled() => Err(End::Shutdown),
         };
         let end = match negotiated {
-            Ok(mut bound) => {
-                if state.modules.wants_session(SessionHook::Bound) {
-                    Box::pin(
-                        state
-                            .modules
-                            .session(&state, SessionHook::Bound, &bound.jid),
-                    )
-                    .await;
-                }
-                let end = this.established(&mut bound).await;
-                // Nothing more reaches the client; the modules see the session end while the
-                // registry still lists it (its last presence, for the unavailable broadcast),
-                // then it is forgotten.
-                this.stop_deliveries(&mut bound);
-                if state.modules.wants_session(SessionHook::Closed) {
-                    Box::pin(
-                        state
-                            .modules
-                            .session(&state, SessionHook::Closed, &bound.jid),
-                    )
-                    .await;
-                }
-                this.unbind(&bound);
+            Ok((mut bound, resume)) => {
+                let mut next = match resume {
+                    // XEP-0198 §5: the session goes on where it was; no new-session hooks.
+                    Some(h) => Box::pin(this.resumed(&mut bound, h)).await.err(),
+                    None => {
+                        if state.modules.wants_session(SessionHook::Bound) {
+                            Box::pin(
+                                state
+                                    .modules
+                                    .session(&state, SessionHook::Bound, &bound.jid),
+                            )
+                            .await;
+                        }
+                        None
+                    }
+                };
+                let end = loop {
+                    let end = match next.take() {
+                        Some(end) => end,
+                        None => this.established(&mut bound).await,
+                    };
+                    let (takeover, connected) = match end {
+                        End::TakenOver(takeover) => (takeover, true),
+                        End::Disconnected if bound.is_resumable() => {
+                            match Box::pin(this.hibernate(&mut bound)).await {
+                                Some(takeover) => (takeover, false),
+                                None => break End::Disconnected,
+                            }
+                        }
+                        end => break end,
+                    };
+                    match takeover.hand_over(bound) {
+                        Ok(()) => {
+                            if connected {
+                                let err = StreamError::new(
+                                    StreamErrorCondition::Conflict,
+                                    "this session was resumed on another stream (XEP-0198 §5)",
+                                );
+                                Box::pin(this.finish(End::Error(err))).await;
+                            }
+                            return;
+                        }
+                        // The resuming stream stopped waiting: the session stays here.
+                        Err(back) => bound = back,
+                    }
+                    if !connected {
+                        next = Some(End::Disconnected);
+                    }
+                };
+                Box::pin(this.end_session(bound)).await;
                 end
             }
             Err(end) => end,
         };
         Box::pin(this.finish(end)).await;
+    }
+
+    /// The session is over. What it took and never delivered goes elsewhere first (XEP-0198
+    /// §5), in order, while later stanzas still queue behind it; then nothing more reaches it,
+    /// and the modules see it end while the registry still lists it (its last presence, for
+    /// the unavailable broadcast); then it is forgotten.
+    async fn end_session(&mut self, mut bound: Bound) {
+        let state = self.state.clone();
+        let mut undelivered: Vec<Unacked> = match bound.sm.as_mut() {
+            Some(sm) => sm.counters.take_unacked().into(),
+            None => Vec::new(),
+        };
+        let mut closed = false;
+        loop {
+            // What is still queued was never written.
+            while let Some(stanza) = bound.delivery.try_next() {
+                undelivered.push(Unacked {
+                    stanza,
+                    sent_at: std::time::SystemTime::now(),
+                });
+            }
+            if undelivered.is_empty() {
+                if closed {
+                    break;
+                }
+                self.stop_deliveries(&mut bound);
+                closed = true;
+                continue;
+            }
+            let batch = std::mem::take(&mut undelivered);
+            stream_management::undelivered(&state, &bound.jid, batch).await;
+        }
+        if state.modules.wants_session(SessionHook::Closed) {
+            state
+                .modules
+                .session(&state, SessionHook::Closed, &bound.jid)
+                .await;
+        }
+        self.unbind(&bound);
+        if let Some(sm) = &bound.sm {
+            sm.ended(&state);
+        }
     }
 
     fn queue_header(&mut self) {
@@ -216,7 +293,8 @@ impl C2s {
             self.stream_id = new_stream_id();
         }
         match end {
-            End::Disconnected => {}
+            // A session taken over was handed on in `run`.
+            End::Disconnected | End::TakenOver(_) => {}
             End::PeerClosed => self.framed.close(true, None).await,
             End::Error(err) => {
                 tracing::debug!(peer = %self.peer.addr, "stream error: {}: {}", err.condition.name(), err.text);
@@ -264,8 +342,9 @@ impl C2s {
         self.framed.flush().await.map_err(|_| End::Disconnected)
     }
 
-    /// Opens streams until a resource is bound (RFC 6120 §4.3, §5, §6, §7).
-    async fn negotiate(&mut self) -> Result<Bound, End> {
+    /// Opens streams until a resource is bound (RFC 6120 §4.3, §5, §6, §7) or a session is
+    /// resumed (XEP-0198 §5; then with the client's 'h').
+    async fn negotiate(&mut self) -> Result<(Bound, Option<u32>), End> {
         let mut authenticated: Option<BareJid> = None;
         let mut failures = 0u32;
         loop {
@@ -296,6 +375,7 @@ impl C2s {
                 self.framed.queue_stream_element(&neg::post_auth_features(
                     self.state.modules.stream_features(),
                     self.state.modules.caps(),
+                    self.state.config.c2s.stream_management.enabled,
                 ));
                 self.flush().await?;
                 return self.bind(&account).await;
@@ -368,7 +448,7 @@ impl C2s {
         Ok(())
     }
     /// RFC 6120 §7: waits for the bind request (answering legacy session requests meanwhile).
-    async fn bind(&mut self, account: &BareJid) -> Result<Bound, End> {
+    async fn bind(&mut self, account: &BareJid) -> Result<(Bound, Option<u32>), End> {
         // One stop signal for every attempt: it is what a shared writer wakes for leftovers,
         // and a refused attempt leaves it unraised.
         let stop = Arc::new(StopSignal::default());
@@ -382,6 +462,22 @@ impl C2s {
             let is_set_iq = el.is("iq", ns::CLIENT) && el.attr("type") == Some("set");
             if is_set_iq && el.has_child("session", ns::SESSION) {
                 self.framed.queue(&stanza::iq_result(&el, None));
+                self.flush().await?;
+                continue;
+            }
+            if el.is("resume", ns::SM) {
+                match self.resume(account, el).await? {
+                    Some((bound, h)) => return Ok((bound, Some(h))),
+                    None => continue,
+                }
+            }
+            if el.has_ns(ns::SM) {
+                // XEP-0198 §3: enabling (and acking) needs a bound resource.
+                self.framed.queue(
+                    &Element::builder("failed", ns::SM)
+                        .append(Element::builder("unexpected-request", ns::STANZAS).build())
+                        .build(),
+                );
                 self.flush().await?;
                 continue;
             }
@@ -453,12 +549,16 @@ impl C2s {
                 writer.release();
             }
             tracing::debug!(%jid, "bound");
-            return Ok(Bound {
-                jid,
-                id,
-                delivery,
-                stop: stop.clone(),
-            });
+            return Ok((
+                Bound {
+                    jid,
+                    id,
+                    delivery,
+                    stop: stop.clone(),
+                    sm: None,
+                },
+                None,
+            ));
         }
     }
 
@@ -473,7 +573,7 @@ impl C2s {
         let mut paused = false;
         let resume = tokio::time::sleep_until(Instant::now());
         tokio::pin!(resume);
-        let stop = &bound.stop;
+        let stop = bound.stop.clone();
         loop {
             tokio::select! {
                 biased;
@@ -491,16 +591,19 @@ impl C2s {
                     }
                 },
                 first = bound.delivery.next() => {
-                    self.framed.queue(&first);
+                    self.send(bound, first);
                     for _ in 1..WRITE_BATCH {
                         match bound.delivery.try_next() {
-                            Some(el) => self.framed.queue(&el),
+                            Some(el) => self.send(bound, el),
                             None => break,
                         }
                     }
-                    if self.framed.flush().await.is_err() {
-                        return End::Disconnected;
+                    if let Err(end) = self.flush_out(bound).await {
+                        return end;
                     }
+                }
+                takeover = stream_management::takeover_request(&mut bound.sm) => {
+                    return End::TakenOver(takeover);
                 }
                 _ = &mut resume, if paused => paused = false,
                 incoming = self.framed.recv(), if !paused => {
@@ -515,7 +618,12 @@ impl C2s {
                         }
                         Err(e) => return End::from(e),
                     };
-                    if let Err(end) = self.client_stanza(el, &bound.jid).await {
+                    let handled = if el.has_ns(ns::SM) {
+                        Box::pin(self.stream_management(bound, el)).await
+                    } else {
+                        self.client_stanza(el, bound).await
+                    };
+                    if let Err(end) = handled {
                         return end;
                     }
                     if let Some(until) = budget.spend() {
@@ -527,8 +635,35 @@ impl C2s {
         }
     }
 
+    /// A stanza (or a nonza) to the client: with XEP-0198 on, counted and kept until acked.
+    fn send(&mut self, bound: &mut Bound, stanza: Box<Element>) {
+        self.framed.queue(&stanza);
+        if let Some(sm) = &mut bound.sm {
+            sm.counters.sent(stanza);
+        }
+    }
+
+    /// Writes what was sent, with an ack request when stanzas wait for one (XEP-0198 §4).
+    async fn flush_out(&mut self, bound: &mut Bound) -> Result<(), End> {
+        if let Some(sm) = &mut bound.sm {
+            let counters = &mut sm.counters;
+            if counters.over_limit() {
+                return Err(stream_error(
+                    StreamErrorCondition::PolicyViolation,
+                    "too many stanzas wait for your acknowledgement (XEP-0198)",
+                ));
+            }
+            if !counters.ack_requested && counters.unacked_len() > 0 {
+                counters.ack_requested = true;
+                self.framed.queue(&Element::builder("r", ns::SM).build());
+            }
+        }
+        self.flush().await
+    }
+
     /// RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only use its own JID there.
-    async fn client_stanza(&mut self, mut el: Element, jid: &FullJid) -> Result<(), End> {
+    async fn client_stanza(&mut self, mut el: Element, bound: &mut Bound) -> Result<(), End> {
+        let jid = &bound.jid;
         let Some(kind) = Kind::of(&el, ns::CLIENT) else {
             // Not a stanza: a module's element (XEP-0352 client state), or an error.
             let state = self.state.clone();
@@ -558,11 +693,15 @@ impl C2s {
         stanza::set_attr(&mut el, xml_ncname!("from").into(), jid.as_str());
         // Boxed: routing's future is larger than the idle loop that waits on it.
         let replies = Box::pin(router::route_from_client(&self.state, el, kind, jid)).await;
+        if let Some(sm) = &mut bound.sm {
+            // XEP-0198 §4: routed, stored or answered: handled.
+            sm.counters.handled();
+        }
         if !replies.is_empty() {
-            for r in &replies {
-                self.framed.queue(r);
+            for r in replies {
+                self.send(bound, Box::new(r));
             }
-            self.flush().await?;
+            self.flush_out(bound).await?;
         }
         Ok(())
     }

@@ -1,0 +1,361 @@
+//! XEP-0198 Stream Management in the c2s session: `<enable/>`, `<r/>`/`<a/>`, keeping a
+//! session whose connection dropped until it is resumed (on any transport) or times out, and
+//! what becomes of the stanzas it never delivered. The counters are `session::sm`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jid::{BareJid, FullJid};
+use minidom::Element;
+use rxml::xml_ncname;
+use tokio::sync::{mpsc, oneshot};
+use xmpp_parsers::sm::{self, A};
+
+use super::{stream_error, Bound, C2s, Delivery, End};
+use crate::error::{StanzaErrorCondition, StreamError, StreamErrorCondition};
+use crate::session::registry::Inbox;
+use crate::session::resumption::Lookup;
+use crate::session::sm::{StreamManagement, Unacked};
+use crate::session::stop::Signal;
+use crate::state::ServerState;
+
+/// How long a resuming stream waits for the old one to hand its session over.
+const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
+const NS_DELAY: &str = "urn:xmpp:delay";
+const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+
+/// A request from a stream that resumes a session: its task answers with the session.
+pub struct Takeover(oneshot::Sender<Box<Bound>>);
+
+impl Takeover {
+    /// Gives the session to the resuming stream; back if that stream gave up waiting.
+    pub(super) fn hand_over(self, bound: Bound) -> Result<(), Bound> {
+        self.0.send(Box::new(bound)).map_err(|b| *b)
+    }
+}
+
+/// Stream management of one session, from `<enabled/>` on.
+pub(super) struct SmSession {
+    pub counters: StreamManagement,
+    /// How long the session waits for a resumption once its connection is lost.
+    resume_timeout: Duration,
+    /// Set when resumable: where resuming streams ask for the session.
+    takeover: Option<(mpsc::Sender<Takeover>, mpsc::Receiver<Takeover>)>,
+}
+
+impl Bound {
+    pub(super) fn is_resumable(&self) -> bool {
+        self.sm.as_ref().is_some_and(|sm| sm.takeover.is_some())
+    }
+}
+
+/// Ready when a resuming stream asks for the session; never without resumption. Cancel-safe.
+pub(super) async fn takeover_request(sm: &mut Option<Box<SmSession>>) -> Takeover {
+    let rx = sm
+        .as_mut()
+        .and_then(|s| s.takeover.as_mut())
+        .map(|(_, rx)| rx);
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Some(t) => t,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn new_sm_id() -> String {
+    use base64::Engine;
+    let bytes: [u8; 18] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn failed(h: Option<u32>, condition: xmpp_parsers::stanza_error::DefinedCondition) -> Element {
+    sm::Failed {
+        h,
+        error: Some(condition),
+    }
+    .into()
+}
+
+impl C2s {
+    /// An element in the XEP-0198 namespace on an established stream.
+    pub(super) async fn stream_management(
+        &mut self,
+        bound: &mut Bound,
+        el: Element,
+    ) -> Result<(), End> {
+        use xmpp_parsers::stanza_error::DefinedCondition::UnexpectedRequest;
+        match (el.name(), &mut bound.sm) {
+            ("enable", None) => return self.enable(bound, el).await,
+            ("enable", Some(_)) => {
+                return Err(stream_error(
+                    StreamErrorCondition::PolicyViolation,
+                    "stream management is already enabled on this stream (XEP-0198 §3)",
+                ))
+            }
+            ("r", Some(sm)) => {
+                let ack: Element = A::new(sm.counters.inbound()).into();
+                self.framed.queue(&ack);
+            }
+            ("a", Some(sm)) => {
+                let a = A::try_from(el).map_err(|_| {
+                    stream_error(
+                        StreamErrorCondition::BadFormat,
+                        "<a/> needs an 'h' between 0 and 4294967295 (XEP-0198 §4)",
+                    )
+                })?;
+                if let Err(too_high) = sm.counters.ack(a.h) {
+                    return Err(handled_count_too_high(too_high));
+                }
+                return Ok(());
+            }
+            ("resume", _) | ("r", None) | ("a", None) => {
+                // XEP-0198 §3, §5: resumption replaces binding; acks need an enabled stream.
+                self.framed.queue(&failed(None, UnexpectedRequest));
+            }
+            _ => {
+                return Err(stream_error(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    "not an element of XEP-0198",
+                ))
+            }
+        }
+        self.framed.flush().await.map_err(|_| End::Disconnected)
+    }
+
+    /// XEP-0198 §3. From here every stanza to the client goes through this task, which counts
+    /// it: the registry's direct writes into the connection end.
+    async fn enable(&mut self, bound: &mut Bound, el: Element) -> Result<(), End> {
+        let state = self.state.clone();
+        let config = &state.config.c2s.stream_management;
+        if !config.enabled {
+            use xmpp_parsers::stanza_error::DefinedCondition::FeatureNotImplemented;
+            self.framed.queue(&failed(None, FeatureNotImplemented));
+            return self.framed.flush().await.map_err(|_| End::Disconnected);
+        }
+        let enable = sm::Enable::try_from(el).map_err(|_| {
+            stream_error(
+                StreamErrorCondition::BadFormat,
+                "<enable/> has a 'resume' that is not a boolean or a 'max' that is not a number",
+            )
+        })?;
+        if let Delivery::Direct(writer) = &bound.delivery {
+            let (tx, rx) = mpsc::channel(state.config.limits.session_queue);
+            state
+                .sessions
+                .set_inbox(&bound.jid, bound.id, Inbox::Queue(tx));
+            // A delivery through a handle taken before the switch is refused (as to a
+            // session that went away) rather than written past the counters.
+            writer.close();
+            bound.delivery = Delivery::Queue(rx);
+        }
+        let resume_timeout = match enable.max {
+            Some(max) => config
+                .resume_timeout
+                .0
+                .min(Duration::from_secs(max.max(1).into())),
+            None => config.resume_timeout.0,
+        };
+        let id = enable.resume.then(new_sm_id);
+        let takeover = id.as_deref().map(|id| {
+            let (tx, rx) = mpsc::channel(1);
+            state
+                .resumption
+                .register(id, &bound.jid.to_bare(), tx.clone());
+            (tx, rx)
+        });
+        let enabled = sm::Enabled {
+            id: id.clone().map(sm::StreamId),
+            location: None,
+            max: id
+                .is_some()
+                .then(|| u32::try_from(resume_timeout.as_secs()).unwrap_or(u32::MAX)),
+            resume: id.is_some(),
+        };
+        self.framed.queue(&enabled.into());
+        bound.sm = Some(Box::new(SmSession {
+            counters: StreamManagement::new(id, config.max_unacked),
+            resume_timeout,
+            takeover,
+        }));
+        tracing::debug!(jid = %bound.jid, resumable = bound.is_resumable(), "stream management enabled");
+        self.framed.flush().await.map_err(|_| End::Disconnected)
+    }
+
+    /// XEP-0198 §5, on a new stream after authentication: takes the session over from the
+    /// task that holds it. `None` when it cannot be resumed (`<failed/>` was sent; the client
+    /// may bind a new session on this stream).
+    pub(super) async fn resume(
+        &mut self,
+        account: &BareJid,
+        el: Element,
+    ) -> Result<Option<(Bound, u32)>, End> {
+        use xmpp_parsers::stanza_error::DefinedCondition::{FeatureNotImplemented, ItemNotFound};
+        let state = self.state.clone();
+        let reply = if !state.config.c2s.stream_management.enabled {
+            failed(None, FeatureNotImplemented)
+        } else {
+            let request = sm::Resume::try_from(el).map_err(|_| {
+                stream_error(
+                    StreamErrorCondition::BadFormat,
+                    "<resume/> needs 'previd' and a numeric 'h' (XEP-0198 §5)",
+                )
+            })?;
+            match state.resumption.take(&request.previd.0, account) {
+                Lookup::Live(takeover) => {
+                    let (tx, rx) = oneshot::channel();
+                    if takeover.send(Takeover(tx)).await.is_ok() {
+                        if let Ok(Ok(bound)) = tokio::time::timeout(HANDOVER_WAIT, rx).await {
+                            return Ok(Some((*bound, request.h)));
+                        }
+                    }
+                    failed(None, ItemNotFound)
+                }
+                Lookup::Ended { h } => failed(Some(h), ItemNotFound),
+                Lookup::Unknown => failed(None, ItemNotFound),
+            }
+        };
+        self.framed.queue(&reply);
+        self.framed.flush().await.map_err(|_| End::Disconnected)?;
+        Ok(None)
+    }
+
+    /// The first thing a resumed session does on its new stream: `<resumed/>`, then every
+    /// stanza the client did not acknowledge, again, in order.
+    pub(super) async fn resumed(&mut self, bound: &mut Bound, h: u32) -> Result<(), End> {
+        let state = self.state.clone();
+        let account = bound.jid.to_bare();
+        let Some(sm) = bound.sm.as_mut() else {
+            return Ok(());
+        };
+        let Some(id) = sm.counters.id.clone() else {
+            return Ok(());
+        };
+        let (tx, rx) = mpsc::channel(1);
+        state.resumption.register(&id, &account, tx.clone());
+        sm.takeover = Some((tx, rx));
+        let too_high = sm.counters.ack(h).err();
+        let resumed = sm::Resumed {
+            h: sm.counters.inbound(),
+            previd: sm::StreamId(id),
+        };
+        self.framed.queue(&resumed.into());
+        if let Some(too_high) = too_high {
+            return Err(handled_count_too_high(too_high));
+        }
+        for stanza in sm.counters.unacked() {
+            self.framed.queue(stanza);
+        }
+        tracing::debug!(jid = %bound.jid, resent = sm.counters.unacked_len(), "session resumed");
+        self.flush_out(bound).await
+    }
+
+    /// A resumable session whose connection was lost: what it is sent waits for a resumption
+    /// until the timeout. `Some` when a stream resumes it.
+    pub(super) async fn hibernate(&mut self, bound: &mut Bound) -> Option<Takeover> {
+        let timeout = bound.sm.as_ref()?.resume_timeout;
+        tracing::debug!(jid = %bound.jid, "connection lost; the session waits {timeout:?} to be resumed");
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let stop = bound.stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                signal = std::future::poll_fn(|cx| stop.poll_signal(cx)) => {
+                    if let Signal::Stop(_) = signal {
+                        return None;
+                    }
+                }
+                takeover = takeover_request(&mut bound.sm) => return Some(takeover),
+                stanza = bound.delivery.next() => {
+                    let sm = bound.sm.as_mut()?;
+                    if !sm.counters.sent(stanza) {
+                        tracing::debug!(jid = %bound.jid, "too many stanzas for a lost connection; the session ends");
+                        return None;
+                    }
+                }
+                _ = &mut deadline => {
+                    tracing::debug!(jid = %bound.jid, "not resumed in time; the session ends");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// XEP-0198 §4: the client acknowledged stanzas it was never sent.
+fn handled_count_too_high(too_high: crate::session::sm::TooHigh) -> End {
+    let app: Element = sm::HandledCountTooHigh {
+        h: too_high.h,
+        send_count: too_high.send_count,
+    }
+    .into();
+    End::Error(
+        StreamError::new(
+            StreamErrorCondition::UndefinedCondition,
+            format!(
+                "you acknowledged {} stanzas but were sent {} (XEP-0198 §4)",
+                too_high.h, too_high.send_count
+            ),
+        )
+        .with_app(app),
+    )
+}
+
+/// What an ending session took and never delivered (not acknowledged under XEP-0198, or still
+/// queued) goes where stanzas for a resource that went away go (XEP-0198 §5): messages to
+/// offline storage with the time they were first sent, IQ requests back to their senders as
+/// errors. Presence, IQ answers, errors, headlines, groupchat messages, chat states alone and
+/// carbon copies are dropped: they have no later use, or reached the account's other
+/// resources already.
+pub(super) async fn undelivered(state: &Arc<ServerState>, jid: &FullJid, stanzas: Vec<Unacked>) {
+    for Unacked { stanza, sent_at } in stanzas {
+        let mut stanza = *stanza;
+        match stanza.name() {
+            "message" => {
+                if matches!(
+                    stanza.attr("type"),
+                    Some("error" | "groupchat" | "headline")
+                ) || crate::stanza::is_chat_state_only(&stanza)
+                    || stanza.children().any(|c| c.has_ns(NS_CARBONS))
+                {
+                    continue;
+                }
+                if !stanza.has_child("delay", NS_DELAY) {
+                    stanza.append_child(delay(jid.domain().as_str(), sent_at));
+                }
+                crate::router::undelivered_message(state, stanza, &jid.to_bare()).await;
+            }
+            "iq" if matches!(stanza.attr("type"), Some("get" | "set")) => {
+                let condition = StanzaErrorCondition::ServiceUnavailable;
+                if let Some(error) = crate::stanza::error_reply(&stanza, condition) {
+                    crate::router::dispatch(state, error).await;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// XEP-0203.
+fn delay(from: &str, at: SystemTime) -> Element {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Element::builder("delay", NS_DELAY)
+        .attr(xml_ncname!("from").into(), from)
+        .attr(
+            xml_ncname!("stamp").into(),
+            crate::modules::time::xep0082(since.as_secs() as i64, since.subsec_millis()),
+        )
+        .build()
+}
+
+impl SmSession {
+    /// Remembers the ended session's count for `<failed h=''/>`.
+    pub(super) fn ended(&self, state: &ServerState) {
+        if let (Some(id), Some((tx, _))) = (&self.counters.id, &self.takeover) {
+            state.resumption.ended(id, tx, self.counters.inbound());
+        }
+    }
+}
