@@ -214,6 +214,28 @@ pub fn deliver_local(
     })
 }
 
+/// Sends a presence on a local account's behalf to its one addressee (`StanzaHook::
+/// PresenceFromAccount`): through the modules that may withhold it, then like `dispatch`.
+pub async fn send_presence_for_account(state: &Arc<ServerState>, stanza: Element) {
+    let hook = StanzaHook::PresenceFromAccount;
+    if !state.modules.wants(hook) {
+        return dispatch(state, stanza).await;
+    }
+    let (Some(Ok(from)), Ok(to)) = (stanza.attr("from").map(Jid::new), stanza::to_jid(&stanza))
+    else {
+        return;
+    };
+    let account = bare_part(from.as_str());
+    if !state.modules.concerned(hook, account) {
+        return dispatch(state, stanza).await;
+    }
+    let kind = Kind::Presence;
+    if let Ok((stanza, _)) = run_hook(state, hook, account, stanza, kind, &from, to.as_ref()).await
+    {
+        dispatch(state, stanza).await;
+    }
+}
+
 /// Sends a server-generated stanza (from a module: a roster push, a subscription answer)
 /// wherever its 'to' points: a local session or account, or a remote domain over s2s.
 pub async fn dispatch(state: &Arc<ServerState>, stanza: Element) {

@@ -411,3 +411,108 @@ async fn last_activity_and_caps() {
     assert!(seconds < 10, "{seconds}");
     server.stop().await;
 }
+
+/// Alice and Bob each subscribe to the other (RFC 6121 §3), both online afterwards.
+async fn befriend<A: Client, B: Client>(a: &mut A, a_bare: &str, b: &mut B, b_bare: &str) {
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(b).await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribed'/>"
+    ))
+    .await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(b).await;
+    drain(a).await;
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribed'/>"
+    ))
+    .await;
+    drain(a).await;
+    drain(b).await;
+}
+
+fn presence_from<'a>(got: &'a [Element], from: &str) -> Vec<&'a Element> {
+    got.iter()
+        .filter(|e| e.name() == "presence" && e.attr("from") == Some(from))
+        .collect()
+}
+
+#[tokio::test]
+async fn blocking_a_subscriber_withholds_presence_and_iqs_and_unblocking_brings_presence_back() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("desk")).await;
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+
+    // §3.3: blocking a subscriber shows it the user going unavailable, once.
+    let r = iq(&mut alice, "b", &format!("<iq xmlns='jabber:client' type='set' id='b'><block xmlns='{BLOCKING}'><item jid='bob@localhost'/></block></iq>")).await;
+    assert_eq!(r.attr("type"), Some("result"), "{}", show(&r));
+    let got = drain(&mut bob).await;
+    let seen = presence_from(&got, &alice_jid);
+    assert_eq!(seen.len(), 1, "{got:#?}");
+    assert_eq!(seen[0].attr("type"), Some("unavailable"));
+
+    // Then none of the user's presence reaches the blocked contact: not its broadcast ...
+    alice
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    drain(&mut alice).await;
+    let got = drain(&mut bob).await;
+    assert!(presence_from(&got, &alice_jid).is_empty(), "{got:#?}");
+    // ... nor the answer to the probe of a new session of the contact.
+    let mut bob2 = server.ws().await;
+    login(&mut bob2, "bob", PASSWORD, Login::ScramSha1, Some("phone")).await;
+    bob2.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut bob2).await;
+    let got = drain(&mut bob2).await;
+    assert!(presence_from(&got, &alice_jid).is_empty(), "{got:#?}");
+
+    // §3.5: the user's IQ requests to the blocked contact are refused with <blocked/>; an
+    // answer is dropped silently.
+    let err = iq(&mut alice, "v", &format!("<iq xmlns='jabber:client' type='get' id='v' to='{bob_jid}'><query xmlns='jabber:iq:version'/></iq>")).await;
+    assert_eq!(
+        error_condition(&err).as_deref(),
+        Some("not-acceptable"),
+        "{}",
+        show(&err)
+    );
+    assert!(err
+        .get_child("error", "jabber:client")
+        .is_some_and(|e| e.has_child("blocked", "urn:xmpp:blocking:errors")));
+    alice
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='result' id='x' to='{bob_jid}'/>"
+        ))
+        .await;
+    assert!(drain(&mut alice).await.is_empty());
+    let got = drain(&mut bob).await;
+    assert!(
+        got.iter()
+            .all(|e| e.attr("from") != Some(alice_jid.as_str())),
+        "{got:#?}"
+    );
+
+    // §3.4: unblocking sends the user's current presence again.
+    iq(&mut alice, "u", &format!("<iq xmlns='jabber:client' type='set' id='u'><unblock xmlns='{BLOCKING}'><item jid='bob@localhost'/></unblock></iq>")).await;
+    let got = drain(&mut bob).await;
+    let seen = presence_from(&got, &alice_jid);
+    assert_eq!(seen.len(), 1, "{got:#?}");
+    assert_eq!(seen[0].attr("type"), None);
+    assert_eq!(
+        seen[0].get_child("show", "jabber:client").map(|s| s.text()),
+        Some("away".into())
+    );
+    server.stop().await;
+}

@@ -32,16 +32,24 @@ pub enum StanzaHook {
     MessageToLocal,
     /// An IQ for a local account's bare or full JID, before the server answers or delivers it.
     IqToLocal,
+    /// An IQ from a local client, its 'from' stamped, before routing: blocking.
+    IqFromLocal,
+    /// A presence the server sends on a local account's behalf to one addressee: the
+    /// account's broadcast to its subscribers, answers to their probes, its unavailable when a
+    /// session ends (RFC 6121 §4). The last word before it leaves: blocking.
+    PresenceFromAccount,
 }
 
 impl StanzaHook {
-    pub const ALL: [StanzaHook; 6] = [
+    pub const ALL: [StanzaHook; 8] = [
         StanzaHook::MessageFromLocal,
         StanzaHook::PresenceFromLocal,
         StanzaHook::PresenceToLocal,
         StanzaHook::MessageNoResource,
         StanzaHook::MessageToLocal,
         StanzaHook::IqToLocal,
+        StanzaHook::IqFromLocal,
+        StanzaHook::PresenceFromAccount,
     ];
 
     /// The hook for a stanza of `kind` from a local client.
@@ -49,7 +57,7 @@ impl StanzaHook {
         match kind {
             Kind::Message => Some(StanzaHook::MessageFromLocal),
             Kind::Presence => Some(StanzaHook::PresenceFromLocal),
-            Kind::Iq => None,
+            Kind::Iq => Some(StanzaHook::IqFromLocal),
         }
     }
 

@@ -1,7 +1,9 @@
 //! XEP-0191 Blocking Command: an account's blocklist (JIDs, bare JIDs, domains), kept in its
 //! private storage; nothing from a blocked entity reaches the account (messages and IQs are
 //! refused, presence dropped), and the account's own stanzas to it are refused with
-//! `<blocked/>`. Changes are pushed to every resource that asked for the list.
+//! `<blocked/>` (messages, IQ requests) or dropped (presence, its broadcast included). A newly
+//! blocked subscriber sees the account go unavailable, an unblocked one gets its presence
+//! again (§3.3, §3.4). Changes are pushed to every resource that asked for the list.
 
 use std::sync::Arc;
 
@@ -43,6 +45,8 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::PresenceToLocal, Priority::FILTER),
         (StanzaHook::IqToLocal, Priority::FILTER),
         (StanzaHook::MessageNoResource, Priority::FILTER),
+        (StanzaHook::IqFromLocal, Priority::FILTER),
+        (StanzaHook::PresenceFromAccount, Priority::FILTER),
     ],
     session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     server_features: &[NS],
@@ -118,6 +122,12 @@ impl Module for Blocking {
                     );
                 }
                 let mut new: Vec<Jid> = list.as_ref().clone();
+                // Unblocking everything lifts every entry.
+                let lifted = if !block && jids.is_empty() {
+                    list.as_ref().clone()
+                } else {
+                    jids.clone()
+                };
                 if block {
                     for jid in &jids {
                         if !new.contains(jid) {
@@ -135,8 +145,16 @@ impl Module for Blocking {
                 } else {
                     new.retain(|j| !jids.contains(j));
                 }
+                if block {
+                    // §3.3: the contact sees the user go before the block holds.
+                    presence_to(state, &user, &jids, false).await;
+                }
                 if let Err(e) = self.save(state, &user, new).await {
                     return IqOutcome::storage_failed("blocklist", e);
+                }
+                if !block {
+                    // §3.4: and come back once it is lifted.
+                    presence_to(state, &user, &lifted, true).await;
                 }
                 self.push(state, &user, req.payload.name(), &jids);
                 IqOutcome::Result(None)
@@ -154,7 +172,10 @@ impl Module for Blocking {
         let stanza = event.stanza;
         let outbound = matches!(
             hook,
-            StanzaHook::MessageFromLocal | StanzaHook::PresenceFromLocal
+            StanzaHook::MessageFromLocal
+                | StanzaHook::PresenceFromLocal
+                | StanzaHook::IqFromLocal
+                | StanzaHook::PresenceFromAccount
         );
         let (account, other) = if outbound {
             (event.from.to_bare(), event.to)
@@ -177,20 +198,24 @@ impl Module for Blocking {
         if !list.iter().any(|item| matches(item, other)) {
             return Flow::Continue(stanza);
         }
-        let kind = Kind::of(&stanza, ns::CLIENT);
-        let refusal = if outbound {
-            // §3.4: the user is told why.
-            (kind == Some(Kind::Message)).then(|| {
+        // Only a request is answered (a message or an IQ get/set): presence, errors and IQ
+        // answers are dropped silently.
+        let request = match Kind::of(&stanza, ns::CLIENT) {
+            Some(Kind::Message) => stanza.attr("type") != Some("error"),
+            Some(Kind::Iq) => matches!(stanza.attr("type"), Some("get" | "set")),
+            _ => false,
+        };
+        let refusal = request.then(|| {
+            if outbound {
+                // §3.5: the user is told why.
                 StanzaError::new(StanzaErrorCondition::NotAcceptable)
                     .with_text("you blocked this recipient (XEP-0191)")
                     .with_app_condition("blocked", NS_ERRORS)
-            })
-        } else {
-            // §3.3: the blocked entity learns nothing beyond a generic error; presence and
-            // errors are dropped silently.
-            matches!(kind, Some(Kind::Message) | Some(Kind::Iq))
-                .then(|| StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
-        };
+            } else {
+                // §3.3: the blocked entity learns nothing beyond a generic error.
+                StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
+            }
+        });
         let replies = refusal
             .and_then(|e| e.reply_to(&stanza))
             .into_iter()
@@ -281,6 +306,43 @@ impl Blocking {
                 .append(payload.clone())
                 .build();
             let _ = state.sessions.deliver_to_full(&full, push);
+        }
+    }
+}
+
+/// The current presence of each of the user's available resources (or their unavailable) to
+/// every subscriber in the roster (subscription from or both) that one of `jids` matches:
+/// only those had the user's presence (§3.3, §3.4).
+async fn presence_to(state: &Arc<ServerState>, user: &BareJid, jids: &[Jid], available: bool) {
+    let (domain, node) = crate::modules::api::account_parts(user);
+    let roster = match state.storage.roster.roster(domain, node).await {
+        Ok((_, roster)) => roster,
+        Err(e) => {
+            tracing::warn!("roster lookup for the blocklist failed: {e}");
+            return;
+        }
+    };
+    let presences = state.sessions.presences(user);
+    for item in roster {
+        use weft_storage::Subscription::{Both, From};
+        let Ok(contact) = Jid::new(&item.contact) else {
+            continue;
+        };
+        if !matches!(item.subscription, From | Both) || !jids.iter().any(|j| matches(j, &contact)) {
+            continue;
+        }
+        for last in presences.iter().filter_map(|p| p.parse::<Element>().ok()) {
+            let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
+            let mut presence = if available {
+                last
+            } else {
+                Element::builder("presence", ns::CLIENT)
+                    .attr(xml_ncname!("type").into(), "unavailable")
+                    .build()
+            };
+            crate::stanza::set_attr(&mut presence, xml_ncname!("from").into(), &from);
+            crate::stanza::set_attr(&mut presence, xml_ncname!("to").into(), contact.as_str());
+            crate::router::dispatch(state, presence).await;
         }
     }
 }

@@ -93,7 +93,7 @@ async fn send_presence_of(state: &Arc<ServerState>, user: &BareJid, to: &str, av
         } else {
             presence("unavailable", &from, to)
         };
-        crate::router::dispatch(state, stanza).await;
+        crate::router::send_presence_for_account(state, stanza).await;
     }
 }
 
@@ -362,11 +362,12 @@ impl RosterModule {
         let available = available(state, user);
         if available.is_empty() {
             let reply = presence("unavailable", user.as_str(), prober.as_str());
-            crate::router::dispatch(state, reply).await;
+            crate::router::send_presence_for_account(state, reply).await;
         }
         for last in available {
             let from = last.attr("from").unwrap_or(user.as_str()).to_owned();
-            crate::router::dispatch(state, readdressed(&last, &from, prober.as_str())).await;
+            let answer = readdressed(&last, &from, prober.as_str());
+            crate::router::send_presence_for_account(state, answer).await;
         }
         Ok(())
     }
@@ -405,12 +406,12 @@ impl RosterModule {
         for item in &roster {
             if state_of(item).from() {
                 let copy = readdressed(&own, full.as_str(), &item.contact);
-                crate::router::dispatch(state, copy).await;
+                crate::router::send_presence_for_account(state, copy).await;
             }
         }
         for to in directed {
             let copy = readdressed(&own, full.as_str(), to.as_str());
-            crate::router::dispatch(state, copy).await;
+            crate::router::send_presence_for_account(state, copy).await;
         }
         // The account's own resources, the sender included (§4.2.2, §4.4.2).
         let mut back = Vec::new();
@@ -427,7 +428,7 @@ impl RosterModule {
             for item in &roster {
                 if state_of(item).to() {
                     let probe = presence("probe", user.as_str(), &item.contact);
-                    crate::router::dispatch(state, probe).await;
+                    crate::router::send_presence_for_account(state, probe).await;
                 }
                 if item.pending_in {
                     let request = match item.pending_in_stanza.as_deref().map(str::parse) {
@@ -468,7 +469,7 @@ impl RosterModule {
         }
         for contact in to {
             let unavailable = presence("unavailable", full.as_str(), &contact);
-            crate::router::dispatch(state, unavailable).await;
+            crate::router::send_presence_for_account(state, unavailable).await;
         }
         Ok(())
     }
