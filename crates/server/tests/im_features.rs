@@ -382,6 +382,10 @@ async fn last_activity_and_caps() {
     bob.send("<presence xmlns='jabber:client' to='alice@localhost' type='subscribed'/>")
         .await;
     drain(&mut bob).await;
+    // §4: the status of the last unavailable presence comes with the idle time.
+    bob.send("<presence xmlns='jabber:client' type='unavailable'><status>off to lunch</status></presence>")
+        .await;
+    drain(&mut bob).await;
     drop(bob);
     let mut gone = None;
     for _ in 0..50 {
@@ -409,6 +413,10 @@ async fn last_activity_and_caps() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{}", show(&gone)));
     assert!(seconds < 10, "{seconds}");
+    assert_eq!(
+        gone.get_child("query", "jabber:iq:last").map(|q| q.text()),
+        Some("off to lunch".into())
+    );
     server.stop().await;
 }
 

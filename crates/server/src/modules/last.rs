@@ -1,16 +1,20 @@
 //! XEP-0012 Last Activity: the server's uptime for its own JID (§5), and for an account how
 //! long ago its last resource went offline (§4), told to the account itself and to its
-//! presence subscribers only. (The status of the last unavailable presence is not kept yet.)
+//! presence subscribers only, with the status of its last unavailable presence (§4).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use jid::FullJid;
 use minidom::Element;
 use rxml::xml_ncname;
 
 use super::api::account_parts;
-use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, SessionHook};
+use super::{
+    Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, SessionHook, StanzaEvent,
+    StanzaHook,
+};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::state::ServerState;
 
@@ -20,6 +24,7 @@ pub const DEF: ModuleDef = ModuleDef {
     build: |_| {
         Ok(Arc::new(Last {
             started: Instant::now(),
+            statuses: DashMap::new(),
         }))
     },
 };
@@ -30,6 +35,8 @@ const KEY: &str = "jabber:iq:last";
 
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[NS],
+    // Before the roster module broadcasts (and takes) the presence.
+    stanza_hooks: &[(StanzaHook::PresenceFromLocal, Priority(-10))],
     session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     server_features: &[NS],
     account_features: &[NS],
@@ -38,6 +45,8 @@ static SPEC: ModuleSpec = ModuleSpec {
 
 pub struct Last {
     started: Instant,
+    /// The status text of each session's unavailable broadcast, until the session ends.
+    statuses: DashMap<String, String>,
 }
 
 fn now_secs() -> u64 {
@@ -114,8 +123,36 @@ impl Module for Last {
         }
     }
 
-    /// The account's last resource went away: remember when.
+    /// A session's unavailable broadcast: its status is the account's if it is the last.
+    async fn stanza(
+        &self,
+        _state: &Arc<ServerState>,
+        _hook: StanzaHook,
+        event: StanzaEvent<'_>,
+    ) -> Flow {
+        let stanza = event.stanza;
+        if event.to.is_none() && stanza.attr("type") == Some("unavailable") {
+            let status = stanza
+                .get_child("status", crate::ns::CLIENT)
+                .map(|s| s.text())
+                .unwrap_or_default();
+            // One line: the record is "<seconds> <status>".
+            let status: String = status.chars().filter(|c| *c != '\n').take(1024).collect();
+            self.statuses.insert(event.from.to_string(), status);
+        } else if event.to.is_none() && stanza.attr("type").is_none() {
+            // Available again: an earlier status is no longer the last word.
+            self.statuses.remove(event.from.as_str());
+        }
+        Flow::Continue(stanza)
+    }
+
+    /// The account's last resource went away: remember when, and what it said.
     async fn session(&self, state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
+        let status = self
+            .statuses
+            .remove(jid.as_str())
+            .map(|(_, s)| s)
+            .unwrap_or_default();
         let user = jid.to_bare();
         // The closing session is still listed while the hooks run.
         let others = state.sessions.all_resources(&user);
@@ -123,7 +160,7 @@ impl Module for Last {
             return;
         }
         let (domain, node) = account_parts(&user);
-        let record = format!("{} ", now_secs());
+        let record = format!("{} {status}", now_secs());
         if let Err(e) = state
             .storage
             .private_xml
