@@ -461,3 +461,35 @@ async fn a_clean_close_ends_the_session_and_unacknowledged_messages_go_offline()
     let seen = drain(&mut again).await;
     assert_eq!(ids(&seen), ["m2"], "only the unacknowledged one: {seen:#?}");
 }
+
+#[tokio::test]
+async fn a_resumed_stream_starts_active_and_gets_what_csi_held() {
+    let server = TestServer::start().await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("desk")).await;
+    let mut alice = server.ws().await;
+    let (alice_jid, id) = login_resumable(&mut alice, "alice", "phone").await;
+    // XEP-0352: inactive, so a directed presence is held back.
+    alice.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    let mut counter = Counter { h: 0 };
+    assert!(counter.drain(&mut alice).await.is_empty());
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{alice_jid}'><status>here</status></presence>"
+    ))
+    .await;
+    drain(&mut bob).await;
+    assert!(
+        counter.drain(&mut alice).await.is_empty(),
+        "held while inactive"
+    );
+    drop(alice);
+    let mut again = server.tcp_direct_tls().await;
+    let resumed = resume(&mut again, "alice", &id, counter.h).await;
+    assert!(resumed.is("resumed", SM), "{}", show(&resumed));
+    let got = counter.drain(&mut again).await;
+    assert!(
+        got.iter()
+            .any(|e| e.name() == "presence" && e.attr("from") == Some(bob_jid.as_str())),
+        "the resumed stream is active: {got:#?}"
+    );
+}

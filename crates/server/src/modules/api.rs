@@ -80,6 +80,8 @@ impl StanzaHook {
 pub enum SessionHook {
     /// A resource was bound (RFC 6120 §7); the session can receive stanzas.
     Bound,
+    /// The session went on on a new stream (XEP-0198 §5): per-stream state starts afresh.
+    Resumed,
     /// The session ended: its stream closed, failed or the socket was lost. It no longer
     /// receives stanzas, but the registry still lists it (with its last presence) until
     /// every module heard of it.
@@ -87,7 +89,11 @@ pub enum SessionHook {
 }
 
 impl SessionHook {
-    pub const ALL: [SessionHook; 2] = [SessionHook::Bound, SessionHook::Closed];
+    pub const ALL: [SessionHook; 3] = [
+        SessionHook::Bound,
+        SessionHook::Resumed,
+        SessionHook::Closed,
+    ];
 
     pub(crate) fn index(self) -> usize {
         self as usize

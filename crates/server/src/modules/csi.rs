@@ -10,7 +10,7 @@ use minidom::Element;
 use serde::Deserialize;
 use weft_config::ConfigError;
 
-use super::{Module, ModuleDef, ModuleSpec, Section};
+use super::{Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook};
 use crate::session::registry::DeliveryFilter;
 use crate::state::ServerState;
 
@@ -25,6 +25,8 @@ pub const NS: &str = "urn:xmpp:csi:0";
 static SPEC: ModuleSpec = ModuleSpec {
     stream_features: &[("csi", NS)],
     nonzas: &[("active", NS), ("inactive", NS)],
+    // XEP-0352 §4: a new stream starts active, a resumed one too.
+    session_hooks: &[(SessionHook::Resumed, Priority::NORMAL)],
     ..ModuleSpec::named("csi")
 };
 
@@ -76,16 +78,23 @@ impl Module for Csi {
                     }
                 }
             }
-            _ => {
-                if let Some(old) = state.sessions.set_filter(jid, None) {
-                    for held in old.release() {
-                        let _ = state.sessions.deliver_to_full(jid, held);
-                    }
-                }
-            }
+            _ => active(state, jid),
         }
         // XEP-0352 §4: no answer to either.
         Vec::new()
+    }
+
+    async fn session(&self, state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
+        active(state, jid);
+    }
+}
+
+/// The session is active: what was held is delivered, in order.
+fn active(state: &ServerState, jid: &FullJid) {
+    if let Some(old) = state.sessions.set_filter(jid, None) {
+        for held in old.release() {
+            let _ = state.sessions.deliver_to_full(jid, held);
+        }
     }
 }
 

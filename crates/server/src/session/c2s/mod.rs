@@ -171,7 +171,18 @@ impl C2s {
             Ok((mut bound, resume)) => {
                 let mut next = match resume {
                     // XEP-0198 §5: the session goes on where it was; no new-session hooks.
-                    Some(h) => Box::pin(this.resumed(&mut bound, h)).await.err(),
+                    Some(h) => {
+                        let failed = Box::pin(this.resumed(&mut bound, h)).await.err();
+                        if failed.is_none() && state.modules.wants_session(SessionHook::Resumed) {
+                            Box::pin(state.modules.session(
+                                &state,
+                                SessionHook::Resumed,
+                                &bound.jid,
+                            ))
+                            .await;
+                        }
+                        failed
+                    }
                     None => {
                         if state.modules.wants_session(SessionHook::Bound) {
                             Box::pin(
