@@ -141,14 +141,24 @@ async fn enable_acks_and_counts() {
         seen.iter().any(|e| e.is("r", SM)),
         "the server requests acks: {seen:#?}"
     );
-    // Acknowledging more than was sent is a stream error (XEP-0198 §4).
+    // Acknowledging more than was sent (xmpp.js 0.14 counts a stanza it got just before
+    // <enabled/>) is taken as everything sent, not a stream error; an older ack is ignored.
     alice.send(&format!("<a xmlns='{SM}' h='3'/>")).await;
-    let err = alice.expect_stream_error("undefined-condition").await;
-    let too_high = err
-        .get_child("handled-count-too-high", SM)
-        .expect("handled-count-too-high");
-    assert_eq!(too_high.attr("h"), Some("3"));
-    assert_eq!(too_high.attr("send-count"), Some("2"));
+    alice.send(&format!("<a xmlns='{SM}' h='1'/>")).await;
+    let mut counter = Counter { h: 2 };
+    assert!(counter.drain(&mut alice).await.is_empty());
+    alice.send(&format!("<r xmlns='{SM}'/>")).await;
+    let a = loop {
+        let el = alice.recv().await;
+        if el.is("a", SM) {
+            break el;
+        }
+    };
+    assert_eq!(
+        a.attr("h"),
+        Some("3"),
+        "three pings handled, the stream goes on"
+    );
 }
 
 #[tokio::test]

@@ -14,11 +14,19 @@ pub struct Unacked {
     pub sent_at: SystemTime,
 }
 
-/// The client acknowledged more stanzas than it was sent (XEP-0198 §4, "handled-count-too-high").
+/// What an acknowledgement did.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TooHigh {
-    pub h: u32,
-    pub send_count: u32,
+pub enum Acked {
+    /// Up to 'h', as it should be.
+    Counted,
+    /// The client acknowledged more than it was sent (XEP-0198 §4 "handled-count-too-high"):
+    /// taken as everything sent. XEP-0198 asks for a stream error here, but a client that
+    /// counts a stanza it got just before `<enabled/>` (xmpp.js 0.14 does, when it sends
+    /// presence as soon as it is bound) would lose its stream for it: like ejabberd, weft
+    /// tolerates it and says so in its log.
+    TooHigh { h: u32, send_count: u32 },
+    /// An 'h' below the last one: nothing new (an older ack overtaken).
+    Stale,
 }
 
 /// One session's stream management state, from `<enabled/>` on.
@@ -75,18 +83,23 @@ impl StreamManagement {
     }
 
     /// The client handled every stanza up to `h`.
-    pub fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
+    pub fn ack(&mut self, h: u32) -> Acked {
         let acked = self.sent.wrapping_sub(self.unacked.len() as u32);
-        let newly = h.wrapping_sub(acked) as usize;
-        if newly > self.unacked.len() {
-            return Err(TooHigh {
+        let newly = h.wrapping_sub(acked);
+        self.ack_requested = false;
+        if newly > u32::MAX / 2 {
+            // Behind the last ack, mod 2^32 (half the range either way tells the two apart).
+            return Acked::Stale;
+        }
+        if newly as usize > self.unacked.len() {
+            self.unacked.clear();
+            return Acked::TooHigh {
                 h,
                 send_count: self.sent,
-            });
+            };
         }
-        self.unacked.drain(..newly);
-        self.ack_requested = false;
-        Ok(())
+        self.unacked.drain(..newly as usize);
+        Acked::Counted
     }
 
     pub fn unacked_len(&self) -> usize {
@@ -132,20 +145,24 @@ mod tests {
         for n in 1..=5 {
             assert!(sm.sent(stanza(n)));
         }
-        sm.ack(2).unwrap();
+        assert_eq!(sm.ack(2), Acked::Counted);
         assert_eq!(ids(&sm), ["3", "4", "5"]);
-        // A repeated ack changes nothing.
-        sm.ack(2).unwrap();
+        // A repeated ack changes nothing, nor does an older one.
+        assert_eq!(sm.ack(2), Acked::Counted);
+        assert_eq!(sm.ack(1), Acked::Stale);
         assert_eq!(sm.unacked_len(), 3);
-        sm.ack(5).unwrap();
+        sm.ack(5);
         assert_eq!(sm.unacked_len(), 0);
+        sm.sent(stanza(6));
+        // More than was sent: everything sent counts as handled.
         assert_eq!(
-            sm.ack(6),
-            Err(TooHigh {
-                h: 6,
-                send_count: 5
-            })
+            sm.ack(8),
+            Acked::TooHigh {
+                h: 8,
+                send_count: 6
+            }
         );
+        assert_eq!(sm.unacked_len(), 0);
     }
 
     #[test]
@@ -160,13 +177,15 @@ mod tests {
         }
         assert_eq!(sm.send_count(), 2);
         // h = 2^32 - 1 acknowledges the first stanza, 0 the second, 2 all four.
-        sm.ack(u32::MAX).unwrap();
+        assert_eq!(sm.ack(u32::MAX), Acked::Counted);
         assert_eq!(ids(&sm), ["1", "2", "3"]);
-        sm.ack(0).unwrap();
+        assert_eq!(sm.ack(0), Acked::Counted);
         assert_eq!(ids(&sm), ["2", "3"]);
-        sm.ack(2).unwrap();
+        // Across the wrap, an ack from before it is stale.
+        assert_eq!(sm.ack(u32::MAX - 1), Acked::Stale);
+        assert_eq!(sm.ack(2), Acked::Counted);
         assert_eq!(sm.unacked_len(), 0);
-        assert!(sm.ack(3).is_err());
+        assert!(matches!(sm.ack(3), Acked::TooHigh { .. }));
     }
 
     #[test]
@@ -183,7 +202,7 @@ mod tests {
     fn an_ack_answers_our_request() {
         let mut sm = StreamManagement::new(None, 2);
         sm.ack_requested = true;
-        sm.ack(0).unwrap();
+        sm.ack(0);
         assert!(!sm.ack_requested);
     }
 }

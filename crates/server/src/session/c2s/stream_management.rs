@@ -12,10 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use xmpp_parsers::sm::{self, A};
 
 use super::{stream_error, Bound, C2s, Delivery, End};
-use crate::error::{StanzaErrorCondition, StreamError, StreamErrorCondition};
+use crate::error::{StanzaErrorCondition, StreamErrorCondition};
 use crate::session::registry::Inbox;
 use crate::session::resumption::Lookup;
-use crate::session::sm::{StreamManagement, Unacked};
+use crate::session::sm::{Acked, StreamManagement, Unacked};
 use crate::session::stop::Signal;
 use crate::state::ServerState;
 
@@ -106,9 +106,7 @@ impl C2s {
                         "<a/> needs an 'h' between 0 and 4294967295 (XEP-0198 §4)",
                     )
                 })?;
-                if let Err(too_high) = sm.counters.ack(a.h) {
-                    return Err(handled_count_too_high(too_high));
-                }
+                log_ack(&bound.jid, sm.counters.ack(a.h));
                 return Ok(());
             }
             ("resume", _) | ("r", None) | ("a", None) => {
@@ -236,15 +234,12 @@ impl C2s {
         let (tx, rx) = mpsc::channel(1);
         state.resumption.register(&id, &account, tx.clone());
         sm.takeover = Some((tx, rx));
-        let too_high = sm.counters.ack(h).err();
+        log_ack(&bound.jid, sm.counters.ack(h));
         let resumed = sm::Resumed {
             h: sm.counters.inbound(),
             previd: sm::StreamId(id),
         };
         self.framed.queue(&resumed.into());
-        if let Some(too_high) = too_high {
-            return Err(handled_count_too_high(too_high));
-        }
         for stanza in sm.counters.unacked() {
             self.framed.queue(stanza);
         }
@@ -285,23 +280,17 @@ impl C2s {
     }
 }
 
-/// XEP-0198 §4: the client acknowledged stanzas it was never sent.
-fn handled_count_too_high(too_high: crate::session::sm::TooHigh) -> End {
-    let app: Element = sm::HandledCountTooHigh {
-        h: too_high.h,
-        send_count: too_high.send_count,
+/// XEP-0198 §4: an ack that was not what it should be (see `Acked`).
+fn log_ack(jid: &FullJid, acked: Acked) {
+    match acked {
+        Acked::Counted => {}
+        Acked::TooHigh { h, send_count } => tracing::warn!(
+            %jid,
+            "the client acknowledged {h} stanzas but was sent {send_count} (XEP-0198 §4); \
+             taken as all of them"
+        ),
+        Acked::Stale => tracing::debug!(%jid, "an acknowledgement below the last one; ignored"),
     }
-    .into();
-    End::Error(
-        StreamError::new(
-            StreamErrorCondition::UndefinedCondition,
-            format!(
-                "you acknowledged {} stanzas but were sent {} (XEP-0198 §4)",
-                too_high.h, too_high.send_count
-            ),
-        )
-        .with_app(app),
-    )
 }
 
 /// What an ending session took and never delivered (not acknowledged under XEP-0198, or still
