@@ -79,9 +79,6 @@ pub struct StreamError {
     pub text: String,
     /// Only for `SeeOtherHost`.
     pub other_host: Option<String>,
-    /// An application-specific condition (RFC 6120 §4.9.4), e.g. XEP-0198's
-    /// `<handled-count-too-high/>`.
-    pub app: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -90,13 +87,7 @@ impl StreamError {
             condition,
             text: text.into(),
             other_host: None,
-            app: None,
         }
-    }
-
-    pub fn with_app(mut self, app: Element) -> Self {
-        self.app = Some(Box::new(app));
-        self
     }
 
     /// The `<error/>` element in the streams namespace, unprefixed (RFC 7395 §3.3.1 allows it
@@ -114,9 +105,6 @@ impl StreamError {
                     .append(self.text.as_str())
                     .build(),
             );
-        }
-        if let Some(app) = &self.app {
-            el = el.append((**app).clone());
         }
         el.build()
     }

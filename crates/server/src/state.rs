@@ -36,7 +36,7 @@ pub struct ServerState {
     /// Federation: outgoing link pools, dialback keys, peer certificate checks.
     pub s2s: crate::s2s::S2s,
     /// XEP-0198: resumable c2s sessions by SM-ID.
-    pub resumption: ResumptionTable<crate::session::c2s::Takeover>,
+    pub resumption: ResumptionTable<crate::session::c2s::TakeoverSlot>,
 }
 
 impl ServerState {

@@ -1,14 +1,13 @@
 //! XEP-0198 §5: the resumable sessions by SM-ID, and for a while after one ended the count of
 //! stanzas it had handled (`<failed h=''/>`, so the client knows which of its stanzas to send
 //! again). Only the lookup lives here; a session's state stays with its task, which hands it
-//! over when asked through the channel registered here.
+//! over when asked through the slot registered here.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jid::BareJid;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Ended sessions remembered at most; the oldest are forgotten first.
@@ -17,8 +16,8 @@ const MAX_ENDED: usize = 10_000;
 /// What an SM-ID names, for the account that asks.
 #[derive(Debug)]
 pub enum Lookup<T> {
-    /// A session that may be taken over: send the request here.
-    Live(mpsc::Sender<T>),
+    /// A session that may be taken over: leave the request here.
+    Live(Arc<T>),
     /// A session that ended after handling this many stanzas from the client.
     Ended {
         h: u32,
@@ -28,7 +27,7 @@ pub enum Lookup<T> {
 
 struct Live<T> {
     account: BareJid,
-    takeover: mpsc::Sender<T>,
+    slot: Arc<T>,
 }
 
 struct Ended {
@@ -67,14 +66,14 @@ impl<T> ResumptionTable<T> {
     }
 
     /// Makes the session reachable under `id` (again, after a resumption).
-    pub fn register(&self, id: &str, account: &BareJid, takeover: mpsc::Sender<T>) {
+    pub fn register(&self, id: &str, account: &BareJid, slot: Arc<T>) {
         let mut inner = self.lock();
         inner.ended.remove(id);
         inner.live.insert(
             id.to_string(),
             Live {
                 account: account.clone(),
-                takeover,
+                slot,
             },
         );
     }
@@ -86,7 +85,7 @@ impl<T> ResumptionTable<T> {
         inner.expire(Instant::now());
         if inner.live.get(id).is_some_and(|l| &l.account == account) {
             if let Some(live) = inner.live.remove(id) {
-                return Lookup::Live(live.takeover);
+                return Lookup::Live(live.slot);
             }
         }
         match inner.ended.get(id) {
@@ -95,14 +94,14 @@ impl<T> ResumptionTable<T> {
         }
     }
 
-    /// The session registered under `id` through `takeover` ended having handled `h` stanzas.
-    /// A session registered since under the same id (resumed elsewhere) is left alone.
-    pub fn ended(&self, id: &str, takeover: &mpsc::Sender<T>, h: u32) {
+    /// The session registered under `id` with `slot` ended having handled `h` stanzas. A
+    /// session registered since under the same id (resumed elsewhere) is left alone.
+    pub fn ended(&self, id: &str, slot: &Arc<T>, h: u32) {
         let mut inner = self.lock();
         let now = Instant::now();
         inner.expire(now);
         let ours = match inner.live.get(id) {
-            Some(l) => l.takeover.same_channel(takeover),
+            Some(l) => Arc::ptr_eq(&l.slot, slot),
             None => true,
         };
         if !ours {
@@ -159,7 +158,7 @@ mod tests {
     async fn a_session_is_found_only_by_its_own_account_and_remembered_after_it_ends() {
         let table = ResumptionTable::<u8>::new(Duration::from_secs(60));
         let alice = account("alice@localhost");
-        let (tx, _rx) = mpsc::channel(1);
+        let tx = Arc::new(1u8);
         table.register("id1", &alice, tx.clone());
         assert!(matches!(
             table.take("id1", &account("mallory@localhost")),
@@ -169,7 +168,7 @@ mod tests {
         let Lookup::Live(found) = table.take("id1", &alice) else {
             panic!("live session not found");
         };
-        assert!(found.same_channel(&tx));
+        assert!(Arc::ptr_eq(&found, &tx));
         // Taken: gone until registered again.
         assert!(matches!(table.take("id1", &alice), Lookup::Unknown));
         table.register("id1", &alice, tx.clone());
@@ -188,11 +187,11 @@ mod tests {
     async fn an_old_owner_does_not_end_the_session_its_successor_registered() {
         let table = ResumptionTable::<u8>::new(Duration::from_secs(60));
         let alice = account("alice@localhost");
-        let (old, _r1) = mpsc::channel(1);
-        let (new, _r2) = mpsc::channel(1);
+        let old = Arc::new(1u8);
+        let new = Arc::new(2u8);
         table.register("id", &alice, old.clone());
         table.register("id", &alice, new.clone());
         table.ended("id", &old, 1);
-        assert!(matches!(table.take("id", &alice), Lookup::Live(s) if s.same_channel(&new)));
+        assert!(matches!(table.take("id", &alice), Lookup::Live(s) if Arc::ptr_eq(&s, &new)));
     }
 }

@@ -39,6 +39,10 @@ pub struct StopSignal {
     reason: AtomicU8,
     /// Deliveries left bytes that the socket did not take (`transport::shared`).
     leftovers: AtomicBool,
+    /// A stream asks to resume this session (XEP-0198 §5): its request waits in the
+    /// session's takeover slot. A flag here rather than a channel the session would also
+    /// poll: that cost every idle session the memory of one more pending future.
+    takeover: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -48,6 +52,8 @@ pub enum Signal {
     Stop(StopReason),
     /// Write what deliveries left.
     Leftovers,
+    /// A stream asks to take the session over.
+    Takeover,
 }
 
 impl StopSignal {
@@ -92,13 +98,22 @@ impl StopSignal {
         }
     }
 
+    /// Tells the session a takeover request waits for it.
+    pub fn request_takeover(&self) {
+        self.takeover.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     fn pending_signal(&self) -> Option<Signal> {
         if let Some(r) = self.raised() {
             return Some(Signal::Stop(r));
         }
         // A load first: the swap's write would take the line from a delivering core.
-        (self.leftovers.load(Ordering::Acquire) && self.leftovers.swap(false, Ordering::AcqRel))
-            .then_some(Signal::Leftovers)
+        if self.leftovers.load(Ordering::Acquire) && self.leftovers.swap(false, Ordering::AcqRel) {
+            return Some(Signal::Leftovers);
+        }
+        (self.takeover.load(Ordering::Acquire) && self.takeover.swap(false, Ordering::AcqRel))
+            .then_some(Signal::Takeover)
     }
 }
 

@@ -5,7 +5,8 @@
 mod sasl;
 mod stream_management;
 
-pub use stream_management::Takeover;
+use stream_management::Takeover;
+pub use stream_management::TakeoverSlot;
 
 use std::sync::Arc;
 
@@ -147,93 +148,81 @@ impl C2s {
     async fn run(self: Box<Self>) {
         let mut this = self;
         let state = this.state.clone();
-        let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
-        // A stream that starts while draining is redirected once its header is in (negotiate).
-        let drain_started_before = state.is_draining();
-        let drained = async {
-            if drain_started_before {
-                std::future::pending::<()>().await;
-            }
-            state.draining.cancelled().await;
-        };
         // Negotiation and the final close are boxed: they run once, and inline they would
-        // make every idle session's future as large as their biggest state.
-        let negotiated = tokio::select! {
-            r = Box::pin(this.negotiate()) => r,
-            _ = drained => Err(End::Shutdown),
-            _ = tokio::time::sleep_until(deadline) => Err(stream_error(
-                StreamErrorCondition::ConnectionTimeout,
-                "authentication took too long",
-            )),
-            _ = state.shutdown.cancelled() => Err(End::Shutdown),
+        // make every idle session's future as large as their biggest state. The outcome is
+        // taken apart at once: a `Result` kept whole while the session runs stayed in every
+        // idle session's memory (80 bytes, past an allocator size class).
+        let Some((mut bound, resume)) = Box::pin(this.negotiate_in_time()).await else {
+            return;
         };
-        let end = match negotiated {
-            Ok((mut bound, resume)) => {
-                let mut next = match resume {
-                    // XEP-0198 §5: the session goes on where it was; no new-session hooks.
-                    Some(h) => {
-                        let failed = Box::pin(this.resumed(&mut bound, h)).await.err();
-                        if failed.is_none() && state.modules.wants_session(SessionHook::Resumed) {
-                            Box::pin(state.modules.session(
-                                &state,
-                                SessionHook::Resumed,
-                                &bound.jid,
-                            ))
-                            .await;
-                        }
-                        failed
-                    }
-                    None => {
-                        if state.modules.wants_session(SessionHook::Bound) {
-                            Box::pin(
-                                state
-                                    .modules
-                                    .session(&state, SessionHook::Bound, &bound.jid),
-                            )
-                            .await;
-                        }
-                        None
-                    }
-                };
-                let end = loop {
-                    let end = match next.take() {
-                        Some(end) => end,
-                        None => this.established(&mut bound).await,
-                    };
-                    let (takeover, connected) = match end {
-                        End::TakenOver(takeover) => (takeover, true),
-                        End::Disconnected if bound.is_resumable() => {
-                            match Box::pin(this.hibernate(&mut bound)).await {
-                                Some(takeover) => (takeover, false),
-                                None => break End::Disconnected,
-                            }
-                        }
-                        end => break end,
-                    };
-                    match takeover.hand_over(bound) {
-                        Ok(()) => {
-                            if connected {
-                                let err = StreamError::new(
-                                    StreamErrorCondition::Conflict,
-                                    "this session was resumed on another stream (XEP-0198 §5)",
-                                );
-                                Box::pin(this.finish(End::Error(err))).await;
-                            }
-                            return;
-                        }
-                        // The resuming stream stopped waiting: the session stays here.
-                        Err(back) => bound = back,
-                    }
-                    if !connected {
-                        next = Some(End::Disconnected);
-                    }
-                };
-                Box::pin(this.end_session(bound)).await;
-                end
+        // The connection was lost (and the session may wait to be resumed). A flag, not
+        // an `End` kept across the session's awaits: that grew every idle session.
+        let mut lost = match resume {
+            // XEP-0198 §5: the session goes on where it was; no new-session hooks.
+            Some(h) => {
+                let lost = Box::pin(this.resumed(&mut bound, h)).await.is_err();
+                if !lost && state.modules.wants_session(SessionHook::Resumed) {
+                    Box::pin(
+                        state
+                            .modules
+                            .session(&state, SessionHook::Resumed, &bound.jid),
+                    )
+                    .await;
+                }
+                lost
             }
-            Err(end) => end,
+            None => {
+                if state.modules.wants_session(SessionHook::Bound) {
+                    Box::pin(
+                        state
+                            .modules
+                            .session(&state, SessionHook::Bound, &bound.jid),
+                    )
+                    .await;
+                }
+                false
+            }
         };
-        Box::pin(this.finish(end)).await;
+        let end = loop {
+            let end = if lost {
+                End::Disconnected
+            } else {
+                this.established(&mut bound).await
+            };
+            let (takeover, connected) = match end {
+                End::TakenOver(takeover) => (takeover, true),
+                End::Disconnected if bound.is_resumable() => {
+                    match Box::pin(this.hibernate(&mut bound)).await {
+                        Some(takeover) => (takeover, false),
+                        None => break End::Disconnected,
+                    }
+                }
+                end => break end,
+            };
+            match takeover.hand_over(bound) {
+                Ok(()) => {
+                    if connected {
+                        let err = StreamError::new(
+                            StreamErrorCondition::Conflict,
+                            "this session was resumed on another stream (XEP-0198 §5)",
+                        );
+                        Box::pin(this.finish(End::Error(err))).await;
+                    }
+                    return;
+                }
+                // The resuming stream stopped waiting: the session stays here.
+                Err(back) => bound = back,
+            }
+            lost = !connected;
+        };
+        // One boxed future that takes both: `end` kept here across an await would also be
+        // part of every idle session's memory.
+        Box::pin(this.close(bound, end)).await;
+    }
+
+    async fn close(&mut self, bound: Bound, end: End) {
+        self.end_session(bound).await;
+        self.finish(end).await;
     }
 
     /// The session is over. What it took and never delivered goes elsewhere first (XEP-0198
@@ -275,6 +264,38 @@ impl C2s {
         self.unbind(&bound);
         if let Some(sm) = &bound.sm {
             sm.ended(&state);
+        }
+    }
+
+    /// `negotiate` within the unauthenticated timeout, unless the server stops first; a
+    /// stream that ends before that is closed here.
+    async fn negotiate_in_time(&mut self) -> Option<(Bound, Option<u32>)> {
+        let state = self.state.clone();
+        let deadline = Instant::now() + state.config.c2s.unauthenticated_timeout.0;
+        // A stream that starts while draining is redirected once its header is in (negotiate).
+        let drain_started_before = state.is_draining();
+        let drained = async {
+            if drain_started_before {
+                std::future::pending::<()>().await;
+            }
+            state.draining.cancelled().await;
+        };
+        let negotiated = tokio::select! {
+            r = self.negotiate() => r,
+            _ = drained => Err(End::Shutdown),
+            _ = tokio::time::sleep_until(deadline) => Err(stream_error(
+                StreamErrorCondition::ConnectionTimeout,
+                "authentication took too long",
+            )),
+            _ = state.shutdown.cancelled() => Err(End::Shutdown),
+        };
+        match negotiated {
+            Ok(session) => Some(session),
+            Err(end) => {
+                // Boxed: the close is far larger than a negotiation's state.
+                Box::pin(self.finish(end)).await;
+                None
+            }
         }
     }
 
@@ -600,6 +621,11 @@ impl C2s {
                             return End::Disconnected;
                         }
                     }
+                    Signal::Takeover => {
+                        if let Some(takeover) = bound.takeover_request() {
+                            return End::TakenOver(takeover);
+                        }
+                    }
                 },
                 first = bound.delivery.next() => {
                     self.send(bound, first);
@@ -609,12 +635,12 @@ impl C2s {
                             None => break,
                         }
                     }
-                    if let Err(end) = self.flush_out(bound).await {
+                    if let Err(end) = self.before_flush(bound) {
                         return end;
                     }
-                }
-                takeover = stream_management::takeover_request(&mut bound.sm) => {
-                    return End::TakenOver(takeover);
+                    if self.framed.flush().await.is_err() {
+                        return End::Disconnected;
+                    }
                 }
                 _ = &mut resume, if paused => paused = false,
                 incoming = self.framed.recv(), if !paused => {
@@ -629,12 +655,7 @@ impl C2s {
                         }
                         Err(e) => return End::from(e),
                     };
-                    let handled = if el.has_ns(ns::SM) {
-                        Box::pin(self.stream_management(bound, el)).await
-                    } else {
-                        self.client_stanza(el, bound).await
-                    };
-                    if let Err(end) = handled {
+                    if let Err(end) = self.client_stanza(el, bound).await {
                         return end;
                     }
                     if let Some(until) = budget.spend() {
@@ -654,8 +675,10 @@ impl C2s {
         }
     }
 
-    /// Writes what was sent, with an ack request when stanzas wait for one (XEP-0198 §4).
-    async fn flush_out(&mut self, bound: &mut Bound) -> Result<(), End> {
+    /// Before what was sent is written: an ack request when stanzas wait for one (XEP-0198
+    /// §4), or the end when too many do. Not an async wrapper around the flush: its future
+    /// would be part of every idle session's.
+    fn before_flush(&mut self, bound: &mut Bound) -> Result<(), End> {
         if let Some(sm) = &mut bound.sm {
             let counters = &mut sm.counters;
             if counters.over_limit() {
@@ -669,11 +692,16 @@ impl C2s {
                 self.framed.queue(&Element::builder("r", ns::SM).build());
             }
         }
-        self.flush().await
+        Ok(())
     }
 
     /// RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only use its own JID there.
     async fn client_stanza(&mut self, mut el: Element, bound: &mut Bound) -> Result<(), End> {
+        if el.has_ns(ns::SM) {
+            // XEP-0198's elements. Decided here rather than in the session loop, where the
+            // element held across two awaits cost every idle session its size.
+            return Box::pin(self.stream_management(bound, el)).await;
+        }
         let jid = &bound.jid;
         let Some(kind) = Kind::of(&el, ns::CLIENT) else {
             // Not a stanza: a module's element (XEP-0352 client state), or an error.
@@ -712,7 +740,8 @@ impl C2s {
             for r in replies {
                 self.send(bound, Box::new(r));
             }
-            self.flush_out(bound).await?;
+            self.before_flush(bound)?;
+            self.flush().await?;
         }
         Ok(())
     }

@@ -2,13 +2,15 @@
 //! session whose connection dropped until it is resumed (on any transport) or times out, and
 //! what becomes of the stanzas it never delivered. The counters are `session::sm`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
 use rxml::xml_ncname;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::session::stop::StopSignal;
 use xmpp_parsers::sm::{self, A};
 
 use super::{stream_error, Bound, C2s, Delivery, End};
@@ -26,7 +28,29 @@ const NS_DELAY: &str = "urn:xmpp:delay";
 const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 
 /// A request from a stream that resumes a session: its task answers with the session.
-pub struct Takeover(oneshot::Sender<Box<Bound>>);
+pub(super) struct Takeover(oneshot::Sender<Box<Bound>>);
+
+/// Where a resuming stream leaves its request for a resumable session (registered under the
+/// SM-ID), and the session's stop signal it raises to wake the session's task.
+pub struct TakeoverSlot {
+    signal: Arc<StopSignal>,
+    request: Mutex<Option<Takeover>>,
+}
+
+impl TakeoverSlot {
+    fn request(&self, takeover: Takeover) {
+        // A request already waiting is dropped: its stream stops waiting (item-not-found).
+        *self.request.lock().unwrap_or_else(|e| e.into_inner()) = Some(takeover);
+        self.signal.request_takeover();
+    }
+
+    fn take(&self) -> Option<Takeover> {
+        self.request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
 
 impl Takeover {
     /// Gives the session to the resuming stream; back if that stream gave up waiting.
@@ -41,27 +65,17 @@ pub(super) struct SmSession {
     /// How long the session waits for a resumption once its connection is lost.
     resume_timeout: Duration,
     /// Set when resumable: where resuming streams ask for the session.
-    takeover: Option<(mpsc::Sender<Takeover>, mpsc::Receiver<Takeover>)>,
+    takeover: Option<Arc<TakeoverSlot>>,
 }
 
 impl Bound {
     pub(super) fn is_resumable(&self) -> bool {
         self.sm.as_ref().is_some_and(|sm| sm.takeover.is_some())
     }
-}
 
-/// Ready when a resuming stream asks for the session; never without resumption. Cancel-safe.
-pub(super) async fn takeover_request(sm: &mut Option<Box<SmSession>>) -> Takeover {
-    let rx = sm
-        .as_mut()
-        .and_then(|s| s.takeover.as_mut())
-        .map(|(_, rx)| rx);
-    match rx {
-        Some(rx) => match rx.recv().await {
-            Some(t) => t,
-            None => std::future::pending().await,
-        },
-        None => std::future::pending().await,
+    /// The request of a stream that resumes this session, after `Signal::Takeover`.
+    pub(super) fn takeover_request(&self) -> Option<Takeover> {
+        self.sm.as_ref()?.takeover.as_ref()?.take()
     }
 }
 
@@ -158,11 +172,14 @@ impl C2s {
         };
         let id = enable.resume.then(new_sm_id);
         let takeover = id.as_deref().map(|id| {
-            let (tx, rx) = mpsc::channel(1);
+            let slot = Arc::new(TakeoverSlot {
+                signal: bound.stop.clone(),
+                request: Mutex::new(None),
+            });
             state
                 .resumption
-                .register(id, &bound.jid.to_bare(), tx.clone());
-            (tx, rx)
+                .register(id, &bound.jid.to_bare(), slot.clone());
+            slot
         });
         let enabled = sm::Enabled {
             id: id.clone().map(sm::StreamId),
@@ -202,14 +219,16 @@ impl C2s {
                 )
             })?;
             match state.resumption.take(&request.previd.0, account) {
-                Lookup::Live(takeover) => {
+                Lookup::Live(slot) => {
                     let (tx, rx) = oneshot::channel();
-                    if takeover.send(Takeover(tx)).await.is_ok() {
-                        if let Ok(Ok(bound)) = tokio::time::timeout(HANDOVER_WAIT, rx).await {
-                            return Ok(Some((*bound, request.h)));
-                        }
+                    slot.request(Takeover(tx));
+                    // Not kept: a session that ends instead of answering drops the request
+                    // with its slot, and the wait ends at once.
+                    drop(slot);
+                    match tokio::time::timeout(HANDOVER_WAIT, rx).await {
+                        Ok(Ok(bound)) => return Ok(Some((*bound, request.h))),
+                        _ => failed(None, ItemNotFound),
                     }
-                    failed(None, ItemNotFound)
                 }
                 Lookup::Ended { h } => failed(Some(h), ItemNotFound),
                 Lookup::Unknown => failed(None, ItemNotFound),
@@ -231,9 +250,10 @@ impl C2s {
         let Some(id) = sm.counters.id.clone() else {
             return Ok(());
         };
-        let (tx, rx) = mpsc::channel(1);
-        state.resumption.register(&id, &account, tx.clone());
-        sm.takeover = Some((tx, rx));
+        // The same slot: it wakes the same stop signal, which came along with the session.
+        if let Some(slot) = &sm.takeover {
+            state.resumption.register(&id, &account, slot.clone());
+        }
         log_ack(&bound.jid, sm.counters.ack(h));
         let resumed = sm::Resumed {
             h: sm.counters.inbound(),
@@ -244,7 +264,8 @@ impl C2s {
             self.framed.queue(stanza);
         }
         tracing::debug!(jid = %bound.jid, resent = sm.counters.unacked_len(), "session resumed");
-        self.flush_out(bound).await
+        self.before_flush(bound)?;
+        self.framed.flush().await.map_err(|_| End::Disconnected)
     }
 
     /// A resumable session whose connection was lost: what it is sent waits for a resumption
@@ -258,12 +279,15 @@ impl C2s {
         loop {
             tokio::select! {
                 biased;
-                signal = std::future::poll_fn(|cx| stop.poll_signal(cx)) => {
-                    if let Signal::Stop(_) = signal {
-                        return None;
+                signal = std::future::poll_fn(|cx| stop.poll_signal(cx)) => match signal {
+                    Signal::Stop(_) => return None,
+                    Signal::Takeover => {
+                        if let Some(takeover) = bound.takeover_request() {
+                            return Some(takeover);
+                        }
                     }
-                }
-                takeover = takeover_request(&mut bound.sm) => return Some(takeover),
+                    Signal::Leftovers => {}
+                },
                 stanza = bound.delivery.next() => {
                     let sm = bound.sm.as_mut()?;
                     if !sm.counters.sent(stanza) {
@@ -343,8 +367,8 @@ fn delay(from: &str, at: SystemTime) -> Element {
 impl SmSession {
     /// Remembers the ended session's count for `<failed h=''/>`.
     pub(super) fn ended(&self, state: &ServerState) {
-        if let (Some(id), Some((tx, _))) = (&self.counters.id, &self.takeover) {
-            state.resumption.ended(id, tx, self.counters.inbound());
+        if let (Some(id), Some(slot)) = (&self.counters.id, &self.takeover) {
+            state.resumption.ended(id, slot, self.counters.inbound());
         }
     }
 }
