@@ -31,7 +31,8 @@
 # as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
 # PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3 each;
 # --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
-# FANOUT_N FANOUT_CHANGES FANOUT_SECONDS (500, 200, 30; --smoke 20, 10, 10), ROSTER_ROUNDS (1),
+# FANOUT_N FANOUT_CHANGES FANOUT_SECONDS (500, 200, 30; --smoke 20, 10, 10), ROSTER_ROUNDS (1)
+# and FANOUT_ROUNDS (3; --smoke 1),
 # SCENARIOS (subset of "connect throughput latency scale roster fanout"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
@@ -60,14 +61,14 @@ if ((SMOKE)); then
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-1} MANY_ROUNDS=${MANY_ROUNDS:-1}
     ROSTER_N=${ROSTER_N:-20} ROSTER_SIZE=${ROSTER_SIZE:-20} ROSTER_SECONDS=${ROSTER_SECONDS:-20}
     FANOUT_N=${FANOUT_N:-20} FANOUT_CHANGES=${FANOUT_CHANGES:-10} FANOUT_SECONDS=${FANOUT_SECONDS:-10}
-    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1}
+    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-3} MANY_ROUNDS=${MANY_ROUNDS:-3}
     ROSTER_N=${ROSTER_N:-2000} ROSTER_SIZE=${ROSTER_SIZE:-200} ROSTER_SECONDS=${ROSTER_SECONDS:-30}
     FANOUT_N=${FANOUT_N:-500} FANOUT_CHANGES=${FANOUT_CHANGES:-200} FANOUT_SECONDS=${FANOUT_SECONDS:-30}
-    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1}
+    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
 fi
 SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout}
 # With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
@@ -615,12 +616,17 @@ fi
 if scenario scale && want weft && ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
 # The roster scenarios last, on stores provisioned only now: the runs above see the same
 # servers and stores as before they existed.
+# Rounds as for the other ratios: the logins run for seconds to the time bound on every server,
+# one round by default; weft's fan-out takes one to two seconds, in which this VM's speed moved
+# weft's CPU per delivery from 8 to 18 µs between consecutive runs, so three rounds by default.
 if scenario roster || scenario fanout; then
     setup_rosters
-    for ((round = 1; round <= ROSTER_ROUNDS; round++)); do
-        if scenario roster; then xmpp_servers roster_run; fi
-        if scenario fanout; then xmpp_servers fanout_run; fi
-    done
+    if scenario roster; then
+        for ((round = 1; round <= ROSTER_ROUNDS; round++)); do xmpp_servers roster_run; done
+    fi
+    if scenario fanout; then
+        for ((round = 1; round <= FANOUT_ROUNDS; round++)); do xmpp_servers fanout_run; done
+    fi
 fi
 
 # --- the table ------------------------------------------------------------------------------
@@ -640,7 +646,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
-    echo "- roster scenarios ($ROSTER_ROUNDS round(s)): $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping; fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes one at a time (bounded to $FANOUT_SECONDS s); scenarios run: $SCENARIOS"
+    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes one at a time (bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"

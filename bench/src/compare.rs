@@ -748,8 +748,8 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
 }
 
 /// The roster scenarios (issue 18): logins with a full roster of offline contacts, and one
-/// user's presence changes fanned out to its online contacts. Each in ROSTER_ROUNDS rounds
-/// (every server once per round), judged on the median of the per-round ratios.
+/// user's presence changes fanned out to its online contacts. Each in rounds (ROSTER_ROUNDS,
+/// FANOUT_ROUNDS; every server once per round), judged on the median of the per-round ratios.
 fn rosters(t: &mut Table) {
     let recs = t.recs;
     if let Some(any) = recs.any("roster-login-ws") {
