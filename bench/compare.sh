@@ -32,7 +32,7 @@
 # PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3 each;
 # --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
 # FANOUT_N FANOUT_CHANGES FANOUT_SECONDS (500, 200, 30; --smoke 20, 10, 10), ROSTER_ROUNDS (1)
-# and FANOUT_ROUNDS (3; --smoke 1),
+# and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in flight, 1),
 # SCENARIOS (subset of "connect throughput latency scale roster fanout"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
@@ -71,6 +71,9 @@ else
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
 fi
 SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout}
+# Presence changes in flight in the fan-out runs: 1, the next change when the last contact got
+# the previous one (the latency is one change's alone).
+FANOUT_WINDOW=${FANOUT_WINDOW:-1}
 # With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
 BIG_WINDOW=${BIG_WINDOW:-1}
 PING=${PING:-$((N < 1000 ? N : 1000))}
@@ -547,7 +550,7 @@ fanout_run() {
     # shellcheck disable=SC2046
     bench "$1: presence of fu1 to $FANOUT_N online contacts over ws" fanout $(args "$1" ws) \
         --tag fanout-ws --user fu1 --users-prefix fc --contacts "$FANOUT_N" \
-        --changes "$FANOUT_CHANGES" --max-seconds "$FANOUT_SECONDS"
+        --changes "$FANOUT_CHANGES" --max-seconds "$FANOUT_SECONDS" --window "$FANOUT_WINDOW"
 }
 
 SERVER_PID=""
@@ -646,7 +649,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
-    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes one at a time (bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
+    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW at a time (bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"

@@ -805,11 +805,18 @@ fn rosters(t: &mut Table) {
     }
     if let Some(any) = recs.any("fanout-ws") {
         let (contacts, changes) = (field(Some(any), "contacts"), field(Some(any), "changes"));
+        // Records before --window sent one change at a time.
+        let window = any["window"].as_u64().unwrap_or(1);
+        let pace = if window == 1 {
+            "one at a time".to_string()
+        } else {
+            format!("{window} in flight")
+        };
         let tag = "fanout-ws";
         t.versus_rounds(
             format!(
                 "presence deliveries/s, one user to {contacts} online contacts over ws \
-                 (up to {changes} changes, one at a time)"
+                 (up to {changes} changes, {pace})"
             ),
             tag,
             "deliveries_per_s",

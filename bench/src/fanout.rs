@@ -6,8 +6,8 @@
 //! initial presence), then the user (roster get with all F contacts). The user's initial
 //! presence must reach every contact, and the probes it causes must bring back every contact's
 //! presence (§4.3), or the run fails. Then the user sends `--warmup-changes` unrecorded changes
-//! and up to `--changes` measured ones, one at a time: `<show/>` alternates between `away` and
-//! `xa`, `<status/>` carries the change's number. A change is complete when the last contact
+//! and up to `--changes` measured ones, one at a time (or `--window` in flight): `<show/>`
+//! alternates between `away` and `xa`, `<status/>` carries the change's number. A change is complete when the last contact
 //! received it; a contact that misses one fails the run.
 //!
 //! Reports presence deliveries per second (F per change, over the measured changes), the time
@@ -48,6 +48,11 @@ pub struct FanoutArgs {
     /// No measured change starts after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     pub max_seconds: f64,
+    /// Measured changes in flight at once (1: the next is sent when the last contact got the
+    /// previous one; more overlaps the server's work with the generator's reading, and the
+    /// latency then includes the wait behind earlier changes).
+    #[arg(long, default_value_t = 1)]
+    pub window: usize,
 }
 
 struct Shared {
@@ -236,38 +241,49 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<bool> {
         a.user, a.contacts
     );
 
-    // 3. The changes, one at a time.
+    // 3. The changes: the warm-up ones one at a time, then up to --window in flight.
     let mut lat = report::histogram();
     let mut measured = 0u32;
     let mut missed = None;
-    let mut before = procstat::sample(pid);
-    let mut start = Instant::now();
-    let mut end = start;
     let warm = a.warmup_changes as usize;
-    for k in 1..total {
-        if k == warm + 1 {
-            before = procstat::sample(pid);
-            start = Instant::now();
-        }
-        if k > warm && start.elapsed().as_secs_f64() >= a.max_seconds {
-            break;
-        }
-        if send_tx.send((k, change(k))).is_err() {
-            bail!("{}'s session ended", a.user);
-        }
-        if !wait_for(&sh, ctx.timeout(), |sh| sh.done_at.borrow()[k].is_some()).await {
+    let window = a.window.max(1);
+    let send = |k: usize| {
+        send_tx
+            .send((k, change(k)))
+            .map_err(|_| anyhow::anyhow!("{}'s session ended", a.user))
+    };
+    let done = |k: usize| move |sh: &Shared| sh.done_at.borrow()[k].is_some();
+    for k in 1..=warm.min(total - 1) {
+        send(k)?;
+        if !wait_for(&sh, ctx.timeout(), done(k)).await {
             missed = Some((k, sh.got.borrow()[k]));
             break;
         }
-        if k > warm {
-            end = Instant::now();
-            measured += 1;
-            let sent = sh.sent_at.borrow()[k];
-            let done = sh.done_at.borrow()[k];
-            if let (Some(s), Some(d)) = (sent, done) {
-                let _ = lat.record(d.saturating_duration_since(s).as_micros().max(1) as u64);
-            }
+    }
+    let before = procstat::sample(pid);
+    let start = Instant::now();
+    let mut end = start;
+    let (mut next, mut k) = (warm + 1, warm + 1);
+    while missed.is_none() && k < total {
+        while next < total && next < k + window && start.elapsed().as_secs_f64() < a.max_seconds {
+            send(next)?;
+            next += 1;
         }
+        if k >= next {
+            break; // the time bound: nothing left in flight
+        }
+        if !wait_for(&sh, ctx.timeout(), done(k)).await {
+            missed = Some((k, sh.got.borrow()[k]));
+            break;
+        }
+        end = Instant::now();
+        measured += 1;
+        let sent = sh.sent_at.borrow()[k];
+        let done_at = sh.done_at.borrow()[k];
+        if let (Some(s), Some(d)) = (sent, done_at) {
+            let _ = lat.record(d.saturating_duration_since(s).as_micros().max(1) as u64);
+        }
+        k += 1;
     }
     let after = procstat::sample(pid);
     let secs = end.saturating_duration_since(start).as_secs_f64().max(1e-6);
@@ -308,6 +324,7 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<bool> {
         ("contacts", json!(a.contacts)),
         ("changes", json!(a.changes)),
         ("warmup_changes", json!(a.warmup_changes)),
+        ("window", json!(window)),
         ("measured_changes", json!(measured)),
         (
             "missed",
