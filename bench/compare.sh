@@ -13,19 +13,29 @@
 #             weft-relay, the ceiling, in the ws runs right after weft (at weft's half peak in
 #             the latency run)
 #   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
+#   roster    (issue 18) ROSTER_N logins over ws of accounts with ROSTER_SIZE contacts each,
+#             subscription both, all offline: SCRAM-SHA-1, bind, roster get (all items checked),
+#             initial presence (probes), ping; logins/s, bounded to ROSTER_SECONDS
+#   fanout    (issue 18) one user with FANOUT_N online contacts changes presence FANOUT_CHANGES
+#             times, one change at a time: deliveries/s, send to last delivery p50/p99
+#             (both on rosters written into each server's store just before, after the rest)
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
 #
 #   bench/compare.sh           full run (N=10000, T=10 s, 10 and 500 pairs, scale 19500)
-#   bench/compare.sh --smoke   N=20, 2 s, all servers and the relay: checks that every
-#                              scenario completes, not how fast (CI; well under 3 minutes)
+#   bench/compare.sh --smoke   N=20, 2 s, 20 contacts, all servers and the relay: checks that
+#                              every scenario completes, not how fast (CI; about 3 minutes)
+#   SCENARIOS="roster fanout" SERVERS="weft prosody ejabberd" bench/compare.sh   only those
 #
 # Exits non-zero if any scenario did not complete (failed logins, lost messages, unanswered
 # pings, a server that did not start). Needs root for the peers (installing them, running them
 # as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
 # PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3 each;
-# --smoke: 1), WARMUP,
-# SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the table; --smoke:
-# the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
+# --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
+# FANOUT_N FANOUT_CHANGES FANOUT_SECONDS (500, 200, 30; --smoke 20, 10, 10), ROSTER_ROUNDS (1)
+# and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in flight, 1),
+# SCENARIOS (subset of "connect throughput latency scale roster fanout"; latency needs
+# throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
+# table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
 # --smoke only), CARGO_TARGET_DIR, and the ports
 # WEFT_HTTP_PORT WEFT_HTTPS_PORT WEFT_C2S_PORT PROSODY_C2S_PORT PROSODY_HTTP_PORT
 # EJABBERD_C2S_PORT EJABBERD_HTTP_PORT EJABBERD_DIST_PORT RELAY_PORT (all on 127.0.0.1, away
@@ -41,7 +51,7 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
@@ -49,11 +59,21 @@ if ((SMOKE)); then
     N=${N:-20} T=${T:-2} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-20} WARMUP=${WARMUP:-0.5}
     SCALE_N=${SCALE_N:-0} SETTLE=0.5 BENCH_TIMEOUT=120 LOGIN_ROUNDS=${LOGIN_ROUNDS:-1}
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-1} MANY_ROUNDS=${MANY_ROUNDS:-1}
+    ROSTER_N=${ROSTER_N:-20} ROSTER_SIZE=${ROSTER_SIZE:-20} ROSTER_SECONDS=${ROSTER_SECONDS:-20}
+    FANOUT_N=${FANOUT_N:-20} FANOUT_CHANGES=${FANOUT_CHANGES:-10} FANOUT_SECONDS=${FANOUT_SECONDS:-10}
+    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-3} MANY_ROUNDS=${MANY_ROUNDS:-3}
+    ROSTER_N=${ROSTER_N:-2000} ROSTER_SIZE=${ROSTER_SIZE:-200} ROSTER_SECONDS=${ROSTER_SECONDS:-30}
+    FANOUT_N=${FANOUT_N:-500} FANOUT_CHANGES=${FANOUT_CHANGES:-200} FANOUT_SECONDS=${FANOUT_SECONDS:-30}
+    ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
 fi
+SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout}
+# Presence changes in flight in the fan-out runs: 1, the next change when the last contact got
+# the previous one (the latency is one change's alone).
+FANOUT_WINDOW=${FANOUT_WINDOW:-1}
 # With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
 BIG_WINDOW=${BIG_WINDOW:-1}
 PING=${PING:-$((N < 1000 ? N : 1000))}
@@ -75,6 +95,13 @@ T_START=$SECONDS
 say() { printf '== %s\n' "$*"; }
 die() { printf '== compare.sh: %s\n' "$*" >&2; exit 1; }
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
+scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+for sc in $SCENARIOS; do
+    case $sc in
+        connect | throughput | latency | scale | roster | fanout) ;;
+        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout)" ;;
+    esac
+done
 
 # --- installation ---------------------------------------------------------------------------
 
@@ -425,6 +452,107 @@ each_server() {
     done
 }
 
+# --- the roster scenarios (issue 18) ---------------------------------------------------------
+
+# Accounts (the shared password, as bench1..) and mutual rosters, written into each server's
+# store (bench/src/rosters.rs). Login scenario: rl1..rl<ROSTER_N + 2> (the last two for the
+# unrecorded warm-up logins) each with ROSTER_SIZE contacts among rc1..rc<ROSTER_N + 2>, rl<i>
+# having rc<i>, rc<i+1>, … (wrapping around), every contact having those rl accounts in turn:
+# every roster holds ROSTER_SIZE items, all `both`, and no rc account ever logs in, so every
+# contact is offline when its rl accounts log in. Fan-out: fu1 with FANOUT_N contacts
+# fc1..fc<FANOUT_N>, each with fu1 alone on its roster.
+RL_N=$((ROSTER_N + 2))
+ROSTER_PLANS=("rl $RL_N rc $RL_N $ROSTER_SIZE" "fu 1 fc $FANOUT_N $FANOUT_N")
+roster_accounts() { # roster_accounts FUNCTION: FUNCTION PREFIX COUNT for every account range
+    "$1" rl "$RL_N"
+    "$1" rc "$RL_N"
+    "$1" fu 1
+    "$1" fc "$FANOUT_N"
+}
+
+weft_roster_users() { "$BIN/weft-bench" users --weft-config "$WORK/weft/weft.toml" --users-prefix "$1" --n "$2"; }
+prosody_roster_users() {
+    local dir=$WORK/prosody/data/localhost/accounts content i
+    content=$(<"$dir/bench1.dat")
+    for ((i = 1; i <= $2; i++)); do printf '%s\n' "$content" >"$dir/$1$i.dat"; done
+}
+ejabberd_roster_users() {
+    ERL_FLAGS="-name compare-ctl-$$@127.0.0.1 -setcookie $EJ_COOKIE -hidden -dist_listen false -erl_epmd_port $EJABBERD_DIST_PORT -start_epmd false" \
+        HOME=$WORK/ejabberd/home timeout -k 5 600 escript "$PEERS_DIR/ejabberd-accounts.escript" \
+        "$EJ_NODE" localhost "$1" 1 "$2" "$PASSWORD" || die "creating the ejabberd accounts $1.. failed"
+}
+
+# rosters_args PLAN: the weft-bench rosters options of one plan ("A_PREFIX A_N B_PREFIX B_N SIZE").
+rosters_args() {
+    local a an b bn size
+    read -r a an b bn size <<<"$1"
+    echo --a-prefix "$a" --a-n "$an" --b-prefix "$b" --b-n "$bn" --size "$size"
+}
+
+setup_rosters() {
+    local t0=$SECONDS plan
+    ((ROSTER_SIZE <= RL_N)) || die "ROSTER_SIZE ($ROSTER_SIZE) must be at most ROSTER_N + 2 ($RL_N)"
+    if want weft; then
+        roster_accounts weft_roster_users
+        for plan in "${ROSTER_PLANS[@]}"; do
+            # shellcheck disable=SC2046 # word splitting of the option list is intended
+            "$BIN/weft-bench" rosters $(rosters_args "$plan") --weft-config "$WORK/weft/weft.toml" ||
+                die "weft rosters failed"
+        done
+    fi
+    if want prosody; then
+        roster_accounts prosody_roster_users
+        for plan in "${ROSTER_PLANS[@]}"; do
+            # shellcheck disable=SC2046
+            "$BIN/weft-bench" rosters $(rosters_args "$plan") --prosody-data "$WORK/prosody/data" ||
+                die "Prosody rosters failed"
+        done
+        chown -R prosody:prosody "$WORK/prosody/data"
+    fi
+    if want ejabberd; then
+        start_ejabberd
+        roster_accounts ejabberd_roster_users
+        for plan in "${ROSTER_PLANS[@]}"; do
+            # shellcheck disable=SC2046
+            "$BIN/weft-bench" rosters $(rosters_args "$plan") --ejabberd-pairs "$WORK/ejabberd-rosters.txt" ||
+                die "the ejabberd roster list failed"
+            chmod 644 "$WORK/ejabberd-rosters.txt"
+            ERL_FLAGS="-name compare-ctl-$$@127.0.0.1 -setcookie $EJ_COOKIE -hidden -dist_listen false -erl_epmd_port $EJABBERD_DIST_PORT -start_epmd false" \
+                HOME=$WORK/ejabberd/home timeout -k 5 600 escript "$PEERS_DIR/ejabberd-rosters.escript" \
+                "$EJ_NODE" localhost "$WORK/ejabberd-rosters.txt" || die "writing the ejabberd rosters failed"
+        done
+        rm -f "$WORK/ejabberd-rosters.txt"
+        stop_ejabberd
+    fi
+    say "rosters provisioned in $((SECONDS - t0)) s"
+}
+
+# xmpp_servers FUNCTION: FUNCTION SERVER for weft, ejabberd and Prosody in turn (the ones of
+# this run), each freshly started, alone, pinned as every other run.
+xmpp_servers() {
+    local s
+    for s in weft ejabberd prosody; do
+        want "$s" || continue
+        "start_$s"
+        "$1" "$s"
+        "stop_$s"
+    done
+}
+
+roster_run() {
+    # shellcheck disable=SC2046 # word splitting of the option list is intended
+    bench "$1: $ROSTER_N logins with a $ROSTER_SIZE-contact roster over ws" roster-login $(args "$1" ws) \
+        --tag roster-login-ws --users-prefix rl --n "$ROSTER_N" --roster-size "$ROSTER_SIZE" \
+        --warmup 2 --max-seconds "$ROSTER_SECONDS"
+}
+
+fanout_run() {
+    # shellcheck disable=SC2046
+    bench "$1: presence of fu1 to $FANOUT_N online contacts over ws" fanout $(args "$1" ws) \
+        --tag fanout-ws --user fu1 --users-prefix fc --contacts "$FANOUT_N" \
+        --changes "$FANOUT_CHANGES" --max-seconds "$FANOUT_SECONDS" --window "$FANOUT_WINDOW"
+}
+
 SERVER_PID=""
 # The relay right after weft: weft's fraction of it is the closest pair of figures.
 THROUGHPUT_SERVERS=""
@@ -444,20 +572,24 @@ say "weft $BIN/weft; Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null
 # (their ratio is the close one): the table gives each server's median and the median of the
 # per-round ratios, as one login run takes seconds on a VM whose speed moves by up to 2× over
 # minutes (weft alone: 5.4k to 8.3k logins/s within ten minutes on one machine).
-for ((round = 1; round <= LOGIN_ROUNDS; round++)); do
-    for s in weft ejabberd prosody; do
-        if want "$s"; then connect_run "$s" ws connect-ws "$N"; fi
+if scenario connect; then
+    for ((round = 1; round <= LOGIN_ROUNDS; round++)); do
+        for s in weft ejabberd prosody; do
+            if want "$s"; then connect_run "$s" ws connect-ws "$N"; fi
+        done
     done
-done
-if want weft; then connect_run weft wss connect-wss "$N"; fi
-# The same over plain TCP (RFC 6120), every server, one round: no target, the other half of a
-# deployment (desktop and mobile clients).
-for s in weft ejabberd prosody; do
-    if want "$s"; then connect_run "$s" tcp connect-tcp "$N"; fi
-done
-for tr in ws tcp; do
-    each_server window_run "$tr" "tput-$tr-small" "$PAIRS" 32
-done
+    if want weft; then connect_run weft wss connect-wss "$N"; fi
+    # The same over plain TCP (RFC 6120), every server, one round: no target, the other half
+    # of a deployment (desktop and mobile clients).
+    for s in weft ejabberd prosody; do
+        if want "$s"; then connect_run "$s" tcp connect-tcp "$N"; fi
+    done
+fi
+if scenario throughput; then
+    for tr in ws tcp; do
+        each_server window_run "$tr" "tput-$tr-small" "$PAIRS" 32
+    done
+fi
 # The many-pairs runs against the few-pair runs at the same window: with window 1 every
 # message is its own read and write on both sides, so comparing it with the batched window-32
 # rate would measure batching, not the cost of many sessions.
@@ -469,18 +601,36 @@ few_and_many() {
 }
 # In MANY_ROUNDS rounds, judged on the median of the per-round shares: the same binary's
 # 500-pair rate moved from 62k to 98k msgs/s within minutes while its 10-pair rate held.
-for ((round = 1; round <= MANY_ROUNDS; round++)); do
-    for tr in ws tcp; do
-        each_server few_and_many "$tr"
+if scenario throughput; then
+    for ((round = 1; round <= MANY_ROUNDS; round++)); do
+        for tr in ws tcp; do
+            each_server few_and_many "$tr"
+        done
     done
-done
+fi
 # The latency target is weft's own p99, a tail that moves with the VM's state from run to run
 # (2.7 to 8.5 ms for the same weft on one machine, the relay 0.6 to 6.5 ms): LATENCY_ROUNDS
 # rounds, and the table judges the median.
-for ((round = 1; round <= LATENCY_ROUNDS; round++)); do
-    each_server latency_run
-done
-if want weft && ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
+if scenario latency; then
+    for ((round = 1; round <= LATENCY_ROUNDS; round++)); do
+        each_server latency_run
+    done
+fi
+if scenario scale && want weft && ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
+# The roster scenarios last, on stores provisioned only now: the runs above see the same
+# servers and stores as before they existed.
+# Rounds as for the other ratios: the logins run for seconds to the time bound on every server,
+# one round by default; weft's fan-out takes one to two seconds, in which this VM's speed moved
+# weft's CPU per delivery from 8 to 18 µs between consecutive runs, so three rounds by default.
+if scenario roster || scenario fanout; then
+    setup_rosters
+    if scenario roster; then
+        for ((round = 1; round <= ROSTER_ROUNDS; round++)); do xmpp_servers roster_run; done
+    fi
+    if scenario fanout; then
+        for ((round = 1; round <= FANOUT_ROUNDS; round++)); do xmpp_servers fanout_run; done
+    fi
+fi
 
 # --- the table ------------------------------------------------------------------------------
 
@@ -499,6 +649,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
+    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW at a time (bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"

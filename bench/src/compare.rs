@@ -6,7 +6,8 @@
 //! `--out` the table goes to a file too, under the `--header` text (machine, versions, pinning).
 //!
 //! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
-//! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`; the relay's records are
+//! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`, `roster-login-ws`,
+//! `fanout-ws`; the relay's records are
 //! `tput-ws-small`, `tput-ws-small-w`, `tput-ws-big` and `latency-ws` (at weft's half-peak rate)
 //! with label `relay`.
 
@@ -127,6 +128,12 @@ fn complete(r: &Value) -> bool {
                 && n("errors") == 0.0
                 && n("closed") == 0.0
                 && n("delivered_in_window") > 0.0
+        }
+        Some("roster-login") => {
+            n("failed") == 0.0 && n("dropped") == 0.0 && n("ok") == n("n") && n("ok") > 0.0
+        }
+        Some("fanout") => {
+            n("missed") == 0.0 && n("unexpected") == 0.0 && n("measured_changes") > 0.0
         }
         _ => true,
     }
@@ -736,7 +743,104 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
             Verdict::Info,
         );
     }
+    rosters(&mut t);
     (t.rows, t.incomplete)
+}
+
+/// The roster scenarios (issue 18): logins with a full roster of offline contacts, and one
+/// user's presence changes fanned out to its online contacts. Each in rounds (ROSTER_ROUNDS,
+/// FANOUT_ROUNDS; every server once per round), judged on the median of the per-round ratios.
+fn rosters(t: &mut Table) {
+    let recs = t.recs;
+    if let Some(any) = recs.any("roster-login-ws") {
+        let (size, req) = (
+            field(Some(any), "roster_size"),
+            field(Some(any), "requested"),
+        );
+        let tag = "roster-login-ws";
+        t.versus_rounds(
+            format!(
+                "logins/s with a {size}-contact roster over ws (SCRAM-SHA-1, bind, roster get, \
+                 initial presence to {size} offline contacts, ping)"
+            ),
+            tag,
+            "logins_per_s",
+            false,
+            "≥10× each peer",
+            Judge::Ratios(|r| r >= 10.0),
+        );
+        let done = |label: &str| -> String {
+            let v = recs.rounds(tag, label, "ok");
+            if v.is_empty() {
+                "—".into()
+            } else {
+                each_round(&v, |x| format!("{x:.0}"))
+            }
+        };
+        t.note(
+            format!("logins measured (of {req}; none starts after the time bound)"),
+            [
+                done("weft"),
+                done("prosody"),
+                done("ejabberd"),
+                String::new(),
+            ],
+            String::new(),
+            Verdict::Info,
+        );
+        for (figure, key) in [
+            ("login time p50 with roster (ms)", "login_p50_ms"),
+            ("login time p99 with roster (ms)", "login_p99_ms"),
+            (
+                "server CPU ms per login with roster",
+                "server_cpu_ms_per_login",
+            ),
+            (
+                "presences a login received before its ping result (answers to its probes)",
+                "presences_per_login",
+            ),
+        ] {
+            t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
+        }
+    }
+    if let Some(any) = recs.any("fanout-ws") {
+        let (contacts, changes) = (field(Some(any), "contacts"), field(Some(any), "changes"));
+        // Records before --window sent one change at a time.
+        let window = any["window"].as_u64().unwrap_or(1);
+        let pace = if window == 1 {
+            "one at a time".to_string()
+        } else {
+            format!("{window} in flight")
+        };
+        let tag = "fanout-ws";
+        t.versus_rounds(
+            format!(
+                "presence deliveries/s, one user to {contacts} online contacts over ws \
+                 (up to {changes} changes, {pace})"
+            ),
+            tag,
+            "deliveries_per_s",
+            false,
+            "≥10× each peer",
+            Judge::Ratios(|r| r >= 10.0),
+        );
+        for (figure, key) in [
+            (
+                "presence change, send to last delivery p50 (ms)",
+                "fanout_p50_ms",
+            ),
+            (
+                "presence change, send to last delivery p99 (ms)",
+                "fanout_p99_ms",
+            ),
+            (
+                "server CPU s per 1000 presence deliveries",
+                "server_cpu_s_per_1000",
+            ),
+        ] {
+            t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
+        }
+    }
 }
 
 /// A run's steal (`server_steal_s` or `generator_steal_s`) as a percentage of its window.
@@ -1267,6 +1371,56 @@ mod tests {
         recs.0.push(rate("tput-ws-small-w", "weft", 10, 100_000.0));
         let (rows, _) = build(&recs, &args());
         assert!(row(&rows, "msgs/s, 500 pairs over ws").verdict == Verdict::NoData);
+    }
+
+    #[test]
+    fn roster_rows() {
+        let login = |label: &str, rate: f64| {
+            serde_json::json!({"tag": "roster-login-ws", "label": label, "scenario": "roster-login",
+                "n": 100, "requested": 2000, "ok": 100, "failed": 0, "dropped": 0,
+                "roster_size": 200, "logins_per_s": rate, "presences_per_login": 201.0})
+        };
+        let fan = |label: &str, rate: f64, missed: u32| {
+            serde_json::json!({"tag": "fanout-ws", "label": label, "scenario": "fanout",
+                "contacts": 500, "changes": 200, "measured_changes": 200, "missed": missed,
+                "unexpected": 0, "deliveries_per_s": rate, "fanout_p99_ms": 9.0})
+        };
+        let recs = Records(vec![
+            login("weft", 2_000.0),
+            login("ejabberd", 150.0),
+            login("prosody", 100.0),
+            fan("weft", 50_000.0, 0),
+            fan("ejabberd", 10_000.0, 0),
+            fan("prosody", 4_000.0, 0),
+        ]);
+        let (rows, incomplete) = build(&recs, &args());
+        assert!(!incomplete);
+        let l = row(&rows, "logins/s with a 200-contact roster over ws");
+        assert_eq!(l.ratios, ["20×".to_string(), "13×".to_string()]);
+        assert!(l.verdict == Verdict::Pass);
+        assert_eq!(
+            row(&rows, "logins measured (of 2000").cells[0],
+            "100".to_string()
+        );
+        let f = row(
+            &rows,
+            "presence deliveries/s, one user to 500 online contacts",
+        );
+        assert_eq!(f.ratios, ["12×".to_string(), "5.0×".to_string()]);
+        assert!(f.verdict == Verdict::Fail);
+
+        // A contact that missed a change: the run is marked and fails its target.
+        let recs = Records(vec![
+            fan("weft", 500_000.0, 3),
+            fan("ejabberd", 10_000.0, 0),
+            fan("prosody", 4_000.0, 0),
+        ]);
+        let (rows, incomplete) = build(&recs, &args());
+        assert!(incomplete);
+        let f = row(&rows, "presence deliveries/s");
+        assert_eq!(f.cells[0], "500,000 (!)");
+        assert!(f.verdict == Verdict::Fail);
+        assert!(!rows.iter().any(|r| r.figure.starts_with("logins/s with a")));
     }
 
     #[test]

@@ -92,6 +92,22 @@ pub async fn login(
     user: &str,
     password: &str,
 ) -> anyhow::Result<Session> {
+    let mut s = bind(spec, index, user, password).await?;
+    s.conn
+        .send("<presence xmlns='jabber:client'/>".into())
+        .await?;
+    s.conn.flush().await?;
+    Ok(s)
+}
+
+/// [`login`] up to a bound resource (and the legacy session where required), before the
+/// initial presence: for scenarios that do more first (a roster get).
+pub async fn bind(
+    spec: &LoginSpec<'_>,
+    index: usize,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<Session> {
     let d = spec.dialer;
     let mut conn = d.connect(index, None).await?;
     conn.open_stream(&d.domain).await?;
@@ -138,9 +154,6 @@ pub async fn login(
             iq_result(&mut conn, "sess1").await?;
         }
     }
-    conn.send("<presence xmlns='jabber:client'/>".into())
-        .await?;
-    conn.flush().await?;
     Ok(Session { conn, jid })
 }
 

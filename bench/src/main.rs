@@ -1,17 +1,22 @@
 //! weft-bench: a load generator for XMPP servers over RFC 7395 WebSocket and RFC 6120 TCP.
 //!
 //! Scenarios are bounded and stop by themselves: `connect` (logins per second and memory per
-//! idle session) and `throughput` (messages per second, latency, server CPU per message).
-//! `users` creates weft accounts quickly. It runs on one thread (pin it with `taskset`) so it
+//! idle session), `throughput` (messages per second, latency, server CPU per message),
+//! `roster-login` (logins with a roster get and initial presence to a full roster) and `fanout`
+//! (one user's presence changes to many online contacts). `users` creates weft accounts
+//! quickly, `rosters` mutual rosters in each server's store. It runs on one thread (pin it with `taskset`) so it
 //! uses exactly one core and the server can have the other.
 #![forbid(unsafe_code)]
 
 mod compare;
 mod conn;
 mod connect;
+mod fanout;
 mod login;
 mod procstat;
 mod report;
+mod roster_login;
+mod rosters;
 mod scram;
 mod split;
 mod throughput;
@@ -44,6 +49,12 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// M pairs exchange messages for T seconds: msgs/s, latency, server CPU per 1000 messages.
     Throughput(throughput::ThroughputArgs),
+    /// Logins of accounts with a full roster: SASL, bind, roster get, initial presence.
+    RosterLogin(roster_login::RosterLoginArgs),
+    /// One user with many online contacts changes presence: deliveries/s, latency to the last.
+    Fanout(fanout::FanoutArgs),
+    /// Writes mutual rosters into weft's store, Prosody's files, or a list for ejabberd.
+    Rosters(rosters::RostersArgs),
     /// Creates benchmark accounts directly in a (stopped or running) weft's SQLite store.
     Users(users::UsersArgs),
     /// Prints the records of a --json-out file as a table.
@@ -165,6 +176,23 @@ impl Ctx {
             .context("login timed out")?
     }
 
+    /// Logs in account `user` up to the bound resource, before any presence (the roster
+    /// scenarios go on with a roster get); connection number `i` picks the source address.
+    pub async fn bind_as(&self, i: usize, user: &str) -> anyhow::Result<Session> {
+        let spec = LoginSpec {
+            dialer: &self.dialer,
+            mech: self.common.mech,
+            cache: &self.cache,
+            resource: "bench",
+        };
+        tokio::time::timeout(
+            self.timeout(),
+            login::bind(&spec, i, user, &self.common.password),
+        )
+        .await
+        .context("login timed out")?
+    }
+
     /// The fields every record starts with.
     pub fn record(&self, scenario: &str) -> Map<String, Value> {
         let c = &self.common;
@@ -210,6 +238,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Connect(a) => connect::run(Ctx::new(a.common.clone())?, a).await,
             Command::Throughput(a) => throughput::run(Ctx::new(a.common.clone())?, a).await,
+            Command::RosterLogin(a) => roster_login::run(Ctx::new(a.common.clone())?, a).await,
+            Command::Fanout(a) => fanout::run(Ctx::new(a.common.clone())?, a).await,
+            Command::Rosters(a) => rosters::run(a).await.map(|()| true),
             Command::Users(a) => users::run(a).await.map(|()| true),
             Command::Summary { file } => report::summary(&file).map(|()| true),
             Command::Compare(a) => compare::run(&a),

@@ -542,6 +542,38 @@ async fn a_file_store_reads_credentials_inline_and_sees_every_write() {
 }
 
 #[tokio::test]
+async fn a_file_store_reads_roster_items_inline_and_sees_every_write() {
+    use crate::{RosterItem, RosterStore, Subscription};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("weft.db"))
+        .await
+        .unwrap();
+    store
+        .create_account("example.org", "juliet", &both(1))
+        .await
+        .unwrap();
+    let read = || store.roster_item("example.org", "juliet", "romeo@example.net");
+    assert_eq!(read().await.unwrap(), None);
+    let mut item = RosterItem::new("romeo@example.net");
+    item.groups = vec!["a".into(), "b".into()];
+    item.subscription = Subscription::Both;
+    item.listed = true;
+    store
+        .put_roster_item("example.org", "juliet", &item, None)
+        .await
+        .unwrap();
+    assert_eq!(read().await.unwrap().as_ref(), Some(&item));
+    // The reads ran on an inline connection, now idle for reuse.
+    assert_eq!(inline_idle(&store), 1);
+    store
+        .remove_roster_item("example.org", "juliet", "romeo@example.net")
+        .await
+        .unwrap();
+    assert_eq!(read().await.unwrap(), None);
+    assert_eq!(inline_idle(&store), 1);
+}
+
+#[tokio::test]
 async fn an_inline_reader_that_cannot_open_leaves_the_read_to_the_pool() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("weft.db"))
