@@ -333,6 +333,14 @@ impl SessionRegistry {
             .unwrap_or_default()
     }
 
+    /// Whether any resource of the account (a normalised bare JID) is available.
+    pub fn is_available(&self, bare: &str) -> bool {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        accounts
+            .get(bare)
+            .is_some_and(|rs| rs.iter().any(|r| r.available))
+    }
+
     /// The last presence of one session, when it is available.
     pub fn presence_of(&self, jid: &FullJid) -> Option<Box<str>> {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());

@@ -56,6 +56,15 @@ impl Sessions {
     }
 }
 
+/// A contact of this server with no available resource: a probe would only bring back a bare
+/// `<presence type='unavailable'/>` (RFC 6121 §4.3.2 says SHOULD; ejabberd does not send it
+/// either), after reading the contact's roster item, which the client already assumes. Not
+/// probed: a 200-contact login read 200 roster items for it. Remote contacts are probed.
+fn offline_here(state: &ServerState, contact: &str) -> bool {
+    let domain = contact.rsplit_once('@').map_or(contact, |(_, d)| d);
+    state.is_local_domain(domain) && !state.sessions.is_available(contact)
+}
+
 /// The last presence of each available resource of `user`.
 fn available(state: &ServerState, user: &BareJid) -> Vec<Element> {
     state
@@ -426,7 +435,7 @@ impl RosterModule {
         }
         if initial {
             for item in &roster {
-                if state_of(item).to() {
+                if state_of(item).to() && !offline_here(state, &item.contact) {
                     let probe = presence("probe", user.as_str(), &item.contact);
                     crate::router::send_presence_for_account(state, probe).await;
                 }
