@@ -524,3 +524,65 @@ async fn blocking_a_subscriber_withholds_presence_and_iqs_and_unblocking_brings_
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_replaced_by_a_new_bind_of_its_resource_is_not_reported_gone() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = login(
+        &mut alice,
+        "alice",
+        PASSWORD,
+        Login::ScramSha1,
+        Some("phone"),
+    )
+    .await;
+    let mut bob = server.tcp_direct_tls().await;
+    login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("desk")).await;
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    // The phone reconnects with the same resource: the new session replaces the old one.
+    let mut again = server.tcp_direct_tls().await;
+    login(
+        &mut again,
+        "alice",
+        PASSWORD,
+        Login::ScramSha1,
+        Some("phone"),
+    )
+    .await;
+    alice.expect_stream_error("conflict").await;
+    // The new session does not hear of its own resource as gone (RFC 6121 §4.5.2 is for a
+    // resource that went away, and this one did not).
+    let mut own = Vec::new();
+    for _ in 0..3 {
+        own.extend(drain(&mut again).await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        presence_from(&own, &alice_jid)
+            .iter()
+            .all(|p| p.attr("type") != Some("unavailable")),
+        "{own:#?}"
+    );
+    again
+        .send("<presence xmlns='jabber:client'><show>chat</show></presence>")
+        .await;
+    drain(&mut again).await;
+    // Bob sees the resource's new presence and never an unavailable for it.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.extend(drain(&mut bob).await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let from_phone = presence_from(&seen, &alice_jid);
+    assert!(
+        from_phone.iter().all(|p| p.attr("type").is_none()),
+        "{seen:#?}"
+    );
+    assert!(!from_phone.is_empty(), "{seen:#?}");
+    server.stop().await;
+}

@@ -221,6 +221,12 @@ impl SessionRegistry {
         BindOutcome::Bound
     }
 
+    /// Whether the session `session_id` is the one bound to `jid` (not replaced since).
+    pub fn holds(&self, jid: &FullJid, session_id: u64) -> bool {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        find(&accounts, jid.as_str()).is_some_and(|r| r.handle.id == session_id)
+    }
+
     /// Removes the session, unless the resource was since taken over by another session.
     pub fn unbind(&self, jid: &FullJid, session_id: u64) {
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());

@@ -255,13 +255,19 @@ impl C2s {
             let batch = std::mem::take(&mut undelivered);
             stream_management::undelivered(&state, &bound.jid, batch).await;
         }
-        if state.modules.wants_session(SessionHook::Closed) {
+        // A session replaced by a new bind of its resource (RFC 6120 §7.7.2.2) ends quietly:
+        // the resource lives on in the new session, which the modules and the user's other
+        // resources would otherwise hear of as gone (an unavailable from its full JID).
+        let replaced = !state.sessions.holds(&bound.jid, bound.id);
+        if !replaced && state.modules.wants_session(SessionHook::Closed) {
             state
                 .modules
                 .session(&state, SessionHook::Closed, &bound.jid)
                 .await;
         }
-        self.unbind(&bound);
+        if !replaced {
+            self.unbind(&bound);
+        }
         if let Some(sm) = &bound.sm {
             sm.ended(&state);
         }
