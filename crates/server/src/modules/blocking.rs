@@ -48,7 +48,11 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::IqFromLocal, Priority::FILTER),
         (StanzaHook::PresenceFromAccount, Priority::FILTER),
     ],
-    session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
+    // Bound too: a new session of a full JID starts without the state of one it replaced.
+    session_hooks: &[
+        (SessionHook::Bound, Priority::NORMAL),
+        (SessionHook::Closed, Priority::NORMAL),
+    ],
     server_features: &[NS],
     ..ModuleSpec::named("blocking")
 };
@@ -223,12 +227,15 @@ impl Module for Blocking {
         Flow::Done(replies)
     }
 
-    async fn session(&self, state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
+    async fn session(&self, state: &Arc<ServerState>, hook: SessionHook, jid: &FullJid) {
         let account = jid.to_bare().to_string();
         if let Some(mut list) = self.interested.get_mut(&account) {
             list.retain(|r| r != jid);
         }
         self.interested.remove_if(&account, |_, l| l.is_empty());
+        if hook != SessionHook::Closed {
+            return;
+        }
         // The closing session is still listed while the hooks run.
         let others = state.sessions.all_resources(&jid.to_bare());
         if others.iter().all(|(other, _)| other == jid) {

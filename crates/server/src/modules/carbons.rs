@@ -37,7 +37,11 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::MessageFromLocal, Priority::NORMAL),
         (StanzaHook::MessageToLocal, Priority::NORMAL),
     ],
-    session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
+    // Bound too: a new session of a full JID starts without the state of one it replaced.
+    session_hooks: &[
+        (SessionHook::Bound, Priority::NORMAL),
+        (SessionHook::Closed, Priority::NORMAL),
+    ],
     server_features: &[NS],
     ..ModuleSpec::named("carbons")
 };
