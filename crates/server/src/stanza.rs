@@ -74,3 +74,21 @@ pub fn is_chat_state_only(message: &Element) -> bool {
             .children()
             .all(|c| c.has_ns(CHATSTATES) || c.has_ns(HINTS) || c.is("thread", crate::ns::CLIENT))
 }
+
+/// XEP-0203: marks `stanza` as delayed since `at` by `from`, unless it already carries a delay
+/// (then its first time stands: a message kept twice, held for a lost session and then
+/// offline, is stamped once).
+pub fn stamp_delay(stanza: &mut Element, from: &str, at: std::time::SystemTime) {
+    const NS_DELAY: &str = "urn:xmpp:delay";
+    if stanza.has_child("delay", NS_DELAY) {
+        return;
+    }
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let stamp = crate::modules::time::xep0082(since.as_secs() as i64, since.subsec_millis());
+    stanza.append_child(
+        Element::builder("delay", NS_DELAY)
+            .attr(xml_ncname!("from").into(), from)
+            .attr(xml_ncname!("stamp").into(), stamp)
+            .build(),
+    );
+}

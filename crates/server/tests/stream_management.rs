@@ -330,7 +330,7 @@ async fn a_session_not_resumed_in_time_leaves_its_messages_offline_and_iqs_answe
     })
     .await;
     let mut bob = server.tcp_direct_tls().await;
-    let bob_jid = login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("desk")).await;
+    login(&mut bob, "bob", PASSWORD, Login::ScramSha1, Some("desk")).await;
     let mut alice = server.ws().await;
     let (alice_jid, id) = login_resumable(&mut alice, "alice", "phone").await;
     // Before and after alice's connection drops: none acknowledged.
@@ -395,7 +395,6 @@ async fn a_session_not_resumed_in_time_leaves_its_messages_offline_and_iqs_answe
             show(m)
         );
     }
-    assert!(bob_jid.starts_with("bob@"));
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use dashmap::DashSet;
 use minidom::Element;
-use rxml::xml_ncname;
 use serde::Deserialize;
 use weft_config::ConfigError;
 use weft_storage::StorageError;
@@ -25,7 +24,6 @@ pub const DEF: ModuleDef = ModuleDef {
 };
 
 const NS_OFFLINE: &str = "msgoffline";
-const NS_DELAY: &str = "urn:xmpp:delay";
 const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// XEP-0334 message processing hints.
 const NS_HINTS: &str = "urn:xmpp:hints";
@@ -123,16 +121,7 @@ impl Offline {
         let user = to.to_bare();
         let (domain, node) = account_parts(&user);
         let mut kept = stanza.clone();
-        // One that already carries a delay (held for a lost session, XEP-0198 §5) keeps its
-        // first time.
-        if !kept.has_child("delay", NS_DELAY) {
-            kept.append_child(
-                Element::builder("delay", NS_DELAY)
-                    .attr(xml_ncname!("from").into(), domain)
-                    .attr(xml_ncname!("stamp").into(), now_stamp())
-                    .build(),
-            );
-        }
+        crate::stanza::stamp_delay(&mut kept, domain, std::time::SystemTime::now());
         let max = self.settings.max_messages;
         match state
             .storage
@@ -220,14 +209,6 @@ fn worth_keeping(message: &Element) -> bool {
         || message
             .children()
             .any(|c| !c.has_ns(ns::CLIENT) && !c.has_ns(NS_CHATSTATES) && !c.has_ns(NS_HINTS))
-}
-
-/// XEP-0082 DateTime in UTC, to the millisecond.
-fn now_stamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    crate::modules::time::xep0082(now.as_secs() as i64, now.subsec_millis())
 }
 
 #[cfg(test)]

@@ -135,19 +135,7 @@ impl RosterStore for SqliteStore {
                 let read = (|| {
                     let mut stmt = conn.prepare_cached(ROSTER_QUERY)?;
                     let rows = stmt
-                        .query_map((domain, username), |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                                r.get(8)?,
-                            ))
-                        })?
+                        .query_map((domain, username), item_row)?
                         .collect::<rusqlite::Result<Vec<ItemRow>>>()?;
                     let version: Option<i64> = conn
                         .prepare_cached(VERSION_QUERY)?
@@ -196,19 +184,7 @@ impl RosterStore for SqliteStore {
             readers.read(|conn| {
                 let mut stmt = conn.prepare_cached(ITEM_QUERY)?;
                 let rows = stmt
-                    .query_map((domain, username, contact), |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                            r.get(8)?,
-                        ))
-                    })?
+                    .query_map((domain, username, contact), item_row)?
                     .collect::<rusqlite::Result<Vec<ItemRow>>>();
                 rows
             })
@@ -329,4 +305,19 @@ impl RosterStore for SqliteStore {
         tx.commit().await?;
         Ok(Some(version))
     }
+}
+
+/// One row of `ROSTER_QUERY` or `ITEM_QUERY`, read inline.
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }

@@ -3,11 +3,10 @@
 //! what becomes of the stanzas it never delivered. The counters are `session::sm`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use jid::{BareJid, FullJid};
 use minidom::Element;
-use rxml::xml_ncname;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::session::stop::StopSignal;
@@ -24,7 +23,6 @@ use crate::state::ServerState;
 /// How long a resuming stream waits for the old one to hand its session over.
 const HANDOVER_WAIT: Duration = Duration::from_secs(10);
 
-const NS_DELAY: &str = "urn:xmpp:delay";
 const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 
 /// A request from a stream that resumes a session: its task answers with the session.
@@ -336,9 +334,7 @@ pub(super) async fn undelivered(state: &Arc<ServerState>, jid: &FullJid, stanzas
                 {
                     continue;
                 }
-                if !stanza.has_child("delay", NS_DELAY) {
-                    stanza.append_child(delay(jid.domain().as_str(), sent_at));
-                }
+                crate::stanza::stamp_delay(&mut stanza, jid.domain().as_str(), sent_at);
                 crate::router::undelivered_message(state, stanza, &jid.to_bare()).await;
             }
             "iq" if matches!(stanza.attr("type"), Some("get" | "set")) => {
@@ -350,18 +346,6 @@ pub(super) async fn undelivered(state: &Arc<ServerState>, jid: &FullJid, stanzas
             _ => {}
         }
     }
-}
-
-/// XEP-0203.
-fn delay(from: &str, at: SystemTime) -> Element {
-    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Element::builder("delay", NS_DELAY)
-        .attr(xml_ncname!("from").into(), from)
-        .attr(
-            xml_ncname!("stamp").into(),
-            crate::modules::time::xep0082(since.as_secs() as i64, since.subsec_millis()),
-        )
-        .build()
 }
 
 impl SmSession {
