@@ -223,11 +223,22 @@ pub async fn send_presence_for_account(state: &Arc<ServerState>, stanza: Element
     else {
         return;
     };
+    send_presence_addressed(state, stanza, &from, to).await;
+}
+
+/// `send_presence_for_account` for a caller that holds the stanza's 'from' and 'to' as JIDs
+/// already (a broadcast: one sender, contacts from the roster), so none is parsed again.
+pub async fn send_presence_addressed(
+    state: &Arc<ServerState>,
+    stanza: Element,
+    from: &Jid,
+    to: Jid,
+) {
     let hook = StanzaHook::PresenceFromAccount;
     let account = bare_part(from.as_str());
     let stanza = if state.modules.wants(hook) && state.modules.concerned(hook, account) {
         let kind = Kind::Presence;
-        match run_hook(state, hook, account, stanza, kind, &from, Some(&to)).await {
+        match run_hook(state, hook, account, stanza, kind, from, Some(&to)).await {
             Ok((stanza, _)) => stanza,
             Err(_) => return,
         }
@@ -235,7 +246,7 @@ pub async fn send_presence_for_account(state: &Arc<ServerState>, stanza: Element
         stanza
     };
     if state.is_local_domain(to.domain().as_str()) {
-        for reply in to_local(state, stanza, Kind::Presence, &from, to).await {
+        for reply in to_local(state, stanza, Kind::Presence, from, to).await {
             dispatch(state, reply).await;
         }
         return;

@@ -319,6 +319,17 @@ async fn subscription_handshake_presence_and_cancellation() {
     .await;
     let push = recv_until(&mut bob, "Bob's push", is_push).await;
     assert_eq!(subscription(&item(&push)), "none");
+
+    // Bob's next presence no longer reaches Alice: the server's copy of his subscribers
+    // (made at his "away") follows the roster change.
+    bob.send("<presence xmlns='jabber:client'><show>xa</show></presence>")
+        .await;
+    recv_until(&mut bob, "Bob's own xa", |e| is_presence(e, None, "bob@")).await;
+    let after = drain(&mut alice).await;
+    assert!(
+        !after.iter().any(|e| is_presence(e, None, "bob@")),
+        "Alice's subscription was cancelled: {after:#?}"
+    );
     server.stop().await;
 }
 

@@ -10,7 +10,7 @@
 //! TLS connections keep one rustls state for both directions, so their sessions keep a queue
 //! (see `session::registry`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -67,6 +67,20 @@ thread_local! {
     /// Where deliveries are encoded before the socket takes them: the common case (the socket
     /// takes everything) then touches no per-session buffer.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Deliveries made during the current batched poll (see `batch_is_full`).
+    static BATCHED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Deliveries after which a batched poll should end (see `batch_is_full`): a user with 500
+/// contacts changing presence eight times in a row is one poll, its contacts' sockets each
+/// get one write of eight stanzas, and the first change waits for no more than that.
+const BATCH_DELIVERIES: usize = 4096;
+
+/// Whether the current poll has made enough deliveries that the session should end it (yield)
+/// before it handles another stanza: its deliveries are then written, instead of waiting for
+/// every stanza the client sent at once (a recipient's latency), and other tasks get to run.
+pub fn batch_is_full() -> bool {
+    BATCHED.with(Cell::get) >= BATCH_DELIVERIES
 }
 
 impl SharedWriter {
@@ -125,10 +139,14 @@ impl SharedWriter {
             return Err(Refused::Full);
         }
         p.stanzas += 1;
+        let in_batch = BATCH.with(|b| b.borrow().is_some());
+        if in_batch {
+            BATCHED.with(|n| n.set(n.get() + 1));
+        }
         // Bytes already waiting are someone's to write (the owner, woken for them, or the
         // batch that left them); ours go behind them.
         let waiting = p.held.is_some() || !p.bytes.is_empty();
-        let batching = !waiting && BATCH.with(|b| b.borrow().is_some());
+        let batching = !waiting && in_batch;
         if waiting || batching {
             let queue = p.held.as_mut().unwrap_or(&mut p.bytes);
             let start = queue.len();
@@ -262,6 +280,9 @@ impl BatchScope {
             *b = Some(Vec::new());
             true
         });
+        if outermost {
+            BATCHED.with(|n| n.set(0));
+        }
         BatchScope { outermost }
     }
 }

@@ -53,6 +53,9 @@ pub struct RosterSettings {
     /// Longest contact name or group name, in characters (RFC 6121 §2.3.3:
     /// `<not-acceptable/>` beyond it).
     pub max_name_length: usize,
+    /// Most subscriber JIDs kept in memory, over all online accounts, to send presence
+    /// broadcasts without reading rosters (about 100 bytes each); past it rosters are read.
+    pub presence_cache_contacts: usize,
 }
 
 impl Default for RosterSettings {
@@ -60,6 +63,7 @@ impl Default for RosterSettings {
         RosterSettings {
             max_items: 5000,
             max_name_length: 1023,
+            presence_cache_contacts: 1_000_000,
         }
     }
 }
@@ -79,11 +83,14 @@ pub struct RosterModule {
     interested: DashMap<BareJid, Vec<FullJid>>,
     /// The presence each session sent and whom it sent directed presence to.
     presence: presence::Sessions,
+    /// The presence subscribers of online accounts.
+    subscribers: presence::Subscribers,
 }
 
 impl RosterModule {
     pub fn new(settings: RosterSettings) -> Self {
         RosterModule {
+            subscribers: presence::Subscribers::new(settings.presence_cache_contacts),
             settings,
             interested: DashMap::new(),
             presence: presence::Sessions::default(),
@@ -156,6 +163,16 @@ impl Module for RosterModule {
         self.forget_session(jid);
         if let Err(e) = self.session_closed(state, jid).await {
             tracing::warn!(%jid, "presence on logout failed: {e}");
+        }
+        // Hooks run before the registry forgets the session: alone there, it was the last.
+        let user = jid.to_bare();
+        if state
+            .sessions
+            .all_resources(&user)
+            .iter()
+            .all(|(r, _)| r == jid)
+        {
+            self.subscribers.forget(&user);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! probes on login and their answers, directed presence, and unavailable presence when a
 //! session ends, cleanly or not.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -53,6 +54,62 @@ impl Sessions {
             .remove(full)
             .map(|(_, l)| l)
             .unwrap_or_default()
+    }
+}
+
+/// The contacts that get each online account's presence broadcast (subscription `from` or
+/// `both`), so that a presence change reads one version number instead of the whole roster
+/// and parses no contact JID. An entry is used only while the stored roster version is the
+/// one it was read at (every roster change raises it), and dropped when the account's last
+/// session ends. At most `limit` contacts are held in all; past it rosters are read as before.
+pub(super) struct Subscribers {
+    by_account: DashMap<BareJid, (u64, Arc<[Jid]>)>,
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl Subscribers {
+    pub(super) fn new(limit: usize) -> Self {
+        Subscribers {
+            by_account: DashMap::new(),
+            held: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// The cached subscribers of `user`, if read at roster `version`.
+    fn get(&self, user: &BareJid, version: u64) -> Option<Arc<[Jid]>> {
+        let entry = self.by_account.get(user)?;
+        (entry.0 == version).then(|| entry.1.clone())
+    }
+
+    fn cached(&self, user: &BareJid) -> bool {
+        self.by_account.contains_key(user)
+    }
+
+    /// The subscribers in `roster` (read at `version`), kept for `user` when there is room.
+    fn remember(&self, user: &BareJid, version: u64, roster: &[RosterItem]) -> Arc<[Jid]> {
+        let jids: Arc<[Jid]> = roster
+            .iter()
+            .filter(|i| state_of(i).from())
+            .filter_map(|i| Jid::new(&i.contact).ok())
+            .collect();
+        if !jids.is_empty() && self.held.load(Ordering::Relaxed) + jids.len() <= self.limit {
+            self.held.fetch_add(jids.len(), Ordering::Relaxed);
+            if let Some((_, old)) = self
+                .by_account
+                .insert(user.clone(), (version, jids.clone()))
+            {
+                self.held.fetch_sub(old.len(), Ordering::Relaxed);
+            }
+        }
+        jids
+    }
+
+    pub(super) fn forget(&self, user: &BareJid) {
+        if let Some((_, (_, old))) = self.by_account.remove(user) {
+            self.held.fetch_sub(old.len(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -410,13 +467,21 @@ impl RosterModule {
         } else {
             self.presence.take(full)
         };
-        let (domain, node) = parts(&user);
-        let (_, roster) = state.storage.roster.roster(domain, node).await?;
-        for item in &roster {
-            if state_of(item).from() {
-                let copy = readdressed(&own, full.as_str(), &item.contact);
-                crate::router::send_presence_for_account(state, copy).await;
-            }
+        // The whole roster at the first available presence (probes and waiting requests
+        // below need it), otherwise only its subscribers.
+        let (subscribers, roster) = if initial {
+            let (domain, node) = parts(&user);
+            let (version, roster) = state.storage.roster.roster(domain, node).await?;
+            let subscribers = self.subscribers.remember(&user, version, &roster);
+            (subscribers, roster)
+        } else {
+            (self.subscribers_of(state, &user).await?, Vec::new())
+        };
+        let sender = Jid::from(full.clone());
+        for contact in subscribers.iter() {
+            let mut copy = own.clone();
+            stanza::set_attr(&mut copy, xml_ncname!("to").into(), contact.as_str());
+            crate::router::send_presence_addressed(state, copy, &sender, contact.clone()).await;
         }
         for to in directed {
             let copy = readdressed(&own, full.as_str(), to.as_str());
@@ -465,21 +530,34 @@ impl RosterModule {
             return Ok(());
         }
         let user = full.to_bare();
-        let (domain, node) = parts(&user);
-        let mut to: Vec<String> = directed.iter().map(|j| j.to_string()).collect();
-        if last.is_some() {
-            let (_, roster) = state.storage.roster.roster(domain, node).await?;
-            to.extend(
-                roster
-                    .iter()
-                    .filter(|i| state_of(i).from())
-                    .map(|i| i.contact.clone()),
-            );
-        }
-        for contact in to {
-            let unavailable = presence("unavailable", full.as_str(), &contact);
-            crate::router::send_presence_for_account(state, unavailable).await;
+        let subscribers = match last {
+            Some(_) => self.subscribers_of(state, &user).await?,
+            None => Arc::from([]),
+        };
+        let sender = Jid::from(full.clone());
+        for contact in directed.iter().chain(subscribers.iter()) {
+            let unavailable = presence("unavailable", full.as_str(), contact.as_str());
+            crate::router::send_presence_addressed(state, unavailable, &sender, contact.clone())
+                .await;
         }
         Ok(())
+    }
+
+    /// The contacts that get `user`'s presence broadcast: the cached list while the roster
+    /// version is unchanged, else read from the roster (and cached while `user` is online).
+    async fn subscribers_of(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+    ) -> Result<Arc<[Jid]>, StorageError> {
+        let (domain, node) = parts(user);
+        if self.subscribers.cached(user) {
+            let version = state.storage.roster.roster_version(domain, node).await?;
+            if let Some(subscribers) = self.subscribers.get(user, version) {
+                return Ok(subscribers);
+            }
+        }
+        let (version, roster) = state.storage.roster.roster(domain, node).await?;
+        Ok(self.subscribers.remember(user, version, &roster))
     }
 }

@@ -664,6 +664,9 @@ impl C2s {
                     if let Err(end) = self.client_stanza(el, bound).await {
                         return end;
                     }
+                    if crate::transport::shared::batch_is_full() {
+                        tokio::task::yield_now().await;
+                    }
                     if let Some(until) = budget.spend() {
                         resume.as_mut().reset(until);
                         paused = true;
