@@ -17,7 +17,8 @@
 #             subscription both, all offline: SCRAM-SHA-1, bind, roster get (all items checked),
 #             initial presence (probes), ping; logins/s, bounded to ROSTER_SECONDS
 #   fanout    (issue 18) one user with FANOUT_N online contacts changes presence FANOUT_CHANGES
-#             times, one change at a time: deliveries/s, send to last delivery p50/p99
+#             times, FANOUT_WINDOW changes in flight: deliveries/s (the target), send to last
+#             delivery p50/p99; then FANOUT_CHANGES_1 changes one at a time (latency)
 #             (both on rosters written into each server's store just before, after the rest)
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
 #
@@ -31,8 +32,9 @@
 # as the prosody/ejabberd users). Overrides (environment): N, T, PAIRS, BIG_PAIRS, BIG_WINDOW,
 # PING, SCALE_N (0: no scale run), LOGIN_ROUNDS, MANY_ROUNDS and LATENCY_ROUNDS (3 each;
 # --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
-# FANOUT_N FANOUT_CHANGES FANOUT_SECONDS (500, 200, 30; --smoke 20, 10, 10), ROSTER_ROUNDS (1)
-# and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in flight, 1),
+# FANOUT_N FANOUT_CHANGES FANOUT_CHANGES_1 FANOUT_SECONDS (500, 2000, 200, 30; --smoke 20, 10,
+# 10, 10), ROSTER_ROUNDS (1) and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in
+# flight, 16),
 # SCENARIOS (subset of "connect throughput latency scale roster fanout"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
@@ -61,19 +63,24 @@ if ((SMOKE)); then
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-1} MANY_ROUNDS=${MANY_ROUNDS:-1}
     ROSTER_N=${ROSTER_N:-20} ROSTER_SIZE=${ROSTER_SIZE:-20} ROSTER_SECONDS=${ROSTER_SECONDS:-20}
     FANOUT_N=${FANOUT_N:-20} FANOUT_CHANGES=${FANOUT_CHANGES:-10} FANOUT_SECONDS=${FANOUT_SECONDS:-10}
+    FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-10}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
     LATENCY_ROUNDS=${LATENCY_ROUNDS:-3} MANY_ROUNDS=${MANY_ROUNDS:-3}
     ROSTER_N=${ROSTER_N:-2000} ROSTER_SIZE=${ROSTER_SIZE:-200} ROSTER_SECONDS=${ROSTER_SECONDS:-30}
-    FANOUT_N=${FANOUT_N:-500} FANOUT_CHANGES=${FANOUT_CHANGES:-200} FANOUT_SECONDS=${FANOUT_SECONDS:-30}
+    FANOUT_N=${FANOUT_N:-500} FANOUT_CHANGES=${FANOUT_CHANGES:-2000} FANOUT_SECONDS=${FANOUT_SECONDS:-30}
+    FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-200}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
 fi
 SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout}
-# Presence changes in flight in the fan-out runs: 1, the next change when the last contact got
-# the previous one (the latency is one change's alone).
-FANOUT_WINDOW=${FANOUT_WINDOW:-1}
+# Presence changes in flight in the fan-out's rate runs. With one at a time the generator's
+# round trip sets the pace, not the server: the next change waits until the generator has read
+# all FANOUT_N deliveries, and weft's core idled while it did (117k deliveries/s at window 1
+# against 430-470k at 16, 64 or 256, where weft's core is busy throughout). Prosody and
+# ejabberd are CPU-bound at either. The one-at-a-time run follows for its latency.
+FANOUT_WINDOW=${FANOUT_WINDOW:-16}
 # With many pairs, in-flight messages = pairs × 2 × window: window 1 keeps latency meaningful.
 BIG_WINDOW=${BIG_WINDOW:-1}
 PING=${PING:-$((N < 1000 ? N : 1000))}
@@ -548,9 +555,17 @@ roster_run() {
 
 fanout_run() {
     # shellcheck disable=SC2046
-    bench "$1: presence of fu1 to $FANOUT_N online contacts over ws" fanout $(args "$1" ws) \
-        --tag fanout-ws --user fu1 --users-prefix fc --contacts "$FANOUT_N" \
+    bench "$1: presence of fu1 to $FANOUT_N online contacts over ws, $FANOUT_WINDOW in flight" \
+        fanout $(args "$1" ws) --tag fanout-ws --user fu1 --users-prefix fc --contacts "$FANOUT_N" \
         --changes "$FANOUT_CHANGES" --max-seconds "$FANOUT_SECONDS" --window "$FANOUT_WINDOW"
+}
+
+# The same one change at a time (each change's latency alone), on a fresh server too.
+fanout_one_run() {
+    # shellcheck disable=SC2046
+    bench "$1: presence of fu1 to $FANOUT_N online contacts over ws, one at a time" \
+        fanout $(args "$1" ws) --tag fanout1-ws --user fu1 --users-prefix fc --contacts "$FANOUT_N" \
+        --changes "$FANOUT_CHANGES_1" --max-seconds "$FANOUT_SECONDS" --window 1
 }
 
 SERVER_PID=""
@@ -628,7 +643,10 @@ if scenario roster || scenario fanout; then
         for ((round = 1; round <= ROSTER_ROUNDS; round++)); do xmpp_servers roster_run; done
     fi
     if scenario fanout; then
-        for ((round = 1; round <= FANOUT_ROUNDS; round++)); do xmpp_servers fanout_run; done
+        for ((round = 1; round <= FANOUT_ROUNDS; round++)); do
+            xmpp_servers fanout_run
+            xmpp_servers fanout_one_run
+        done
     fi
 fi
 
@@ -649,7 +667,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo '-') (Lua $(lua5.4 -v 2>/dev/null | awk '{print $2}'), network_backend epoll), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo '-') (Erlang/OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null || echo '-'), Mnesia)"
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
-    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW at a time (bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
+    echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW in flight, then $FANOUT_CHANGES_1 one at a time (each bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"

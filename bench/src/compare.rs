@@ -7,7 +7,7 @@
 //!
 //! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
 //! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`, `roster-login-ws`,
-//! `fanout-ws`; the relay's records are
+//! `fanout-ws`, `fanout1-ws`; the relay's records are
 //! `tput-ws-small`, `tput-ws-small-w`, `tput-ws-big` and `latency-ws` (at weft's half-peak rate)
 //! with label `relay`.
 
@@ -838,7 +838,44 @@ fn rosters(t: &mut Table) {
                 "server_cpu_s_per_1000",
             ),
         ] {
-            t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
+            t.versus_rounds(
+                format!("{figure}, {pace}"),
+                tag,
+                key,
+                false,
+                "",
+                Judge::None,
+            );
+        }
+    }
+    // One change at a time: the rate is the generator's round trip as much as the server's,
+    // so it has no target; its latency is one change's alone.
+    if let Some(any) = recs.any("fanout1-ws") {
+        let changes = field(Some(any), "changes");
+        let tag = "fanout1-ws";
+        for (figure, key) in [
+            ("presence deliveries/s", "deliveries_per_s"),
+            (
+                "presence change, send to last delivery p50 (ms)",
+                "fanout_p50_ms",
+            ),
+            (
+                "presence change, send to last delivery p99 (ms)",
+                "fanout_p99_ms",
+            ),
+            (
+                "server CPU s per 1000 presence deliveries",
+                "server_cpu_s_per_1000",
+            ),
+        ] {
+            t.versus_rounds(
+                format!("{figure}, up to {changes} changes one at a time"),
+                tag,
+                key,
+                false,
+                "",
+                Judge::None,
+            );
         }
     }
 }
@@ -1385,6 +1422,11 @@ mod tests {
                 "contacts": 500, "changes": 200, "measured_changes": 200, "missed": missed,
                 "unexpected": 0, "deliveries_per_s": rate, "fanout_p99_ms": 9.0})
         };
+        let one_at_a_time = |label: &str, rate: f64| {
+            let mut r = fan(label, rate, 0);
+            r["tag"] = "fanout1-ws".into();
+            r
+        };
         let recs = Records(vec![
             login("weft", 2_000.0),
             login("ejabberd", 150.0),
@@ -1392,6 +1434,9 @@ mod tests {
             fan("weft", 50_000.0, 0),
             fan("ejabberd", 10_000.0, 0),
             fan("prosody", 4_000.0, 0),
+            one_at_a_time("weft", 20_000.0),
+            one_at_a_time("ejabberd", 10_000.0),
+            one_at_a_time("prosody", 4_000.0),
         ]);
         let (rows, incomplete) = build(&recs, &args());
         assert!(!incomplete);
@@ -1408,6 +1453,13 @@ mod tests {
         );
         assert_eq!(f.ratios, ["12×".to_string(), "5.0×".to_string()]);
         assert!(f.verdict == Verdict::Fail);
+        // One at a time: listed, not judged.
+        let one = row(
+            &rows,
+            "presence deliveries/s, up to 200 changes one at a time",
+        );
+        assert_eq!(one.ratios, ["5.0×".to_string(), "2.0×".to_string()]);
+        assert!(one.target.is_empty());
 
         // A contact that missed a change: the run is marked and fails its target.
         let recs = Records(vec![

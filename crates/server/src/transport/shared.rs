@@ -67,8 +67,9 @@ thread_local! {
     /// Where deliveries are encoded before the socket takes them: the common case (the socket
     /// takes everything) then touches no per-session buffer.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Deliveries made during the current batched poll (see `batch_is_full`).
-    static BATCHED: Cell<usize> = const { Cell::new(0) };
+    /// Deliveries made during the current batched poll (see `batch_is_full`); None outside
+    /// such a poll, as `BATCH`. A `Cell` apart from it: every delivery reads this one.
+    static BATCHED: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// Deliveries after which a batched poll should end (see `batch_is_full`): a user with 500
@@ -80,7 +81,9 @@ const BATCH_DELIVERIES: usize = 4096;
 /// before it handles another stanza: its deliveries are then written, instead of waiting for
 /// every stanza the client sent at once (a recipient's latency), and other tasks get to run.
 pub fn batch_is_full() -> bool {
-    BATCHED.with(Cell::get) >= BATCH_DELIVERIES
+    BATCHED
+        .with(Cell::get)
+        .is_some_and(|n| n >= BATCH_DELIVERIES)
 }
 
 impl SharedWriter {
@@ -139,10 +142,13 @@ impl SharedWriter {
             return Err(Refused::Full);
         }
         p.stanzas += 1;
-        let in_batch = BATCH.with(|b| b.borrow().is_some());
-        if in_batch {
-            BATCHED.with(|n| n.set(n.get() + 1));
-        }
+        let in_batch = BATCHED.with(|n| match n.get() {
+            Some(k) => {
+                n.set(Some(k + 1));
+                true
+            }
+            None => false,
+        });
         // Bytes already waiting are someone's to write (the owner, woken for them, or the
         // batch that left them); ours go behind them.
         let waiting = p.held.is_some() || !p.bytes.is_empty();
@@ -281,7 +287,7 @@ impl BatchScope {
             true
         });
         if outermost {
-            BATCHED.with(|n| n.set(0));
+            BATCHED.with(|n| n.set(Some(0)));
         }
         BatchScope { outermost }
     }
@@ -292,6 +298,7 @@ impl Drop for BatchScope {
         if !self.outermost {
             return;
         }
+        BATCHED.with(|n| n.set(None));
         let batch = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
         for writer in batch {
             writer.write_batch();
