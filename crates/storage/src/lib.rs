@@ -1,7 +1,8 @@
 //! Persistent storage for weft: one trait per feature, the error type, and the [`Storage`] bundle handed to the server.
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
-//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`]), never through a
+//! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`],
+//! [`ArchiveStore`]), never through a
 //! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
 //! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
+mod archive;
 mod offline;
 pub mod private;
 mod private_xml;
@@ -20,6 +22,10 @@ mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
+pub use archive::{
+    ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
+    ArchivedMessage,
+};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use private_xml::PrivateXmlStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
@@ -89,6 +95,14 @@ pub enum StorageError {
     /// The database backend failed (I/O, locking timeout, constraint other than the ones above).
     #[error("storage backend error: {0}")]
     Backend(#[from] sqlx::Error),
+
+    /// The SQLite library failed on a connection used outside sqlx (batched archive writes).
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A blocking storage task could not run to its end (the runtime is shutting down).
+    #[error("storage task failed: {0}")]
+    Task(String),
 }
 
 /// The SCRAM hash name as it appears in the mechanism name (RFC 5802 §4), e.g. `SHA-256`.
@@ -113,6 +127,8 @@ pub struct Storage {
     pub offline: Arc<dyn OfflineStore>,
     /// Per-account XML documents (private XML storage, vcard-temp).
     pub private_xml: Arc<dyn PrivateXmlStore>,
+    /// Message archives (XEP-0313).
+    pub archive: Arc<dyn ArchiveStore>,
 }
 
 impl Storage {
@@ -136,7 +152,8 @@ impl From<SqliteStore> for Storage {
             accounts: store.clone(),
             roster: store.clone(),
             offline: store.clone(),
-            private_xml: store,
+            private_xml: store.clone(),
+            archive: store,
         }
     }
 }

@@ -43,6 +43,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "private_xml",
         sql: include_str!("../../migrations/sqlite/0004_private_xml.sql"),
     },
+    Migration {
+        version: 5,
+        name: "archive",
+        sql: include_str!("../../migrations/sqlite/0005_archive.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.

@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: opening the database file, connection settings and the pool.
 //!
 //! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
-//! `accounts.rs`, `roster.rs`, `offline.rs`, `private_xml.rs`); `migrate.rs` owns the
+//! `accounts.rs`, `roster.rs`, `offline.rs`, `private_xml.rs`, `archive.rs`); `migrate.rs` owns the
 //! schema; `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
 //! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
 
@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use crate::StorageError;
 
 mod accounts;
+mod archive;
 mod inline;
 mod migrate;
 mod offline;
@@ -41,6 +42,8 @@ pub struct SqliteStore {
     /// Synchronous readers for the login path's point reads; `None` for an in-memory
     /// database (private to the pool's one connection).
     inline: Option<Arc<inline::InlineReaders>>,
+    /// The connection for batched archive appends; `None` for an in-memory database.
+    archive_writer: Option<Arc<archive::ArchiveWriter>>,
 }
 
 impl SqliteStore {
@@ -78,7 +81,9 @@ impl SqliteStore {
             .await?;
         tracing::debug!(path = %path.display(), "opened SQLite database");
         let inline = Arc::new(inline::InlineReaders::new(path));
-        Self::migrated(pool, Some(inline)).await
+        let mut store = Self::migrated(pool, Some(inline)).await?;
+        store.archive_writer = Some(Arc::new(archive::ArchiveWriter::new(path)));
+        Ok(store)
     }
 
     /// A fresh, empty, private in-memory database, for tests.
@@ -110,6 +115,10 @@ impl SqliteStore {
         inline: Option<Arc<inline::InlineReaders>>,
     ) -> Result<Self, StorageError> {
         migrate::run(&pool).await?;
-        Ok(SqliteStore { pool, inline })
+        Ok(SqliteStore {
+            pool,
+            inline,
+            archive_writer: None,
+        })
     }
 }

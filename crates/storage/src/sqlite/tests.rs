@@ -46,6 +46,7 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
     assert_eq!(got.server_key, want.server_key);
 }
 
+mod archive;
 mod offline;
 mod private_xml;
 mod roster;
@@ -400,7 +401,11 @@ async fn a_database_from_an_earlier_weft_is_migrated() {
             .await
             .unwrap();
         assert_eq!(applied as i64, known);
-        let old = SqliteStore { pool, inline: None };
+        let old = SqliteStore {
+            pool,
+            inline: None,
+            archive_writer: None,
+        };
         old.create_account("example.org", "juliet", &both(4))
             .await
             .unwrap();

@@ -1,0 +1,165 @@
+//! The message archive (XEP-0313): each account's messages, sent and received, under the id
+//! the server gave them (the XEP-0359 stanza-id), with archive preferences.
+//!
+//! Ids are chosen by the server, not the store: a message is stamped with its id before it is
+//! delivered, while the archive write happens later, in batches. An id is the archiving time
+//! in microseconds since the Unix epoch, made unique by the server (two messages in the same
+//! microsecond get consecutive ids), so the id order is the archive order and the time filters
+//! of a query (`start`, `end`) are id ranges.
+
+use crate::StorageError;
+
+/// One archived message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    /// The stanza-id; also the archiving time in microseconds since the Unix epoch.
+    pub id: i64,
+    /// The other party's bare JID (the recipient of a sent message, the sender of a received
+    /// one).
+    pub with: String,
+    /// The other party's resource, when its full JID was known.
+    pub with_resource: Option<String>,
+    /// Whether the account sent it.
+    pub outgoing: bool,
+    /// The serialised `<message/>`, as it was sent or delivered.
+    pub stanza: String,
+}
+
+/// A message to append to an account's archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    pub domain: String,
+    pub username: String,
+    pub message: ArchivedMessage,
+}
+
+/// Which messages a query wants, and which page of them (XEP-0313 §4.1, XEP-0059).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only with this bare JID (and, when set, this resource of it).
+    pub with: Option<(String, Option<String>)>,
+    /// Only ids (times) at or after this one.
+    pub start: Option<i64>,
+    /// Only ids (times) at or before this one.
+    pub end: Option<i64>,
+    /// Only ids strictly after this one (RSM `<after/>`, XEP-0313 `after-id`).
+    pub after: Option<i64>,
+    /// Only ids strictly before this one (RSM `<before/>`, XEP-0313 `before-id`).
+    pub before: Option<i64>,
+    /// Only these ids (XEP-0313 `ids`).
+    pub ids: Option<Vec<i64>>,
+    /// At most this many messages.
+    pub max: usize,
+    /// Take the page at the newest end of the range (RSM `<before/>`): the `max` newest
+    /// matching messages rather than the `max` oldest. The page is in archive order either way.
+    pub from_end: bool,
+}
+
+/// One page of an archive query, in archive order (oldest first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchivePage {
+    pub messages: Vec<ArchivedMessage>,
+    /// No further matching message lies beyond the page in the direction of paging (after
+    /// its last one; before its first one when `from_end`).
+    pub complete: bool,
+}
+
+/// The default of XEP-0313 preferences (§4.2): which messages are archived when neither list
+/// names the other party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveDefault {
+    Always,
+    Never,
+    /// Only with contacts on the roster.
+    Roster,
+}
+
+impl ArchiveDefault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveDefault::Always => "always",
+            ArchiveDefault::Never => "never",
+            ArchiveDefault::Roster => "roster",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ArchiveDefault> {
+        match s {
+            "always" => Some(ArchiveDefault::Always),
+            "never" => Some(ArchiveDefault::Never),
+            "roster" => Some(ArchiveDefault::Roster),
+            _ => None,
+        }
+    }
+}
+
+/// An account's archive preferences (XEP-0313 §4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivePrefs {
+    pub default: ArchiveDefault,
+    /// Bare JIDs whose messages are always archived.
+    pub always: Vec<String>,
+    /// Bare JIDs whose messages are never archived.
+    pub never: Vec<String>,
+}
+
+/// Per-account message archives.
+///
+/// The account must exist to be written for; removing it removes its archive.
+#[async_trait::async_trait]
+pub trait ArchiveStore: Send + Sync + 'static {
+    /// Appends the entries, in one transaction. Ids are unique per account; an entry whose id
+    /// the account's archive already holds is skipped (a retried batch writes nothing twice),
+    /// as is one for an account that no longer exists.
+    async fn append_archive(&self, entries: &[ArchiveEntry]) -> Result<(), StorageError>;
+
+    /// One page of the account's archive.
+    async fn query_archive(
+        &self,
+        domain: &str,
+        username: &str,
+        query: &ArchiveQuery,
+    ) -> Result<ArchivePage, StorageError>;
+
+    /// Whether the account's archive holds this id.
+    async fn archive_has(
+        &self,
+        domain: &str,
+        username: &str,
+        id: i64,
+    ) -> Result<bool, StorageError>;
+
+    /// The oldest and newest message of the account's archive (XEP-0313 §5 metadata).
+    async fn archive_bounds(
+        &self,
+        domain: &str,
+        username: &str,
+    ) -> Result<Option<(ArchivedMessage, ArchivedMessage)>, StorageError>;
+
+    /// Removes every archived message with an id below `before` (retention); returns how many.
+    async fn expire_archive(&self, before: i64) -> Result<u64, StorageError>;
+
+    /// Removes the oldest messages of every archive holding more than `keep`; returns how many.
+    async fn trim_archives(&self, keep: u64) -> Result<u64, StorageError>;
+
+    /// The account's preferences, if it set any.
+    async fn archive_prefs(
+        &self,
+        domain: &str,
+        username: &str,
+    ) -> Result<Option<ArchivePrefs>, StorageError>;
+
+    /// Stores the account's preferences, replacing any before.
+    async fn set_archive_prefs(
+        &self,
+        domain: &str,
+        username: &str,
+        prefs: &ArchivePrefs,
+    ) -> Result<(), StorageError>;
+
+    /// Every account with stored preferences, as (domain, username, prefs).
+    async fn all_archive_prefs(&self) -> Result<Vec<(String, String, ArchivePrefs)>, StorageError>;
+
+    /// The highest id in any archive (0 for none): ids given after a restart stay above it.
+    async fn archive_last_id(&self) -> Result<i64, StorageError>;
+}
