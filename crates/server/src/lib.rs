@@ -137,5 +137,6 @@ impl RunningServer {
         {
             tracing::warn!("some connections did not close within {grace:?}");
         }
+        self.state.modules.stop(&self.state).await;
     }
 }

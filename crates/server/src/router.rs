@@ -360,18 +360,25 @@ async fn server_iq(state: &Arc<ServerState>, iq: &Element, from: &Jid, to: &Jid)
         is_set,
     };
     match state.modules.iq(state, &req).await {
-        IqOutcome::Result(payload) => {
-            let mut result = stanza::iq_result(iq, payload);
-            if iq.attr("to").is_none() {
-                // Answers on behalf of the account come from its bare JID (RFC 6120 §10.3.3).
-                stanza::set_attr(&mut result, xml_ncname!("from").into(), to.as_str());
-            }
-            vec![result]
+        IqOutcome::Result(payload) => vec![iq_result_for(iq, payload, to)],
+        IqOutcome::ResultAfter(mut before, payload) => {
+            before.push(iq_result_for(iq, payload, to));
+            before
         }
         IqOutcome::Error(err) => reply_with(iq, err),
         // RFC 6120 §8.4: an IQ in a namespace nobody serves gets service-unavailable.
         IqOutcome::NotMine => reply(iq, StanzaErrorCondition::ServiceUnavailable),
     }
+}
+
+/// The result of an IQ the server answered itself.
+fn iq_result_for(iq: &Element, payload: Option<Element>, to: &Jid) -> Element {
+    let mut result = stanza::iq_result(iq, payload);
+    if iq.attr("to").is_none() {
+        // Answers on behalf of the account come from its bare JID (RFC 6120 §10.3.3).
+        stanza::set_attr(&mut result, xml_ncname!("from").into(), to.as_str());
+    }
+    result
 }
 
 async fn to_full_jid(

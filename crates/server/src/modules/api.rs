@@ -189,6 +189,9 @@ pub fn account_parts(user: &jid::BareJid) -> (&str, &str) {
 pub enum IqOutcome {
     /// type='result', with an optional payload.
     Result(Option<Element>),
+    /// type='result' after these stanzas to the requester (XEP-0313: the archived messages
+    /// of a page come before the result that ends the query).
+    ResultAfter(Vec<Element>, Option<Element>),
     Error(StanzaError),
     /// Not this module's request after all (another payload name in its namespace).
     NotMine,
@@ -281,4 +284,8 @@ pub trait Module: Send + Sync + 'static {
 
     /// A session moment of the spec's session hooks.
     async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, _jid: &FullJid) {}
+
+    /// Once, when the server stops, after the sessions ended: write out what is still held in
+    /// memory (queued archive writes).
+    async fn stop(&self, _state: &Arc<ServerState>) {}
 }

@@ -16,6 +16,7 @@ pub mod carbons;
 pub mod csi;
 pub mod disco;
 pub mod last;
+pub mod mam;
 pub mod offline;
 pub mod ping;
 pub mod private;
@@ -45,6 +46,7 @@ pub const ALL: &[ModuleDef] = &[
     blocking::DEF,
     last::DEF,
     csi::DEF,
+    mam::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

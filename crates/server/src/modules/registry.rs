@@ -180,6 +180,13 @@ impl Modules {
         Ok(())
     }
 
+    /// Tells every module the server stops (see [`Module::stop`]).
+    pub async fn stop(&self, state: &Arc<ServerState>) {
+        for module in &self.loaded {
+            module.stop(state).await;
+        }
+    }
+
     /// Names of the loaded modules, in load order.
     pub fn names(&self) -> Vec<&'static str> {
         self.loaded.iter().map(|m| m.spec().name).collect()

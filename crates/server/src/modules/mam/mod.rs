@@ -1,0 +1,498 @@
+//! XEP-0313 message archive management for accounts, with XEP-0359 stanza ids.
+//!
+//! Every chat or normal message worth keeping (XEP-0313 §5: a body or a payload that matters,
+//! not a chat state alone, nothing marked `no-store`) is archived for each local party the
+//! preferences allow: for the sender when it leaves a local client, for the recipient when it
+//! arrives for a local account, stamped for the recipient with `<stanza-id by='their bare
+//! JID'/>`. Ids come from the archiver at routing time; the writes are batched off the session
+//! task (`archiver`). A query first waits for the writes queued before it, so a client always
+//! finds what it just sent and received.
+
+mod archiver;
+mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use jid::{BareJid, Jid};
+use minidom::Element;
+use rxml::xml_ncname;
+use serde::Deserialize;
+use weft_config::{ConfigError, HumanDuration};
+use weft_storage::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchivedMessage, StorageError};
+use xmpp_parsers::mam::{End, MetadataResponse, Start};
+use xmpp_parsers::mam_prefs::{DefaultPrefs, Prefs};
+
+use super::api::account_parts;
+use super::{
+    Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent,
+    StanzaHook,
+};
+use crate::error::{StanzaError, StanzaErrorCondition};
+use crate::ns;
+use crate::state::ServerState;
+use archiver::Archiver;
+use query::NS_MAM;
+
+pub const DEF: ModuleDef = ModuleDef {
+    name: "mam",
+    default_enabled: true,
+    build,
+};
+
+const NS_MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
+const NS_SID: &str = "urn:xmpp:sid:0";
+const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+const NS_HINTS: &str = "urn:xmpp:hints";
+/// How often expired and surplus messages are removed.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+static SPEC: ModuleSpec = ModuleSpec {
+    iq: &[NS_MAM],
+    stanza_hooks: &[
+        // After blocking (a refused message is not archived), before carbons (whose copies
+        // of a received message then carry its stanza-id).
+        (StanzaHook::MessageFromLocal, Priority(-50)),
+        (StanzaHook::MessageToLocal, Priority(-50)),
+    ],
+    account_features: &[NS_MAM, NS_MAM_EXTENDED, NS_SID],
+    ..ModuleSpec::named("mam")
+};
+
+/// `[modules.mam]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamSettings {
+    /// What is archived for accounts that set no preferences: "always", "roster" (only with
+    /// contacts on the roster) or "never".
+    pub default: String,
+    /// Messages older than this are removed.
+    pub retention: HumanDuration,
+    /// Messages kept per account; the oldest go first.
+    pub max_messages_per_account: u64,
+    /// Messages in one page when the client names no `<max/>`.
+    pub default_page: usize,
+    /// Most messages in one page, whatever the client asks.
+    pub max_page: usize,
+    /// Archive writes waiting for the store at most; beyond it routing waits.
+    pub write_queue: usize,
+}
+
+impl Default for MamSettings {
+    fn default() -> Self {
+        MamSettings {
+            default: "always".into(),
+            retention: HumanDuration(Duration::from_secs(365 * 86_400)),
+            max_messages_per_account: 1_000_000,
+            default_page: 50,
+            max_page: 250,
+            write_queue: 10_000,
+        }
+    }
+}
+
+fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
+    let settings: MamSettings = section.parse()?;
+    let mut problems = Vec::new();
+    let default = ArchiveDefault::parse(&settings.default);
+    if default.is_none() {
+        problems.push(section.error("default", "must be \"always\", \"roster\" or \"never\""));
+    }
+    for (key, value) in [
+        (
+            "max_messages_per_account",
+            settings.max_messages_per_account as usize,
+        ),
+        ("default_page", settings.default_page),
+        ("max_page", settings.max_page),
+        ("write_queue", settings.write_queue),
+    ] {
+        if value == 0 {
+            problems.push(section.error(key, "must be at least 1"));
+        }
+    }
+    if settings.retention.0 < Duration::from_secs(60) {
+        problems.push(section.error("retention", "must be at least 1m"));
+    }
+    match default {
+        Some(default) if problems.is_empty() => Ok(Arc::new(Mam {
+            default,
+            settings,
+            prefs: DashMap::new(),
+            archiver: std::sync::OnceLock::new(),
+        })),
+        _ => Err(problems),
+    }
+}
+
+pub struct Mam {
+    settings: MamSettings,
+    default: ArchiveDefault,
+    /// Preferences of the accounts that set any (bare JID), loaded at start.
+    prefs: DashMap<String, Arc<ArchivePrefs>>,
+    /// Started with the server (`start`).
+    archiver: std::sync::OnceLock<Archiver>,
+}
+
+#[async_trait::async_trait]
+impl Module for Mam {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn concerns(&self, _hook: StanzaHook, account: &str) -> bool {
+        self.default != ArchiveDefault::Never || self.prefs.contains_key(account)
+    }
+
+    async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
+        let store = state.storage.archive.clone();
+        for (domain, user, prefs) in store.all_archive_prefs().await? {
+            self.prefs
+                .insert(format!("{user}@{domain}"), Arc::new(prefs));
+        }
+        let last = store.archive_last_id().await?;
+        let _ = self.archiver.set(Archiver::start(
+            store.clone(),
+            self.settings.write_queue,
+            last,
+        ));
+        let (retention, keep) = (
+            self.settings.retention.0,
+            self.settings.max_messages_per_account,
+        );
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                sweep(&*store, retention, keep).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn stop(&self, _state: &Arc<ServerState>) {
+        if let Some(archiver) = self.archiver.get() {
+            archiver.flushed().await;
+        }
+    }
+
+    async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+        if !req.from_owner() || req.local_sender(state).is_none() {
+            return IqOutcome::error(StanzaErrorCondition::Forbidden, "not your archive");
+        }
+        let user = req.to.to_bare();
+        match (req.payload.name(), req.is_set) {
+            ("query", false) => IqOutcome::Result(Some(query::form())),
+            ("query", true) => self.query(state, req, &user).await,
+            ("prefs", false) => IqOutcome::Result(Some(self.prefs_of(&user).into())),
+            ("prefs", true) => self.set_prefs(state, req, &user).await,
+            ("metadata", false) => self.metadata(state, &user).await,
+            _ => IqOutcome::NotMine,
+        }
+    }
+
+    async fn stanza(
+        &self,
+        state: &Arc<ServerState>,
+        hook: StanzaHook,
+        event: StanzaEvent<'_>,
+    ) -> Flow {
+        let Some(archiver) = self.archiver.get() else {
+            return Flow::Continue(event.stanza);
+        };
+        let StanzaEvent {
+            mut stanza,
+            from,
+            to,
+            ..
+        } = event;
+        let Some(to) = to else {
+            return Flow::Continue(stanza);
+        };
+        let incoming = hook == StanzaHook::MessageToLocal;
+        let (owner, other) = if incoming { (to, from) } else { (from, to) };
+        let owner = owner.to_bare();
+        if incoming {
+            // XEP-0359 §4: only this server says which ids it gave for the account.
+            strip_stanza_ids(&mut stanza, owner.as_str());
+        }
+        if !worth_archiving(&stanza) || !self.archives(state, &owner, &other.to_bare()).await {
+            return Flow::Continue(stanza);
+        }
+        let id = archiver.next_id();
+        if incoming {
+            stanza.append_child(
+                Element::builder("stanza-id", NS_SID)
+                    .attr(xml_ncname!("id").into(), id.to_string())
+                    .attr(xml_ncname!("by").into(), owner.as_str())
+                    .build(),
+            );
+        }
+        let (domain, node) = account_parts(&owner);
+        archiver
+            .write(ArchiveEntry {
+                domain: domain.to_owned(),
+                username: node.to_owned(),
+                message: ArchivedMessage {
+                    id,
+                    with: other.to_bare().to_string(),
+                    with_resource: other.resource().map(|r| r.as_str().to_owned()),
+                    outgoing: !incoming,
+                    stanza: String::from(&stanza),
+                },
+            })
+            .await;
+        Flow::Continue(stanza)
+    }
+}
+
+impl Mam {
+    fn prefs_of(&self, user: &BareJid) -> Prefs {
+        let stored = self.prefs.get(user.as_str()).map(|p| p.clone());
+        let (default, always, never) = match stored.as_deref() {
+            Some(p) => (p.default, p.always.clone(), p.never.clone()),
+            None => (self.default, Vec::new(), Vec::new()),
+        };
+        let jids = |list: Vec<String>| list.iter().filter_map(|j| Jid::new(j).ok()).collect();
+        Prefs {
+            default_: match default {
+                ArchiveDefault::Always => DefaultPrefs::Always,
+                ArchiveDefault::Never => DefaultPrefs::Never,
+                ArchiveDefault::Roster => DefaultPrefs::Roster,
+            },
+            always: jids(always),
+            never: jids(never),
+        }
+    }
+
+    /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other`.
+    async fn archives(&self, state: &ServerState, owner: &BareJid, other: &BareJid) -> bool {
+        let prefs = self.prefs.get(owner.as_str()).map(|p| p.clone());
+        let default = match prefs.as_deref() {
+            Some(p) if p.never.iter().any(|j| j == other.as_str()) => return false,
+            Some(p) if p.always.iter().any(|j| j == other.as_str()) => return true,
+            Some(p) => p.default,
+            None => self.default,
+        };
+        match default {
+            ArchiveDefault::Always => true,
+            ArchiveDefault::Never => false,
+            ArchiveDefault::Roster => {
+                let (domain, node) = account_parts(owner);
+                matches!(
+                    state.storage.roster.roster_item(domain, node, other.as_str()).await,
+                    Ok(Some(item)) if item.listed
+                )
+            }
+        }
+    }
+
+    async fn set_prefs(
+        &self,
+        state: &Arc<ServerState>,
+        req: &IqRequest<'_>,
+        user: &BareJid,
+    ) -> IqOutcome {
+        let prefs = match Prefs::try_from(req.payload.clone()) {
+            Ok(p) => p,
+            Err(e) => return IqOutcome::error(StanzaErrorCondition::BadRequest, &format!("{e}")),
+        };
+        let bare = |list: &[Jid]| list.iter().map(|j| j.to_bare().to_string()).collect();
+        let stored = ArchivePrefs {
+            default: match prefs.default_ {
+                DefaultPrefs::Always => ArchiveDefault::Always,
+                DefaultPrefs::Never => ArchiveDefault::Never,
+                DefaultPrefs::Roster => ArchiveDefault::Roster,
+            },
+            always: bare(&prefs.always),
+            never: bare(&prefs.never),
+        };
+        let (domain, node) = account_parts(user);
+        if let Err(e) = state
+            .storage
+            .archive
+            .set_archive_prefs(domain, node, &stored)
+            .await
+        {
+            return IqOutcome::storage_failed("archive preferences", e);
+        }
+        self.prefs.insert(user.to_string(), Arc::new(stored));
+        IqOutcome::Result(Some(self.prefs_of(user).into()))
+    }
+
+    async fn query(
+        &self,
+        state: &Arc<ServerState>,
+        req: &IqRequest<'_>,
+        user: &BareJid,
+    ) -> IqOutcome {
+        let s = &self.settings;
+        let request = match query::parse(req.payload, s.default_page, s.max_page) {
+            Ok(r) => r,
+            Err(e) => return IqOutcome::Error(e),
+        };
+        if let Some(archiver) = self.archiver.get() {
+            archiver.flushed().await;
+        }
+        let (domain, node) = account_parts(user);
+        let store = &state.storage.archive;
+        if let Some(anchor) = request.anchor {
+            match store.archive_has(domain, node, anchor).await {
+                Ok(true) => {}
+                Ok(false) => return IqOutcome::Error(query::not_found()),
+                Err(e) => return IqOutcome::storage_failed("archive", e),
+            }
+        }
+        let page = match store.query_archive(domain, node, &request.query).await {
+            Ok(p) => p,
+            Err(e) => return IqOutcome::storage_failed("archive", e),
+        };
+        let to = req.from.as_str();
+        let mut results: Vec<Element> = page
+            .messages
+            .iter()
+            .filter_map(|m| query::result_message(user.as_str(), to, request.queryid.as_deref(), m))
+            .collect();
+        if request.flip {
+            results.reverse();
+        }
+        IqOutcome::ResultAfter(results, Some(query::fin(&page.messages, page.complete)))
+    }
+
+    /// XEP-0313 §6.1: the first and last message of the archive.
+    async fn metadata(&self, state: &Arc<ServerState>, user: &BareJid) -> IqOutcome {
+        if let Some(archiver) = self.archiver.get() {
+            archiver.flushed().await;
+        }
+        let (domain, node) = account_parts(user);
+        let bounds = match state.storage.archive.archive_bounds(domain, node).await {
+            Ok(b) => b,
+            Err(e) => return IqOutcome::storage_failed("archive", e),
+        };
+        let at = |m: &ArchivedMessage| {
+            query::stamp(m.id)
+                .parse()
+                .map_err(|_| StanzaError::new(StanzaErrorCondition::InternalServerError))
+        };
+        let response = match bounds {
+            None => MetadataResponse {
+                start: None,
+                end: None,
+            },
+            Some((first, last)) => match (at(&first), at(&last)) {
+                (Ok(s), Ok(e)) => MetadataResponse {
+                    start: Some(Start {
+                        id: first.id.to_string(),
+                        timestamp: s,
+                    }),
+                    end: Some(End {
+                        id: last.id.to_string(),
+                        timestamp: e,
+                    }),
+                },
+                (Err(e), _) | (_, Err(e)) => return IqOutcome::Error(e),
+            },
+        };
+        IqOutcome::Result(Some(response.into()))
+    }
+}
+
+/// Removes expired messages and what exceeds the per-account cap.
+async fn sweep(store: &dyn weft_storage::ArchiveStore, retention: Duration, keep: u64) {
+    let before = archiver::now_micros() - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    match store.expire_archive(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} archived messages past the retention period"),
+        Err(e) => tracing::warn!("archive retention sweep failed: {e}"),
+    }
+    match store.trim_archives(keep).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} archived messages beyond the per-account cap"),
+        Err(e) => tracing::warn!("archive cap sweep failed: {e}"),
+    }
+}
+
+/// Drops `<stanza-id/>` elements claiming to be by `owner` (XEP-0359 §4).
+fn strip_stanza_ids(stanza: &mut Element, owner: &str) {
+    let ours = |c: &Element| c.is("stanza-id", NS_SID) && c.attr("by") == Some(owner);
+    if !stanza.children().any(ours) {
+        return;
+    }
+    let theirs: Vec<Element> = stanza
+        .children()
+        .filter(|c| c.is("stanza-id", NS_SID) && !ours(c))
+        .cloned()
+        .collect();
+    while stanza.remove_child("stanza-id", NS_SID).is_some() {}
+    for c in theirs {
+        stanza.append_child(c);
+    }
+}
+
+/// XEP-0313 §5 (with XEP-0334 hints and XEP-0085): chat and normal messages with a body or a
+/// payload worth keeping; not a chat state alone, not `no-store`, not errors, headlines or
+/// group chat (a room archives that).
+fn worth_archiving(message: &Element) -> bool {
+    if !matches!(message.attr("type"), None | Some("normal") | Some("chat")) {
+        return false;
+    }
+    if message.has_child("no-store", NS_HINTS) || message.has_child("no-permanent-store", NS_HINTS)
+    {
+        return false;
+    }
+    message.has_child("body", ns::CLIENT)
+        || message.has_child("store", NS_HINTS)
+        || message.children().any(|c| {
+            !c.has_ns(ns::CLIENT)
+                && !c.has_ns(NS_CHATSTATES)
+                && !c.has_ns(NS_HINTS)
+                && !c.has_ns(NS_SID)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    #[test]
+    fn what_is_archived() {
+        assert!(worth_archiving(&msg(
+            "<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
+        )));
+        assert!(worth_archiving(&msg("<message xmlns='jabber:client'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>")));
+        assert!(!worth_archiving(&msg("<message xmlns='jabber:client' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")));
+        assert!(!worth_archiving(&msg("<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")));
+        assert!(!worth_archiving(&msg(
+            "<message xmlns='jabber:client' type='headline'><body>x</body></message>"
+        )));
+        assert!(!worth_archiving(&msg(
+            "<message xmlns='jabber:client' type='groupchat'><body>x</body></message>"
+        )));
+        assert!(!worth_archiving(&msg(
+            "<message xmlns='jabber:client' type='error'><body>x</body></message>"
+        )));
+    }
+
+    #[test]
+    fn only_our_own_stanza_ids_are_stripped() {
+        let mut m = msg("<message xmlns='jabber:client'><body>x</body>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='juliet@example.org'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='theirs' by='room@muc.example.net'/></message>");
+        strip_stanza_ids(&mut m, "juliet@example.org");
+        let ids: Vec<_> = m
+            .children()
+            .filter(|c| c.is("stanza-id", NS_SID))
+            .map(|c| c.attr("id").unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["theirs"]);
+        assert!(m.has_child("body", ns::CLIENT));
+    }
+}
