@@ -7,12 +7,15 @@
 //! microsecond get consecutive ids), so the id order is the archive order and the time filters
 //! of a query (`start`, `end`) are id ranges.
 
+use std::sync::Arc;
+
 use crate::StorageError;
 
 /// One archived message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchivedMessage {
-    /// The stanza-id; also the archiving time in microseconds since the Unix epoch.
+    /// The stanza-id, unique across the server; also the archiving time in microseconds since
+    /// the Unix epoch.
     pub id: i64,
     /// The other party's bare JID (the recipient of a sent message, the sender of a received
     /// one).
@@ -108,10 +111,11 @@ pub struct ArchivePrefs {
 /// The account must exist to be written for; removing it removes its archive.
 #[async_trait::async_trait]
 pub trait ArchiveStore: Send + Sync + 'static {
-    /// Appends the entries, in one transaction. Ids are unique per account; an entry whose id
-    /// the account's archive already holds is skipped (a retried batch writes nothing twice),
-    /// as is one for an account that no longer exists.
-    async fn append_archive(&self, entries: &[ArchiveEntry]) -> Result<(), StorageError>;
+    /// Appends the entries, in one transaction. Ids are unique across the server; an entry
+    /// whose id the archive already holds is skipped (a retried batch writes nothing twice),
+    /// as is one for an account that no longer exists. Shared, so that a backend may hand the
+    /// batch to another thread and a caller retry it without copying it.
+    async fn append_archive(&self, entries: Arc<Vec<ArchiveEntry>>) -> Result<(), StorageError>;
 
     /// One page of the account's archive.
     async fn query_archive(

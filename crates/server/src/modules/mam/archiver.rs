@@ -85,7 +85,7 @@ impl Archiver {
 
 async fn write_loop(store: Arc<dyn ArchiveStore>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(BATCH);
-    let mut entries = Vec::with_capacity(BATCH);
+    let mut entries = Vec::new();
     let mut barriers = Vec::new();
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
         for job in jobs.drain(..) {
@@ -95,8 +95,7 @@ async fn write_loop(store: Arc<dyn ArchiveStore>, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if !entries.is_empty() {
-            write_batch(&*store, &entries).await;
-            entries.clear();
+            write_batch(&*store, Arc::new(std::mem::take(&mut entries))).await;
         }
         for b in barriers.drain(..) {
             let _ = b.send(());
@@ -106,8 +105,8 @@ async fn write_loop(store: Arc<dyn ArchiveStore>, mut rx: mpsc::Receiver<Job>) {
 
 /// Appends one batch, trying again once after a failure (a busy database); a batch that
 /// fails twice is logged with its size and dropped, so that routing does not stop.
-async fn write_batch(store: &dyn ArchiveStore, entries: &[ArchiveEntry]) {
-    let Err(first) = store.append_archive(entries).await else {
+async fn write_batch(store: &dyn ArchiveStore, entries: Arc<Vec<ArchiveEntry>>) {
+    let Err(first) = store.append_archive(entries.clone()).await else {
         return;
     };
     tracing::warn!(
@@ -115,11 +114,9 @@ async fn write_batch(store: &dyn ArchiveStore, entries: &[ArchiveEntry]) {
         entries.len()
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let n = entries.len();
     if let Err(e) = store.append_archive(entries).await {
-        tracing::error!(
-            "archive write of {} messages failed, not archived: {e}",
-            entries.len()
-        );
+        tracing::error!("archive write of {n} messages failed, not archived: {e}");
     }
 }
 

@@ -1,6 +1,8 @@
 //! Tests of the message archive store (XEP-0313): batched appends, paging both ways, filters,
 //! preferences, retention, the per-account cap and cascades.
 
+use std::sync::Arc;
+
 use super::{account_rows, file_and_memory};
 use crate::sqlite::SqliteStore;
 use crate::{
@@ -39,7 +41,7 @@ async fn juliet_with_ten(store: &SqliteStore) {
             entry("juliet", i * 10, with, i % 3 == 0)
         })
         .collect();
-    store.append_archive(&entries).await.unwrap();
+    store.append_archive(Arc::new(entries)).await.unwrap();
 }
 
 fn ids(page: &crate::ArchivePage) -> Vec<i64> {
@@ -176,7 +178,7 @@ async fn retried_batches_and_deleted_accounts_write_nothing_twice() {
             entry("juliet", 10, "x@example.org", false),
             entry("ghost", 5, "x@example.org", false),
         ];
-        store.append_archive(&again).await.unwrap();
+        store.append_archive(Arc::new(again)).await.unwrap();
         let page = store
             .query_archive(
                 D,
@@ -205,7 +207,12 @@ async fn retention_and_per_account_cap() {
     for store in stores {
         juliet_with_ten(&store).await;
         store
-            .append_archive(&[entry("romeo", 15, "juliet@example.org", true)])
+            .append_archive(Arc::new(vec![entry(
+                "romeo",
+                15,
+                "juliet@example.org",
+                true,
+            )]))
             .await
             .unwrap();
         assert_eq!(store.expire_archive(31).await.unwrap(), 4); // 10, 15, 20, 30
