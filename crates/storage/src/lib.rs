@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod accounts;
+mod disk_files;
+mod files;
 mod offline;
 pub mod private;
 mod private_xml;
@@ -20,6 +22,8 @@ mod roster;
 mod sqlite;
 
 pub use accounts::{AccountName, AccountStore};
+pub use disk_files::DiskFileStore;
+pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use private_xml::PrivateXmlStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
