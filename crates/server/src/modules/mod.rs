@@ -22,6 +22,7 @@ pub mod private;
 pub mod roster;
 pub mod session;
 pub mod time;
+pub mod upload;
 pub mod vcard;
 pub mod version;
 
@@ -45,6 +46,7 @@ pub const ALL: &[ModuleDef] = &[
     blocking::DEF,
     last::DEF,
     csi::DEF,
+    upload::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.
