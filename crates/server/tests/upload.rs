@@ -672,3 +672,12 @@ fn bad_upload_settings_are_rejected_with_their_key_path() {
         );
     }
 }
+
+#[test]
+fn the_example_configuration_loads_the_upload_module() {
+    let text = include_str!("../../../weft.example.toml");
+    let config = weft_config::Config::parse(text).expect("the example parses");
+    assert!(text.contains("[modules.upload]"));
+    let modules = weft_server::modules::load(&config).expect("the example's modules load");
+    assert!(modules.names().contains(&"upload"));
+}
