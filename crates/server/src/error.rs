@@ -206,6 +206,9 @@ pub struct StanzaError {
     pub by: Option<String>,
     /// An application-specific condition (RFC 6120 §8.3.3), e.g. XEP-0191's `<blocked/>`.
     pub app: Option<(&'static str, &'static str)>,
+    /// An application-specific condition with content, e.g. XEP-0363's `<file-too-large/>`
+    /// with its `<max-file-size/>` (boxed: every `Result` carrying a stanza error stays small).
+    pub app_element: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -215,12 +218,19 @@ impl StanzaError {
             text: None,
             by: None,
             app: None,
+            app_element: None,
         }
     }
 
     /// Adds the empty application-specific condition element `name` in `namespace`.
     pub fn with_app_condition(mut self, name: &'static str, namespace: &'static str) -> Self {
         self.app = Some((name, namespace));
+        self
+    }
+
+    /// Adds an application-specific condition element with content.
+    pub fn with_app_element(mut self, element: Element) -> Self {
+        self.app_element = Some(Box::new(element));
         self
     }
 
@@ -255,6 +265,9 @@ impl StanzaError {
         }
         if let Some((name, namespace)) = self.app {
             b = b.append(Element::builder(name, namespace).build());
+        }
+        if let Some(element) = &self.app_element {
+            b = b.append(Element::clone(element));
         }
         b.build()
     }

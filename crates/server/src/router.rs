@@ -87,7 +87,8 @@ async fn route_parsed(
     let Some(to) = to else {
         return to_own_account(state, stanza, kind, from).await;
     };
-    if !state.is_local_domain(to.domain().as_str()) {
+    let domain = to.domain().as_str();
+    if !state.is_local_domain(domain) && state.modules.service(state, domain).is_none() {
         let local = from.domain().as_str().to_string();
         return match crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
             Ok(()) => Vec::new(),

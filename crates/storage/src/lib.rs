@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 mod accounts;
 mod archive;
+mod disk_files;
+mod files;
 mod offline;
 pub mod private;
 mod private_xml;
@@ -26,6 +28,8 @@ pub use archive::{
     ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
     ArchivedMessage,
 };
+pub use disk_files::DiskFileStore;
+pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use private_xml::PrivateXmlStore;
 pub use roster::{RosterItem, RosterStore, Subscription};

@@ -34,8 +34,12 @@ pub struct ConnInfo {
 }
 
 pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .route("/.well-known/host-meta", get(host_meta::xrd))
+    let mut app = Router::new();
+    // Routes of feature modules (XEP-0363 uploads).
+    for routes in state.modules.http_routes() {
+        app = app.merge(routes);
+    }
+    app.route("/.well-known/host-meta", get(host_meta::xrd))
         .route("/.well-known/host-meta.json", get(host_meta::jrd))
         .route(&state.config.websocket.path, get(websocket::upgrade))
         .route("/health", get(health))

@@ -238,7 +238,7 @@ pub enum Flow {
 /// across an await. The defaults do nothing, so a module implements only what its spec
 /// declares.
 #[async_trait::async_trait]
-pub trait Module: Send + Sync + 'static {
+pub trait Module: std::any::Any + Send + Sync + 'static {
     fn spec(&self) -> &'static ModuleSpec;
 
     /// Whether the module wants the stanzas of `hook` that concern the local account
@@ -288,4 +288,18 @@ pub trait Module: Send + Sync + 'static {
     /// Once, when the server stops, after the sessions ended: write out what is still held in
     /// memory (queued archive writes).
     async fn stop(&self, _state: &Arc<ServerState>) {}
+
+    /// When the module is a service entity of its own on a subdomain of each hosted domain
+    /// (XEP-0030 §4.1: an item of the server's disco#items), e.g. `upload` for
+    /// upload.example.org: (that label, the item's name). Every IQ to such a JID, whatever
+    /// its namespace (disco included), goes to this module's [`Module::iq`] with `to` set to
+    /// it. Asked for each IQ to a subdomain, so it may change once `start` ran.
+    fn service(&self) -> Option<(&str, &str)> {
+        None
+    }
+
+    /// Routes the module serves on the HTTP and HTTPS listeners, asked once when they start.
+    fn http_routes(&self) -> Option<axum::Router<Arc<ServerState>>> {
+        None
+    }
 }

@@ -78,7 +78,19 @@ impl Module for Disco {
         }
         let info = req.payload.is("query", ns::DISCO_INFO);
         if !info {
-            return IqOutcome::Result(Some(Element::builder("query", ns::DISCO_ITEMS).build()));
+            let mut items = Element::builder("query", ns::DISCO_ITEMS);
+            // XEP-0030 §4.1: the server lists the services on its subdomains.
+            if req.to.node().is_none() {
+                for (jid, name) in state.modules.service_items(req.to.domain().as_str()) {
+                    items = items.append(
+                        Element::builder("item", ns::DISCO_ITEMS)
+                            .attr(xml_ncname!("jid").into(), jid)
+                            .attr(xml_ncname!("name").into(), name)
+                            .build(),
+                    );
+                }
+            }
+            return IqOutcome::Result(Some(items.build()));
         }
         let mut query = Element::builder("query", ns::DISCO_INFO);
         let features = if req.to.node().is_none() {

@@ -23,6 +23,7 @@ pub mod private;
 pub mod roster;
 pub mod session;
 pub mod time;
+pub mod upload;
 pub mod vcard;
 pub mod version;
 
@@ -47,6 +48,7 @@ pub const ALL: &[ModuleDef] = &[
     last::DEF,
     csi::DEF,
     mam::DEF,
+    upload::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

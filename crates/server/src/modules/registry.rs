@@ -68,6 +68,8 @@ pub struct Modules {
     caps: minidom::Element,
     /// (namespace, name) of a client's top-level non-stanza element → its module.
     nonzas: HashMap<(&'static str, &'static str), Arc<dyn Module>>,
+    /// Modules that are service entities on subdomains ([`Module::service`]).
+    services: Vec<Arc<dyn Module>>,
 }
 
 impl Modules {
@@ -159,7 +161,13 @@ impl Modules {
             features.dedup();
         }
         let caps = super::disco::caps_element(&server_features);
+        let services = loaded
+            .iter()
+            .filter(|m| m.service().is_some())
+            .cloned()
+            .collect();
         Ok(Modules {
+            services,
             caps,
             nonzas,
             loaded,
@@ -262,12 +270,54 @@ impl Modules {
         }
     }
 
-    /// The module answering IQs in `ns`, if any.
+    /// The module answering IQs in `ns`, if any; for a service's JID, that service.
     pub async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+        if !self.services.is_empty() && req.to.node().is_none() {
+            if let Some(service) = self.service(state, req.to.domain().as_str()) {
+                return service.iq(state, req).await;
+            }
+        }
         match self.iq.get(req.payload.ns().as_str()) {
             Some(module) => module.iq(state, req).await,
             None => IqOutcome::NotMine,
         }
+    }
+
+    /// The module that is the service entity `domain` (`LABEL.hosted-domain`), if any.
+    pub fn service(&self, state: &ServerState, domain: &str) -> Option<&Arc<dyn Module>> {
+        if self.services.is_empty() || state.is_local_domain(domain) {
+            return None;
+        }
+        self.services.iter().find(|m| {
+            m.service().is_some_and(|(label, _)| {
+                domain
+                    .strip_prefix(label)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|parent| state.is_local_domain(parent))
+            })
+        })
+    }
+
+    /// The service entities of the hosted `domain`, as (JID, name), for its disco#items.
+    pub fn service_items(&self, domain: &str) -> Vec<(String, String)> {
+        self.services
+            .iter()
+            .filter_map(|m| m.service())
+            .map(|(label, name)| (format!("{label}.{domain}"), name.to_string()))
+            .collect()
+    }
+
+    /// The HTTP routes of every module.
+    pub fn http_routes(&self) -> Vec<axum::Router<Arc<ServerState>>> {
+        self.loaded.iter().filter_map(|m| m.http_routes()).collect()
+    }
+
+    /// The loaded module of type `T`, if it is on.
+    pub fn find<T: Module>(&self) -> Option<&T> {
+        self.loaded.iter().find_map(|m| {
+            let any: &dyn std::any::Any = m.as_ref();
+            any.downcast_ref::<T>()
+        })
     }
 
     /// disco#info features of the server's JID.
