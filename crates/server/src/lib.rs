@@ -2,6 +2,7 @@
 //! modules, and the HTTP side (host-meta, WebSocket). See docs/architecture.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod compliance;
 pub mod error;
 pub mod framing;
 pub mod http;

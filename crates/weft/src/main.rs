@@ -3,6 +3,7 @@
 
 mod account_name;
 mod check;
+mod compliance;
 mod startup;
 mod users;
 
@@ -67,6 +68,15 @@ enum Command {
     },
     /// Manage accounts.
     User(users::UserArgs),
+    /// The XEP-0479 compliance levels this configuration's modules meet, and what weft
+    /// implements.
+    Compliance {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Print the DOAP description of everything weft implements (weft.doap) instead.
+        #[arg(long)]
+        doap: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +150,8 @@ fn main() -> std::process::ExitCode {
             print!("{}", include_str!("../../../weft.example.toml"));
             Ok(())
         }
+        Some(Command::Compliance { config, doap }) => load_config(&config.or(&cli.config))
+            .and_then(|(config, source)| compliance::run(&config, &source, doap)),
         Some(Command::User(args)) => {
             let file = ConfigFile {
                 config: args.config.clone(),

@@ -203,3 +203,58 @@ async fn serves_then_closes_streams_with_redirect_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "clean exit: {exit:?}");
 }
+
+/// weft.doap is what the code declares (`weft compliance --doap`): a claim added or changed in
+/// a module without regenerating the file fails here, and so in CI.
+#[test]
+fn weft_doap_is_generated_from_the_code() {
+    let out = weft().args(["compliance", "--doap"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../weft.doap"))
+        .expect("weft.doap at the repository's root");
+    assert!(
+        generated == shipped,
+        "weft.doap differs from the code's claims: run `weft compliance --doap > weft.doap`"
+    );
+    assert!(generated.contains("xep-0313.html") && generated.contains("rfc6121"));
+}
+
+#[test]
+fn compliance_names_what_each_level_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "");
+    let out = weft()
+        .arg("compliance")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start}: {text}"))
+            .to_string()
+    };
+    assert!(line("Mobile").ends_with("Server: met"), "{text}");
+    assert!(
+        line("Web").contains("XEP-0206"),
+        "BOSH is not there yet: {text}"
+    );
+    // Turning a module off is reflected: without carbons, IM misses XEP-0280.
+    let off = config(dir.path(), "[modules.carbons]\nenabled = false\n");
+    let out = weft()
+        .arg("compliance")
+        .arg("-c")
+        .arg(&off)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("IM") && l.contains("XEP-0280")),
+        "{text}"
+    );
+}

@@ -131,6 +131,9 @@ pub struct ModuleSpec {
     /// Top-level elements (name, namespace) other than stanzas that a bound client may send
     /// and this module handles, e.g. XEP-0352's `<active/>` and `<inactive/>`.
     pub nonzas: &'static [(&'static str, &'static str)],
+    /// The specifications it implements, with their version and how fully: the source of
+    /// `weft compliance` and of weft.doap (`crate::compliance`).
+    pub specs: &'static [crate::compliance::Claim],
 }
 
 impl ModuleSpec {
@@ -145,6 +148,7 @@ impl ModuleSpec {
             account_features: &[],
             stream_features: &[],
             nonzas: &[],
+            specs: &[],
         }
     }
 }

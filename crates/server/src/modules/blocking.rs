@@ -5,6 +5,7 @@
 //! blocked subscriber sees the account go unavailable, an unblocked one gets its presence
 //! again (§3.3, §3.4). Changes are pushed to every resource that asked for the list.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -26,6 +27,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "blocking",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Blocking::default())),
 };
 
@@ -54,6 +56,11 @@ static SPEC: ModuleSpec = ModuleSpec {
         (SessionHook::Closed, Priority::NORMAL),
     ],
     server_features: &[NS],
+    specs: &[Claim::xep(
+        191,
+        "1.3",
+        "modules::blocking: messages, presence and IQs",
+    )],
     ..ModuleSpec::named("blocking")
 };
 

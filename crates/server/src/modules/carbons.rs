@@ -2,6 +2,7 @@
 //! account's other resources send (`<sent/>`) and of those addressed to another of its
 //! resources (`<received/>`), so every device shows the whole conversation.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -21,6 +22,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "carbons",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Carbons::default())),
 };
 
@@ -43,6 +45,7 @@ static SPEC: ModuleSpec = ModuleSpec {
         (SessionHook::Closed, Priority::NORMAL),
     ],
     server_features: &[NS],
+    specs: &[Claim::xep(280, "1.0.1", "modules::carbons")],
     ..ModuleSpec::named("carbons")
 };
 

@@ -3,6 +3,7 @@
 //! only, and everything held goes out, in order, with the next stanza that matters (a
 //! message with content, an IQ, a subscription request) or when the client is active again.
 
+use crate::compliance::Claim;
 use std::sync::{Arc, Mutex};
 
 use jid::FullJid;
@@ -17,6 +18,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "csi",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -27,6 +29,11 @@ static SPEC: ModuleSpec = ModuleSpec {
     nonzas: &[("active", NS), ("inactive", NS)],
     // XEP-0352 §4: a new stream starts active, a resumed one too.
     session_hooks: &[(SessionHook::Resumed, Priority::NORMAL)],
+    specs: &[Claim::xep(
+        352,
+        "1.0.0",
+        "modules::csi: presence and chat states held back while inactive",
+    )],
     ..ModuleSpec::named("csi")
 };
 

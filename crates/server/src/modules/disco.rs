@@ -1,5 +1,6 @@
 //! XEP-0030 Service Discovery: disco#info and disco#items for the server and for accounts.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use minidom::Element;
@@ -13,6 +14,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "disco",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Disco)),
 };
 
@@ -20,6 +22,10 @@ static SPEC: ModuleSpec = ModuleSpec {
     iq: &[ns::DISCO_INFO, ns::DISCO_ITEMS],
     server_features: &[ns::DISCO_INFO, ns::DISCO_ITEMS],
     account_features: &[ns::DISCO_INFO],
+    specs: &[
+        Claim::xep(30, "2.5.0", "modules::disco: info and items of the server, its services and accounts"),
+        Claim::xep(115, "1.6.0", "modules::disco: the server's own capabilities in its stream features; clients' capabilities are not yet read or cached").partial(),
+    ],
     ..ModuleSpec::named("disco")
 };
 

@@ -2,6 +2,7 @@
 //! long ago its last resource went offline (§4), told to the account itself and to its
 //! presence subscribers only, with the status of its last unavailable presence (§4).
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "last",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| {
         Ok(Arc::new(Last {
             started: Instant::now(),
@@ -40,6 +42,7 @@ static SPEC: ModuleSpec = ModuleSpec {
     session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     server_features: &[NS],
     account_features: &[NS],
+    specs: &[Claim::xep(12, "2.0", "modules::last")],
     ..ModuleSpec::named("last")
 };
 

@@ -3,6 +3,7 @@
 //! the account's first available presence of non-negative priority. A per-account quota
 //! refuses more with a stanza error to the sender.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use dashmap::DashSet;
@@ -20,6 +21,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "offline",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -36,6 +38,11 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::PresenceFromLocal, Priority(-10)),
     ],
     server_features: &[NS_OFFLINE],
+    specs: &[Claim::xep(
+        160,
+        "1.0.1",
+        "modules::offline: per-account quota, delivered once in order with delay",
+    )],
     ..ModuleSpec::named("offline")
 };
 

@@ -1,5 +1,6 @@
 //! XEP-0199 XMPP Ping: the server answers pings to itself and to accounts it hosts.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec};
@@ -10,12 +11,14 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "ping",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Ping)),
 };
 
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[ns::PING],
     server_features: &[ns::PING],
+    specs: &[Claim::xep(199, "2.0.1", "modules::ping")],
     ..ModuleSpec::named("ping")
 };
 

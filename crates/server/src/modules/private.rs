@@ -1,6 +1,7 @@
 //! XEP-0049 Private XML Storage: each account keeps XML fragments of its own, one per
 //! (element name, namespace), readable and writable by the account alone.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use minidom::Element;
@@ -15,6 +16,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "private",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -23,6 +25,7 @@ pub const NS: &str = "jabber:iq:private";
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[NS],
     account_features: &[NS],
+    specs: &[Claim::xep(49, "1.2", "modules::private")],
     ..ModuleSpec::named("private")
 };
 

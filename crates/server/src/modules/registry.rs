@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use weft_config::{Config, ConfigError};
 
 use super::api::{
-    Flow, IqOutcome, IqRequest, Module, Priority, SessionHook, StanzaEvent, StanzaHook,
+    Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook,
 };
 use crate::state::ServerState;
 
@@ -22,6 +22,8 @@ pub struct ModuleDef {
     pub name: &'static str,
     /// Off unless its section says `enabled = true` (for modules not every server wants).
     pub default_enabled: bool,
+    /// What it declares, known without building it (`weft compliance --doap`).
+    pub spec: &'static ModuleSpec,
     pub build: BuildModule,
 }
 
@@ -193,6 +195,11 @@ impl Modules {
         for module in &self.loaded {
             module.stop(state).await;
         }
+    }
+
+    /// The specifications the loaded modules implement (see `crate::compliance`).
+    pub fn specs(&self) -> impl Iterator<Item = &'static [crate::compliance::Claim]> + '_ {
+        self.loaded.iter().map(|m| m.spec().specs)
     }
 
     /// Names of the loaded modules, in load order.

@@ -11,6 +11,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "session",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Session)),
 };
 

@@ -2,6 +2,7 @@
 //! stamps (XEP-0203) share. Written by hand: a UTC civil date from a Unix time is twenty
 //! lines (H. Hinnant's days-to-civil), not worth a date crate in the server.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use minidom::Element;
@@ -13,6 +14,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "time",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Time)),
 };
 
@@ -21,6 +23,7 @@ const NS_TIME: &str = "urn:xmpp:time";
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[NS_TIME],
     server_features: &[NS_TIME],
+    specs: &[Claim::xep(202, "2.0", "modules::time")],
     ..ModuleSpec::named("time")
 };
 

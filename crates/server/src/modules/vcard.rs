@@ -2,6 +2,7 @@
 //! and XEP-0153: the server adds the avatar's hash (`vcard-temp:x:update`) to the account's
 //! broadcast presence when the client did not, so contacts learn of a new avatar.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -25,6 +26,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "vcard",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -39,6 +41,10 @@ static SPEC: ModuleSpec = ModuleSpec {
     stanza_hooks: &[(StanzaHook::PresenceFromLocal, Priority(-20))],
     server_features: &[NS],
     account_features: &[NS],
+    specs: &[
+        Claim::xep(54, "1.3.0", "modules::vcard"),
+        Claim::xep(153, "1.1", "modules::vcard: photo hashes in presence"),
+    ],
     ..ModuleSpec::named("vcard")
 };
 

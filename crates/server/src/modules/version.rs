@@ -1,5 +1,6 @@
 //! XEP-0092 Software Version for the server's own JID.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use minidom::Element;
@@ -12,12 +13,14 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "version",
     default_enabled: true,
+    spec: &SPEC,
     build: |_| Ok(Arc::new(Version)),
 };
 
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[ns::VERSION],
     server_features: &[ns::VERSION],
+    specs: &[Claim::xep(92, "1.1", "modules::version")],
     ..ModuleSpec::named("version")
 };
 

@@ -11,6 +11,7 @@
 mod archiver;
 mod query;
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use query::NS_MAM;
 pub const DEF: ModuleDef = ModuleDef {
     name: "mam",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -57,6 +59,12 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::MessageToLocal, Priority(-50)),
     ],
     account_features: &[NS_MAM, NS_MAM_EXTENDED, NS_SID],
+    specs: &[
+        Claim::xep(313, "1.1.3", "modules::mam: user archives with preferences, metadata, extended queries; no full-text search"),
+        Claim::xep(359, "0.7.0", "modules::mam: stanza-id on archived messages"),
+        Claim::xep(59, "1.0", "modules::mam: after, before and max; no index or count").partial(),
+        Claim::xep(334, "0.3.0", "modules::offline and modules::mam honour store, no-store and no-permanent-store").partial(),
+    ],
     ..ModuleSpec::named("mam")
 };
 

@@ -6,6 +6,7 @@ mod items;
 mod presence;
 pub mod subscription;
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -24,6 +25,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "roster",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -41,6 +43,9 @@ static SPEC: ModuleSpec = ModuleSpec {
     ],
     session_hooks: &[(SessionHook::Closed, Priority::NORMAL)],
     stream_features: &[("ver", NS_ROSTERVER), ("sub", NS_PRE_APPROVAL)],
+    specs: &[
+        Claim::rfc(6121, "modules::roster: rosters with versioning and pre-approval, the subscription states of Appendix A, presence, probes, directed presence; local and federated contacts"),
+    ],
     ..ModuleSpec::named("roster")
 };
 

@@ -11,6 +11,7 @@
 mod http;
 mod token;
 
+use crate::compliance::Claim;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,6 +32,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "upload",
     default_enabled: true,
+    spec: &SPEC,
     build,
 };
 
@@ -40,7 +42,14 @@ const NAME: &str = "HTTP File Upload";
 /// Where weft's listeners serve uploads; `base_url` stands for it behind a proxy.
 pub const HTTP_PATH: &str = "/upload";
 
-static SPEC: ModuleSpec = ModuleSpec::named("upload");
+static SPEC: ModuleSpec = ModuleSpec {
+    specs: &[Claim::xep(
+        363,
+        "1.2.0",
+        "modules::upload: upload.<domain> on weft's own listeners; no Range requests",
+    )],
+    ..ModuleSpec::named("upload")
+};
 
 /// `[modules.upload]`
 #[derive(Clone, Debug, Deserialize)]
