@@ -2,6 +2,8 @@
 // playwright-core: logs in to weft, receives a chat message from an xmpp.js client and shows
 // it, answers through its own UI. A second test lets Converse find weft by itself (XEP-0156
 // host-meta, fetched cross-origin, so weft's CORS header is exercised) and connect over wss://.
+// A third reloads Converse on a fresh origin (no local storage) and gets the conversation back
+// from weft's archive (XEP-0313).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -111,5 +113,39 @@ test('Converse.js discovers weft through host-meta (XEP-0156, CORS) and logs in 
     assert.deepEqual(rec.sockets, [`wss://${domain}:${httpsPort}/xmpp-websocket`]);
     assert.deepEqual(mechanismsSent(rec), ['SCRAM-SHA-256']);
     assert.ok(gotSuccess(rec), 'weft sent <success/>');
+  });
+});
+
+test('Converse.js on a fresh page gets the conversation back from the archive (XEP-0313)', async (t) => {
+  const settings = { ...base('converse-vera'), websocket_url: wsUrl, discover_connection_methods: false };
+  const first = await openConverse(t, settings);
+  const walt = await startClient({ service: wsUrl, username: 'converse-walt' });
+  cleanups.push(() => stopAll(walt));
+  const bodies = [1, 2, 3].map((i) => `archived ${i} ${randomUUID()}`);
+  await withArtifacts(t.name, first.page, first.rec, async () => {
+    await until(() => first.rec.sent.some((f) => /^<presence(?![^>]*type=)/.test(f)), 'Converse\'s initial presence');
+    await goOnline(walt);
+    for (const body of bodies) {
+      await walt.send(xml('message', { to: jidOf('converse-vera'), type: 'chat' }, xml('body', {}, body)));
+    }
+    await first.page.waitForFunction((want) => want.every((b) => window.weftProbe.messages.some((m) => m.body === b)),
+      bodies, { timeout: 10000 });
+  });
+  await first.page.close();
+
+  // Another origin: Converse starts with empty storage, so only the server can give the
+  // history back. Opening the chat makes Converse ask the archive.
+  const second = await openConverse(t, settings);
+  await withArtifacts(t.name, second.page, second.rec, async () => {
+    await second.page.evaluate((jid) => window.weftProbe.api.chats.open(jid), jidOf('converse-walt'));
+    for (const body of bodies) {
+      await second.page.locator('.chat-msg__text', { hasText: body }).waitFor({ timeout: 15000 });
+    }
+    assert.ok(second.rec.sent.some((f) => f.includes('urn:xmpp:mam:2') && /^<iq[\s>]/.test(f)),
+      'Converse queried the archive');
+    assert.ok(second.rec.received.some((f) => f.includes('<result') && f.includes('urn:xmpp:mam:2')),
+      'weft answered with archived messages');
+    assert.deepEqual(await second.page.evaluate(() => window.weftProbe.messages), [],
+      'nothing arrived live: the page shows the archive');
   });
 });

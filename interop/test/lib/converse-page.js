@@ -37,6 +37,8 @@ function page(settings) {
     initialize() {
       const { _converse } = this;
       const { api } = _converse;
+      // For tests that drive Converse through its own API (open a chat).
+      window.weftProbe.api = api;
       api.listen.on('connected', () => { window.weftProbe.connected = true; });
       api.listen.on('discoInitialized', async () => {
         if (await api.disco.supports('urn:xmpp:blocking', _converse.session.get('domain'))) return;
