@@ -12,6 +12,7 @@ pub mod api;
 pub mod registry;
 
 pub mod blocking;
+pub mod caps;
 pub mod carbons;
 pub mod csi;
 pub mod disco;
@@ -47,6 +48,7 @@ pub const ALL: &[ModuleDef] = &[
     blocking::DEF,
     last::DEF,
     csi::DEF,
+    caps::DEF,
     mam::DEF,
     upload::DEF,
 ];

@@ -1,0 +1,121 @@
+//! XEP-0115 on the wire: the server asks a client for the features behind a verification
+//! string it has not met, from the client's own bare JID, checks the answer against the
+//! string, and asks no other client that announces the same string once it is verified.
+
+use minidom::Element;
+use weft_testkit::clients::{drain, login, show};
+use weft_testkit::{Client, Login, TestServer, PASSWORD};
+use xmpp_parsers::caps::{compute_disco, hash_caps};
+use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::hashes::Algo;
+
+const CAPS: &str = "http://jabber.org/protocol/caps";
+const INFO: &str = "http://jabber.org/protocol/disco#info";
+const NODE: &str = "https://example.org/test-client";
+
+fn info(features: &[&str]) -> DiscoInfoResult {
+    DiscoInfoResult {
+        node: None,
+        identities: vec![Identity::new("client", "pc", "en", "test")],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        extensions: vec![],
+    }
+}
+
+fn ver(features: &[&str]) -> String {
+    hash_caps(&compute_disco(&info(features)), Algo::Sha_1)
+        .unwrap()
+        .to_base64()
+}
+
+fn presence(ver: &str) -> String {
+    format!(
+        "<presence xmlns='jabber:client'><c xmlns='{CAPS}' hash='sha-1' node='{NODE}' ver='{ver}'/></presence>"
+    )
+}
+
+/// The server's disco#info query among what arrives before a ping answer, if any.
+async fn query_in<C: Client>(c: &mut C) -> Option<Element> {
+    drain(c)
+        .await
+        .into_iter()
+        .find(|e| e.name() == "iq" && e.attr("type") == Some("get") && e.has_child("query", INFO))
+}
+
+async fn answer<C: Client>(c: &mut C, q: &Element, features: &[&str]) {
+    let mut result = info(features);
+    result.node = q
+        .get_child("query", INFO)
+        .unwrap()
+        .attr("node")
+        .map(String::from);
+    let query = String::from(&Element::from(result));
+    c.send(&format!(
+        "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{query}</iq>",
+        q.attr("id").unwrap(),
+        q.attr("from").unwrap()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_verification_string_is_asked_once_and_only_trusted_when_it_matches() {
+    let server = TestServer::start().await;
+    let features = [
+        INFO,
+        "urn:xmpp:bookmarks:1+notify",
+        "urn:xmpp:avatar:metadata+notify",
+    ];
+    let good = ver(&features);
+
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    alice.send(&presence(&good)).await;
+    let q = query_in(&mut alice)
+        .await
+        .expect("weft asks for the features behind a new string");
+    assert_eq!(q.attr("from"), Some("alice@localhost"), "{}", show(&q));
+    assert_eq!(q.attr("to"), Some(alice_jid.as_str()));
+    assert_eq!(
+        q.get_child("query", INFO).unwrap().attr("node"),
+        Some(format!("{NODE}#{good}").as_str())
+    );
+    answer(&mut alice, &q, &features).await;
+    // Nothing comes back for the answer (the server took it).
+    let after = drain(&mut alice).await;
+    assert!(after.iter().all(|e| e.name() != "iq"), "{after:#?}");
+
+    // Bob's client announces the same string: verified already, he is not asked.
+    let mut bob = server.tcp_direct_tls().await;
+    bob.login("bob", Login::ScramSha1).await;
+    bob.send(&presence(&good)).await;
+    assert!(
+        query_in(&mut bob).await.is_none(),
+        "a known string is not asked again"
+    );
+
+    // Carol's client lies: its answer does not hash to its string, so the string stays
+    // unknown and the next client announcing it is asked again.
+    let lie = ver(&[INFO, "urn:xmpp:lie+notify"]);
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    carol.send(&presence(&lie)).await;
+    let q = query_in(&mut carol).await.expect("a new string is asked");
+    answer(&mut carol, &q, &features).await;
+    drain(&mut carol).await;
+    let mut carol2 = server.ws().await;
+    login(
+        &mut carol2,
+        "carol",
+        PASSWORD,
+        Login::ScramSha256,
+        Some("second"),
+    )
+    .await;
+    carol2.send(&presence(&lie)).await;
+    assert!(
+        query_in(&mut carol2).await.is_some(),
+        "a string whose answer did not match is asked again"
+    );
+    server.stop().await;
+}
