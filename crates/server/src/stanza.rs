@@ -75,6 +75,31 @@ pub fn is_chat_state_only(message: &Element) -> bool {
             .all(|c| c.has_ns(CHATSTATES) || c.has_ns(HINTS) || c.is("thread", crate::ns::CLIENT))
 }
 
+/// XEP-0160 §3 and XEP-0313 §5, with XEP-0334 hints and XEP-0085: whether a message is worth
+/// keeping (offline storage, the archive). Chat and normal messages with a body, a `store`
+/// hint or a payload of their own are; a chat state alone, a `no-store` or
+/// `no-permanent-store` hint, headlines, group chat and errors are not. A stanza-id alone is
+/// no payload.
+pub fn worth_storing(message: &Element) -> bool {
+    const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    const HINTS: &str = "urn:xmpp:hints";
+    const SID: &str = "urn:xmpp:sid:0";
+    if !matches!(message.attr("type"), None | Some("normal") | Some("chat")) {
+        return false;
+    }
+    if message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS) {
+        return false;
+    }
+    message.has_child("body", crate::ns::CLIENT)
+        || message.has_child("store", HINTS)
+        || message.children().any(|c| {
+            !c.has_ns(crate::ns::CLIENT)
+                && !c.has_ns(CHATSTATES)
+                && !c.has_ns(HINTS)
+                && !c.has_ns(SID)
+        })
+}
+
 /// XEP-0203: marks `stanza` as delayed since `at` by `from`, unless it already carries a delay
 /// (then its first time stands: a message kept twice, held for a lost session and then
 /// offline, is stamped once).

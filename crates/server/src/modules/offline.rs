@@ -26,9 +26,6 @@ pub const DEF: ModuleDef = ModuleDef {
 };
 
 const NS_OFFLINE: &str = "msgoffline";
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-/// XEP-0334 message processing hints.
-const NS_HINTS: &str = "urn:xmpp:hints";
 
 static SPEC: ModuleSpec = ModuleSpec {
     stanza_hooks: &[
@@ -122,7 +119,7 @@ impl Offline {
         if crate::stanza::is_chat_state_only(&stanza) {
             return Ok(Flow::Done(Vec::new()));
         }
-        let Some(to) = to.filter(|_| worth_keeping(&stanza)) else {
+        let Some(to) = to.filter(|_| crate::stanza::worth_storing(&stanza)) else {
             return Ok(Flow::Continue(stanza));
         };
         let user = to.to_bare();
@@ -201,23 +198,6 @@ impl Offline {
     }
 }
 
-/// XEP-0160 §3 with XEP-0334 and XEP-0085: chat and normal messages with something to show
-/// are kept; a chat state alone, a `no-store` hint, headlines, group chat and errors are not.
-fn worth_keeping(message: &Element) -> bool {
-    if !matches!(message.attr("type"), None | Some("normal") | Some("chat")) {
-        return false;
-    }
-    if message.has_child("no-store", NS_HINTS) || message.has_child("no-permanent-store", NS_HINTS)
-    {
-        return false;
-    }
-    message.has_child("body", ns::CLIENT)
-        || message.has_child("store", NS_HINTS)
-        || message
-            .children()
-            .any(|c| !c.has_ns(ns::CLIENT) && !c.has_ns(NS_CHATSTATES) && !c.has_ns(NS_HINTS))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,22 +207,24 @@ mod tests {
     }
 
     #[test]
-    fn what_is_kept() {
-        assert!(worth_keeping(&msg(
+    fn what_is_kept_and_archived() {
+        assert!(crate::stanza::worth_storing(&msg("<message xmlns='jabber:client'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>")));
+        assert!(!crate::stanza::worth_storing(&msg("<message xmlns='jabber:client' type='chat'><stanza-id xmlns='urn:xmpp:sid:0' id='1' by='a@b'/></message>")));
+        assert!(crate::stanza::worth_storing(&msg(
             "<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
         )));
-        assert!(worth_keeping(&msg(
+        assert!(crate::stanza::worth_storing(&msg(
             "<message xmlns='jabber:client'><body>hi</body></message>"
         )));
-        assert!(worth_keeping(&msg("<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='x'/></message>")));
+        assert!(crate::stanza::worth_storing(&msg("<message xmlns='jabber:client' type='chat'><received xmlns='urn:xmpp:receipts' id='x'/></message>")));
         let state = msg("<message xmlns='jabber:client' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
-        assert!(!worth_keeping(&state) && crate::stanza::is_chat_state_only(&state));
-        assert!(!worth_keeping(&msg(
+        assert!(!crate::stanza::worth_storing(&state) && crate::stanza::is_chat_state_only(&state));
+        assert!(!crate::stanza::worth_storing(&msg(
             "<message xmlns='jabber:client' type='headline'><body>news</body></message>"
         )));
-        assert!(!worth_keeping(&msg(
+        assert!(!crate::stanza::worth_storing(&msg(
             "<message xmlns='jabber:client' type='groupchat'><body>x</body></message>"
         )));
-        assert!(!worth_keeping(&msg("<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")));
+        assert!(!crate::stanza::worth_storing(&msg("<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")));
     }
 }

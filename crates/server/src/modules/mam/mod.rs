@@ -31,7 +31,6 @@ use super::{
     StanzaHook,
 };
 use crate::error::{StanzaError, StanzaErrorCondition};
-use crate::ns;
 use crate::state::ServerState;
 use archiver::Archiver;
 use query::NS_MAM;
@@ -45,8 +44,6 @@ pub const DEF: ModuleDef = ModuleDef {
 
 const NS_MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 const NS_SID: &str = "urn:xmpp:sid:0";
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-const NS_HINTS: &str = "urn:xmpp:hints";
 /// How often expired and surplus messages are removed.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -228,7 +225,9 @@ impl Module for Mam {
             // XEP-0359 §4: only this server says which ids it gave for the account.
             strip_stanza_ids(&mut stanza, owner.as_str());
         }
-        if !worth_archiving(&stanza) || !self.archives(state, &owner, &other.to_bare()).await {
+        if !crate::stanza::worth_storing(&stanza)
+            || !self.archives(state, &owner, &other.to_bare()).await
+        {
             return Flow::Continue(stanza);
         }
         let id = archiver.next_id();
@@ -441,52 +440,12 @@ fn strip_stanza_ids(stanza: &mut Element, owner: &str) {
     }
 }
 
-/// XEP-0313 §5 (with XEP-0334 hints and XEP-0085): chat and normal messages with a body or a
-/// payload worth keeping; not a chat state alone, not `no-store`, not errors, headlines or
-/// group chat (a room archives that).
-fn worth_archiving(message: &Element) -> bool {
-    if !matches!(message.attr("type"), None | Some("normal") | Some("chat")) {
-        return false;
-    }
-    if message.has_child("no-store", NS_HINTS) || message.has_child("no-permanent-store", NS_HINTS)
-    {
-        return false;
-    }
-    message.has_child("body", ns::CLIENT)
-        || message.has_child("store", NS_HINTS)
-        || message.children().any(|c| {
-            !c.has_ns(ns::CLIENT)
-                && !c.has_ns(NS_CHATSTATES)
-                && !c.has_ns(NS_HINTS)
-                && !c.has_ns(NS_SID)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn msg(xml: &str) -> Element {
         xml.parse().unwrap()
-    }
-
-    #[test]
-    fn what_is_archived() {
-        assert!(worth_archiving(&msg(
-            "<message xmlns='jabber:client' type='chat'><body>hi</body></message>"
-        )));
-        assert!(worth_archiving(&msg("<message xmlns='jabber:client'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>")));
-        assert!(!worth_archiving(&msg("<message xmlns='jabber:client' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")));
-        assert!(!worth_archiving(&msg("<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>")));
-        assert!(!worth_archiving(&msg(
-            "<message xmlns='jabber:client' type='headline'><body>x</body></message>"
-        )));
-        assert!(!worth_archiving(&msg(
-            "<message xmlns='jabber:client' type='groupchat'><body>x</body></message>"
-        )));
-        assert!(!worth_archiving(&msg(
-            "<message xmlns='jabber:client' type='error'><body>x</body></message>"
-        )));
     }
 
     #[test]
@@ -501,6 +460,6 @@ mod tests {
             .map(|c| c.attr("id").unwrap().to_owned())
             .collect();
         assert_eq!(ids, ["theirs"]);
-        assert!(m.has_child("body", ns::CLIENT));
+        assert!(m.has_child("body", crate::ns::CLIENT));
     }
 }
