@@ -824,59 +824,50 @@ fn rosters(t: &mut Table) {
             "≥10× each peer",
             Judge::Ratios(|r| r >= 10.0),
         );
-        for (figure, key) in [
-            (
-                "presence change, send to last delivery p50 (ms)",
-                "fanout_p50_ms",
-            ),
-            (
-                "presence change, send to last delivery p99 (ms)",
-                "fanout_p99_ms",
-            ),
-            (
-                "server CPU s per 1000 presence deliveries",
-                "server_cpu_s_per_1000",
-            ),
-        ] {
-            t.versus_rounds(
-                format!("{figure}, {pace}"),
-                tag,
-                key,
-                false,
-                "",
-                Judge::None,
-            );
-        }
+        fanout_detail_rows(t, tag, &pace);
     }
     // One change at a time: the rate is the generator's round trip as much as the server's,
     // so it has no target; its latency is one change's alone.
     if let Some(any) = recs.any("fanout1-ws") {
         let changes = field(Some(any), "changes");
+        let pace = format!("up to {changes} changes one at a time");
         let tag = "fanout1-ws";
-        for (figure, key) in [
-            ("presence deliveries/s", "deliveries_per_s"),
-            (
-                "presence change, send to last delivery p50 (ms)",
-                "fanout_p50_ms",
-            ),
-            (
-                "presence change, send to last delivery p99 (ms)",
-                "fanout_p99_ms",
-            ),
-            (
-                "server CPU s per 1000 presence deliveries",
-                "server_cpu_s_per_1000",
-            ),
-        ] {
-            t.versus_rounds(
-                format!("{figure}, up to {changes} changes one at a time"),
-                tag,
-                key,
-                false,
-                "",
-                Judge::None,
-            );
-        }
+        t.versus_rounds(
+            format!("presence deliveries/s, {pace}"),
+            tag,
+            "deliveries_per_s",
+            false,
+            "",
+            Judge::None,
+        );
+        fanout_detail_rows(t, tag, &pace);
+    }
+}
+
+/// The latency and CPU rows of a fan-out run (`pace` says how its changes were sent).
+fn fanout_detail_rows(t: &mut Table, tag: &str, pace: &str) {
+    for (figure, key) in [
+        (
+            "presence change, send to last delivery p50 (ms)",
+            "fanout_p50_ms",
+        ),
+        (
+            "presence change, send to last delivery p99 (ms)",
+            "fanout_p99_ms",
+        ),
+        (
+            "server CPU s per 1000 presence deliveries",
+            "server_cpu_s_per_1000",
+        ),
+    ] {
+        t.versus_rounds(
+            format!("{figure}, {pace}"),
+            tag,
+            key,
+            false,
+            "",
+            Judge::None,
+        );
     }
 }
 
