@@ -306,4 +306,11 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
     fn http_routes(&self) -> Option<axum::Router<Arc<ServerState>>> {
         None
     }
+
+    /// XEP-0128 extended information the module adds to the server's disco#info: data forms
+    /// of type 'result', each with its own FORM_TYPE (XEP-0157's serverinfo). Asked once,
+    /// when the modules are loaded; they are part of the server's XEP-0115 caps.
+    fn server_info_forms(&self) -> Vec<xmpp_parsers::data_forms::DataForm> {
+        Vec::new()
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use minidom::Element;
 use rxml::xml_ncname;
+use xmpp_parsers::data_forms::DataForm;
 
 use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec};
 use crate::error::{StanzaError, StanzaErrorCondition};
@@ -37,13 +38,20 @@ pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 /// The caps node: where the software comes from.
 const CAPS_NODE: &str = "https://github.com/weft-xmpp/weft";
 
-/// XEP-0115 §5.1: the verification string of the server's identity and `features`
-/// (sorted, each followed by '<'), SHA-1, base64.
-pub fn caps_ver(features: &[&str]) -> String {
+/// XEP-0115 §5.1: the verification string of the server's identity, `features` and XEP-0128
+/// `forms`, SHA-1, base64.
+pub fn caps_ver(features: &[&str], forms: &[DataForm]) -> String {
+    let (category, kind, name) = SERVER_IDENTITY;
+    ver_of(&format!("{category}/{kind}//{name}<"), features, forms)
+}
+
+/// XEP-0115 §5.1 after the identities (`identities`, already in their S form): the features
+/// sorted, each followed by '<'; then each form by FORM_TYPE, its FORM_TYPE, then its other
+/// fields by var, each var followed by its sorted values, everything followed by '<'.
+fn ver_of(identities: &str, features: &[&str], forms: &[DataForm]) -> String {
     use base64::Engine;
     use sha1::Digest;
-    let (category, kind, name) = SERVER_IDENTITY;
-    let mut s = format!("{category}/{kind}//{name}<");
+    let mut s = identities.to_string();
     let mut sorted: Vec<&str> = features.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -51,15 +59,41 @@ pub fn caps_ver(features: &[&str]) -> String {
         s.push_str(f);
         s.push('<');
     }
+    // §5.4 3.6: a form without a hidden FORM_TYPE is left out.
+    let mut forms: Vec<(&str, &DataForm)> = forms
+        .iter()
+        .filter_map(|f| Some((f.form_type()?, f)))
+        .collect();
+    forms.sort_by_key(|(form_type, _)| *form_type);
+    for (form_type, form) in forms {
+        s.push_str(form_type);
+        s.push('<');
+        let mut fields: Vec<_> = form
+            .fields
+            .iter()
+            .filter(|f| !f.is_form_type(&form.type_))
+            .collect();
+        fields.sort_by_key(|f| f.var.as_deref().unwrap_or_default());
+        for field in fields {
+            s.push_str(field.var.as_deref().unwrap_or_default());
+            s.push('<');
+            let mut values: Vec<&str> = field.values.iter().map(String::as_str).collect();
+            values.sort_unstable();
+            for v in values {
+                s.push_str(v);
+                s.push('<');
+            }
+        }
+    }
     base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
 }
 
 /// The `<c/>` element servers put in their stream features (XEP-0115 §6.3).
-pub fn caps_element(features: &[&str]) -> Element {
+pub fn caps_element(features: &[&str], forms: &[DataForm]) -> Element {
     Element::builder("c", NS_CAPS)
         .attr(xml_ncname!("hash").into(), "sha-1")
         .attr(xml_ncname!("node").into(), CAPS_NODE)
-        .attr(xml_ncname!("ver").into(), caps_ver(features))
+        .attr(xml_ncname!("ver").into(), caps_ver(features, forms))
         .build()
 }
 
@@ -114,6 +148,10 @@ impl Module for Disco {
         for feature in features {
             query = query.append(feature_el(feature));
         }
+        if req.to.node().is_none() {
+            // XEP-0128 extended information (XEP-0157 contact addresses).
+            query = query.append_all(state.modules.server_forms().iter().cloned());
+        }
         IqOutcome::Result(Some(query.build()))
     }
 }
@@ -148,7 +186,47 @@ mod tests {
         let ver = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(example));
         assert_eq!(ver, "QgayPKawpkPSDYmwT/WM94uAlu0=");
         // Order and duplicates of the features do not change it.
-        assert_eq!(caps_ver(&["b", "a", "a"]), caps_ver(&["a", "b"]));
-        assert_ne!(caps_ver(&["a"]), caps_ver(&["a", "b"]));
+        assert_eq!(caps_ver(&["b", "a", "a"], &[]), caps_ver(&["a", "b"], &[]));
+        assert_ne!(caps_ver(&["a"], &[]), caps_ver(&["a", "b"], &[]));
+    }
+
+    /// XEP-0115 §5.3's complex example: two identities, four features and a XEP-0128 form.
+    #[test]
+    fn caps_verification_string_with_forms() {
+        use xmpp_parsers::data_forms::{DataFormType, Field, FieldType};
+        let form = DataForm::new(
+            DataFormType::Result_,
+            "urn:xmpp:dataforms:softwareinfo",
+            vec![
+                Field::new("software_version", FieldType::TextSingle).with_value("0.11"),
+                Field::new("ip_version", FieldType::TextMulti)
+                    .with_value("ipv6")
+                    .with_value("ipv4"),
+                Field::new("os", FieldType::TextSingle).with_value("Mac"),
+                Field::new("os_version", FieldType::TextSingle).with_value("10.5.1"),
+                Field::new("software", FieldType::TextSingle).with_value("Psi"),
+            ],
+        );
+        let features = [
+            "http://jabber.org/protocol/muc",
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/disco#info",
+            "http://jabber.org/protocol/disco#items",
+        ];
+        // The XEP prints the names' spaces as &#160; for layout; its ver is of plain spaces.
+        let identities = "client/pc/el/\u{3a8} 0.11<client/pc/en/Psi 0.11<";
+        assert_eq!(
+            ver_of(identities, &features, std::slice::from_ref(&form)),
+            "q07IKJEyjvHSyhy//CH0CxmKi8w="
+        );
+        // A form changes the server's ver; one without a FORM_TYPE is left out.
+        assert_ne!(caps_ver(&features, &[form]), caps_ver(&features, &[]));
+        let untyped = DataForm {
+            type_: DataFormType::Result_,
+            title: None,
+            instructions: None,
+            fields: vec![Field::text_single("a", "b")],
+        };
+        assert_eq!(caps_ver(&features, &[untyped]), caps_ver(&features, &[]));
     }
 }

@@ -14,8 +14,10 @@ pub mod registry;
 pub mod blocking;
 pub mod caps;
 pub mod carbons;
+pub mod contact_info;
 pub mod csi;
 pub mod disco;
+pub mod external_services;
 pub mod last;
 pub mod mam;
 pub mod offline;
@@ -51,6 +53,8 @@ pub const ALL: &[ModuleDef] = &[
     caps::DEF,
     mam::DEF,
     upload::DEF,
+    external_services::DEF,
+    contact_info::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

@@ -66,7 +66,9 @@ pub struct Modules {
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
     stream_features: Vec<(&'static str, &'static str)>,
-    /// XEP-0115 caps of the server, computed once from the features above.
+    /// XEP-0128 forms of the server's disco#info ([`Module::server_info_forms`]).
+    server_forms: Vec<minidom::Element>,
+    /// XEP-0115 caps of the server, computed once from the features and forms above.
     caps: minidom::Element,
     /// (namespace, name) of a client's top-level non-stanza element → its module.
     nonzas: HashMap<(&'static str, &'static str), Arc<dyn Module>>,
@@ -127,6 +129,7 @@ impl Modules {
         let mut account_features = Vec::new();
         let mut stream_features = Vec::new();
         let mut nonzas = HashMap::new();
+        let mut forms: Vec<xmpp_parsers::data_forms::DataForm> = Vec::new();
         for module in &loaded {
             let spec = module.spec();
             for (name, ns) in spec.nonzas {
@@ -152,6 +155,19 @@ impl Modules {
             server_features.extend_from_slice(spec.server_features);
             account_features.extend_from_slice(spec.account_features);
             stream_features.extend_from_slice(spec.stream_features);
+            for form in module.server_info_forms() {
+                // XEP-0128 §2 (and XEP-0115 §5.4): one form per FORM_TYPE.
+                if forms.iter().any(|f| f.form_type() == form.form_type()) {
+                    return Err(ConfigError::Invalid {
+                        key: format!("modules.{}", spec.name),
+                        message: format!(
+                            "adds a disco#info form {:?} another module adds: turn one of them off",
+                            form.form_type().unwrap_or_default()
+                        ),
+                    });
+                }
+                forms.push(form);
+            }
         }
         // Stable: modules of equal priority keep the order of the module list.
         let ordered = |mut v: Vec<(Priority, Arc<dyn Module>)>| {
@@ -162,7 +178,8 @@ impl Modules {
             features.sort_unstable();
             features.dedup();
         }
-        let caps = super::disco::caps_element(&server_features);
+        let caps = super::disco::caps_element(&server_features, &forms);
+        let server_forms = forms.into_iter().map(minidom::Element::from).collect();
         let services = loaded
             .iter()
             .filter(|m| m.service().is_some())
@@ -170,6 +187,7 @@ impl Modules {
             .collect();
         Ok(Modules {
             services,
+            server_forms,
             caps,
             nonzas,
             loaded,
@@ -330,6 +348,11 @@ impl Modules {
     /// disco#info features of the server's JID.
     pub fn server_features(&self) -> &[&'static str] {
         &self.server_features
+    }
+
+    /// XEP-0128 forms of the server's disco#info.
+    pub fn server_forms(&self) -> &[minidom::Element] {
+        &self.server_forms
     }
 
     /// A bound client's non-stanza element: `None` when no module handles it, else what to
