@@ -6,6 +6,7 @@
 //! Off by default (`enabled = true` and at least one address turn it on). Only the categories
 //! with addresses appear in the form.
 
+use crate::compliance::Claim;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -18,13 +19,21 @@ use super::{Module, ModuleDef, ModuleSpec, Section};
 pub const DEF: ModuleDef = ModuleDef {
     name: "contact_info",
     default_enabled: false,
+    spec: &SPEC,
     build,
 };
 
 /// The FORM_TYPE of XEP-0157's form.
 pub const FORM_TYPE: &str = "http://jabber.org/network/serverinfo";
 
-static SPEC: ModuleSpec = ModuleSpec::named("contact_info");
+static SPEC: ModuleSpec = ModuleSpec {
+    specs: &[Claim::xep(
+        157,
+        "1.1.1",
+        "modules::contact_info: the serverinfo form in the server's disco#info",
+    )],
+    ..ModuleSpec::named("contact_info")
+};
 
 /// `[modules.contact_info]`: lists of URIs per role.
 #[derive(Clone, Debug, Default, Deserialize)]

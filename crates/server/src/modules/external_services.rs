@@ -9,6 +9,7 @@
 //! Off by default: it only makes sense once an operator lists services. No pushes (§3.2):
 //! credentials are made fresh for every request, so there is nothing to update.
 
+use crate::compliance::Claim;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::state::ServerState;
 pub const DEF: ModuleDef = ModuleDef {
     name: "external_services",
     default_enabled: false,
+    spec: &SPEC,
     build,
 };
 
@@ -35,6 +37,9 @@ pub const NS_1: &str = "urn:xmpp:extdisco:1";
 static SPEC: ModuleSpec = ModuleSpec {
     iq: &[NS, NS_1],
     server_features: &[NS, NS_1],
+    specs: &[
+        Claim::xep(215, "1.0.0", "modules::external_services: STUN/TURN from the configuration, coturn REST credentials per request; no push updates"),
+    ],
     ..ModuleSpec::named("external_services")
 };
 
