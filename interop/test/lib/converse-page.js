@@ -79,6 +79,8 @@ export async function serveConverse(settings) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}/`,
-    close: () => new Promise((resolve) => server.close(resolve)),
+    // The browser keeps its connections to the site open in a pool that outlives the page;
+    // without dropping them, close() waited for them and could outlast the test's timeout.
+    close: () => new Promise((resolve) => { server.close(resolve); server.closeAllConnections(); }),
   };
 }
