@@ -255,12 +255,6 @@ pub fn report(claims: &[Claim]) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// The DOAP description (the XMPP ecosystem's convention, with the xmpp-doap vocabulary for
 /// supported XEPs), from `claims`.
 pub fn doap(claims: &[Claim]) -> String {
@@ -296,8 +290,8 @@ pub fn doap(claims: &[Claim]) -> String {
                      <xmpp:version>{}</xmpp:version>\n      \
                      <xmpp:status>{status}</xmpp:status>\n      \
                      <xmpp:note>{}</xmpp:note>\n    </xmpp:SupportedXep>\n  </implements>\n",
-                    escape(c.version),
-                    escape(c.note)
+                    weft_xml::escape_text(c.version),
+                    weft_xml::escape_text(c.note)
                 );
             }
         }

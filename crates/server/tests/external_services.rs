@@ -92,16 +92,8 @@ async fn client(server: &TestServer, user: &str) -> WsClient {
 }
 
 async fn iq<C: Client>(c: &mut C, id: &str, to: &str, payload: &str) -> Element {
-    c.send(&format!(
-        "<iq xmlns='jabber:client' type='get' id='{id}' to='{to}'>{payload}</iq>"
-    ))
-    .await;
-    loop {
-        let el = c.recv().await;
-        if el.name() == "iq" && el.attr("id") == Some(id) {
-            return el;
-        }
-    }
+    let xml = format!("<iq xmlns='jabber:client' type='get' id='{id}' to='{to}'>{payload}</iq>");
+    weft_testkit::clients::iq(c, id, &xml).await
 }
 
 /// The `<service/>`s of a result's `name` payload in `ns`.

@@ -3,22 +3,12 @@
 //! them.
 
 use minidom::Element;
-use weft_testkit::clients::{drain, error_condition, login, show};
+use weft_testkit::clients::{drain, error_condition, iq, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 
 const CARBONS: &str = "urn:xmpp:carbons:2";
 const FORWARD: &str = "urn:xmpp:forward:0";
 const BLOCKING: &str = "urn:xmpp:blocking";
-
-async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
-    c.send(xml).await;
-    loop {
-        let el = c.recv().await;
-        if el.name() == "iq" && el.attr("id") == Some(id) {
-            return el;
-        }
-    }
-}
 
 fn forwarded<'a>(carbon: &'a Element, direction: &str) -> Option<&'a Element> {
     carbon

@@ -2,7 +2,7 @@
 //! for whom, paging both ways, filters, preferences, metadata, errors.
 
 use minidom::Element;
-use weft_testkit::clients::{drain, error_condition, show};
+use weft_testkit::clients::{drain, error_condition, iq, show};
 use weft_testkit::{Client, Login, TestServer};
 
 const MAM: &str = "urn:xmpp:mam:2";
@@ -33,17 +33,6 @@ async fn query<C: Client>(c: &mut C, id: &str, inner: &str) -> (Vec<Element>, El
         }
     }
     panic!("no answer to query {id}")
-}
-
-async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
-    c.send(xml).await;
-    for _ in 0..100 {
-        let el = c.recv().await;
-        if el.name() == "iq" && el.attr("id") == Some(id) {
-            return el;
-        }
-    }
-    panic!("no answer to {id}")
 }
 
 /// The body of each result, in order.
@@ -336,6 +325,20 @@ async fn preferences_decide_what_is_archived_and_offline_messages_keep_their_id(
     )
     .await;
     assert_eq!(set.attr("type"), Some("result"), "{}", show(&set));
+    // Lists are bounded: they are checked for every message.
+    let many: String = (0..1001)
+        .map(|i| format!("<jid>c{i}@localhost</jid>"))
+        .collect();
+    let too_many = iq(&mut bob, "pmany", &format!(
+        "<iq xmlns='jabber:client' type='set' id='pmany'><prefs xmlns='{MAM}' default='always'><always>{many}</always><never/></prefs></iq>"
+    ))
+    .await;
+    assert_eq!(
+        error_condition(&too_many).as_deref(),
+        Some("not-acceptable"),
+        "{}",
+        show(&too_many)
+    );
     let got = iq(
         &mut bob,
         "pg2",

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use minidom::Element;
-use weft_testkit::clients::{error_condition, login, show};
+use weft_testkit::clients::{error_condition, iq, login, show};
 use weft_testkit::{Client, Login, TestCa, TestServer, WsClient, PASSWORD};
 
 const UPLOAD: &str = "urn:xmpp:http:upload:0";
@@ -34,16 +34,6 @@ async fn client(server: &TestServer, user: &str) -> WsClient {
     let mut c = server.ws().await;
     login(&mut c, user, PASSWORD, Login::ScramSha256, Some("r")).await;
     c
-}
-
-async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
-    c.send(xml).await;
-    loop {
-        let el = c.recv().await;
-        if el.name() == "iq" && el.attr("id") == Some(id) {
-            return el;
-        }
-    }
 }
 
 /// The answer to a slot request.

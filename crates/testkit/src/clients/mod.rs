@@ -196,6 +196,20 @@ pub fn error_condition(el: &Element) -> Option<String> {
 /// Sends a ping and returns everything that arrived before its answer: the server handled
 /// the client's earlier stanzas (a session's stanzas are processed in order), and deliveries
 /// made meanwhile came first.
+/// Sends `xml` (an IQ with this `id`) and returns the IQ answering it, skipping whatever else
+/// arrives first (pushes, presence, other features' stanzas); panics if 100 stanzas pass
+/// without it, or when the client's reply timeout runs out.
+pub async fn iq<C: Client>(c: &mut C, id: &str, xml: &str) -> Element {
+    c.send(xml).await;
+    for _ in 0..100 {
+        let el = c.recv().await;
+        if el.name() == "iq" && el.attr("id") == Some(id) {
+            return el;
+        }
+    }
+    panic!("no answer to IQ {id}")
+}
+
 pub async fn drain<C: Client>(c: &mut C) -> Vec<Element> {
     c.send("<iq xmlns='jabber:client' type='get' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;

@@ -44,6 +44,9 @@ pub const DEF: ModuleDef = ModuleDef {
 
 const NS_MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 const NS_SID: &str = "urn:xmpp:sid:0";
+/// JIDs one account's preferences may name: they are kept in memory and scanned for every
+/// message the account sends or receives.
+const MAX_PREF_JIDS: usize = 1000;
 /// How often expired and surplus messages are removed.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -308,6 +311,12 @@ impl Mam {
             Ok(p) => p,
             Err(e) => return IqOutcome::error(StanzaErrorCondition::BadRequest, &format!("{e}")),
         };
+        if prefs.always.len() + prefs.never.len() > MAX_PREF_JIDS {
+            return IqOutcome::error(
+                StanzaErrorCondition::NotAcceptable,
+                &format!("at most {MAX_PREF_JIDS} JIDs in the always and never lists together"),
+            );
+        }
         let bare = |list: &[Jid]| list.iter().map(|j| j.to_bare().to_string()).collect();
         let stored = ArchivePrefs {
             default: match prefs.default_ {
