@@ -2,7 +2,7 @@
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
 //! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`],
-//! [`ArchiveStore`]), never through a
+//! [`ArchiveStore`], [`PepStore`]), never through a
 //! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
 //! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
@@ -18,6 +18,7 @@ mod archive;
 mod disk_files;
 mod files;
 mod offline;
+mod pep;
 pub mod private;
 mod private_xml;
 mod roster;
@@ -31,6 +32,7 @@ pub use archive::{
 pub use disk_files::DiskFileStore;
 pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
 pub use offline::{OfflineMessage, OfflineStore};
+pub use pep::{PepItem, PepStore};
 pub use private_xml::PrivateXmlStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
@@ -133,6 +135,8 @@ pub struct Storage {
     pub private_xml: Arc<dyn PrivateXmlStore>,
     /// Message archives (XEP-0313).
     pub archive: Arc<dyn ArchiveStore>,
+    /// Accounts' personal eventing nodes and items (XEP-0163).
+    pub pep: Arc<dyn PepStore>,
 }
 
 impl Storage {
@@ -157,7 +161,8 @@ impl From<SqliteStore> for Storage {
             roster: store.clone(),
             offline: store.clone(),
             private_xml: store.clone(),
-            archive: store,
+            archive: store.clone(),
+            pep: store,
         }
     }
 }

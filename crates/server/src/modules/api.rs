@@ -125,6 +125,9 @@ pub struct ModuleSpec {
     pub server_features: &'static [&'static str],
     /// disco#info features of every account's bare JID.
     pub account_features: &'static [&'static str],
+    /// disco#info identities (category, type) of every account's bare JID besides
+    /// account/registered, e.g. XEP-0163's pubsub/pep.
+    pub account_identities: &'static [(&'static str, &'static str)],
     /// Empty elements (name, namespace) added to the stream features after authentication,
     /// e.g. roster versioning (RFC 6121 §2.6.1).
     pub stream_features: &'static [(&'static str, &'static str)],
@@ -146,6 +149,7 @@ impl ModuleSpec {
             session_hooks: &[],
             server_features: &[],
             account_features: &[],
+            account_identities: &[],
             stream_features: &[],
             nonzas: &[],
             specs: &[],
@@ -304,6 +308,17 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
 
     /// Routes the module serves on the HTTP and HTTPS listeners, asked once when they start.
     fn http_routes(&self) -> Option<axum::Router<Arc<ServerState>>> {
+        None
+    }
+
+    /// disco#items of an account's bare JID, or disco#info or #items of one of its nodes
+    /// (XEP-0030 §3.2, §4.2): the answer, when this module has entries there (PEP nodes).
+    /// Asked in module order; the first answer wins.
+    async fn account_disco(
+        &self,
+        _state: &Arc<ServerState>,
+        _req: &IqRequest<'_>,
+    ) -> Option<IqOutcome> {
         None
     }
 

@@ -5,9 +5,11 @@
 //! the same string are never asked. PEP reads the features (`+notify`) through
 //! [`Caps::features_of`].
 //!
-//! Local clients only, for now: remote contacts' presence would be read at `PresenceToLocal`,
-//! a hook run for every presence delivered (a broadcast to 500 contacts runs it 500 times),
-//! and nothing needs their features before PEP notifies remote contacts.
+//! Local clients are read here, on their broadcast presence. Remote contacts' presence would
+//! be read at `PresenceToLocal`, a hook run for every presence delivered (a broadcast to 500
+//! contacts runs it 500 times): PEP reads it there instead, only for accounts with nodes, and
+//! hands it over ([`Caps::observe_remote`]). A newly verified string is told to PEP, which
+//! then sends the last items its holders were waiting for.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +25,7 @@ use rxml::xml_ncname;
 use xmpp_parsers::caps::{compute_disco, hash_caps, Caps as CapsElement};
 use xmpp_parsers::disco::DiscoInfoResult;
 
+use super::pep::Pep;
 use super::{Flow, Module, ModuleDef, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook};
 use crate::compliance::Claim;
 use crate::ns;
@@ -58,7 +61,7 @@ const MAX_PENDING: usize = 1_000;
 const MAX_ENTITIES: usize = 1_000_000;
 
 /// A verification string with its hash function, e.g. `sha-1 q07IKJEyjvHSyhy//CH0CxmKi8w=`.
-type CapsKey = Arc<str>;
+pub type CapsKey = Arc<str>;
 
 struct Pending {
     key: CapsKey,
@@ -107,7 +110,15 @@ impl Module for Caps {
                 let asker = Jid::from(from.to_bare());
                 self.presence(state, &stanza, from, asker).await;
             }
-            StanzaHook::IqToLocal if self.answer(&stanza, from) => return Flow::Done(Vec::new()),
+            StanzaHook::IqToLocal => match self.answer(&stanza, from) {
+                Answer::NotOurs => {}
+                Answer::Taken(learned) => {
+                    if let (Some(key), Some(pep)) = (learned, state.modules.find::<Pep>()) {
+                        pep.caps_learned(state, &key).await;
+                    }
+                    return Flow::Done(Vec::new());
+                }
+            },
             _ => {}
         }
         Flow::Continue(stanza)
@@ -122,7 +133,38 @@ impl Module for Caps {
     }
 }
 
+/// What became of an IQ for a local account.
+enum Answer {
+    /// Not an answer to one of our queries.
+    NotOurs,
+    /// One of ours, taken here; with the verification string it taught us, if any.
+    Taken(Option<CapsKey>),
+}
+
 impl Caps {
+    /// The verification string `entity`'s last available presence announced.
+    pub fn key_of(&self, entity: &Jid) -> Option<CapsKey> {
+        self.by_entity.get(entity).map(|k| k.clone())
+    }
+
+    /// The features behind a verification string, once verified.
+    pub fn features_for(&self, key: &str) -> Option<Arc<BTreeSet<String>>> {
+        self.known.get(key).map(|f| f.clone())
+    }
+
+    /// A presence from a remote entity to the local account `asker` (PEP reads its
+    /// contacts' presence for the accounts with nodes): its string is remembered like a
+    /// local client's, and asked for by `asker`.
+    pub async fn observe_remote(
+        &self,
+        state: &Arc<ServerState>,
+        stanza: &Element,
+        from: &Jid,
+        asker: Jid,
+    ) {
+        self.presence(state, stanza, from, asker).await;
+    }
+
     /// The features `entity` announced, once verified.
     pub fn features_of(&self, entity: &Jid) -> Option<Arc<BTreeSet<String>>> {
         let key = self.by_entity.get(entity)?.clone();
@@ -196,16 +238,16 @@ impl Caps {
     }
 
     /// An IQ for a local account: the answer to one of our queries is taken here.
-    fn answer(&self, iq: &Element, from: &Jid) -> bool {
+    fn answer(&self, iq: &Element, from: &Jid) -> Answer {
         let Some(id) = iq.attr("id").filter(|id| id.starts_with("weft-caps-")) else {
-            return false;
+            return Answer::NotOurs;
         };
         if !matches!(iq.attr("type"), Some("result") | Some("error")) {
-            return false;
+            return Answer::NotOurs;
         }
         // Only the entity asked may answer.
         let Some((_, pending)) = self.pending.remove_if(id, |_, p| &p.asked == from) else {
-            return false;
+            return Answer::NotOurs;
         };
         self.pending_count.fetch_sub(1, Ordering::Relaxed);
         let info = iq
@@ -213,20 +255,21 @@ impl Caps {
             .and_then(|q| DiscoInfoResult::try_from(q.clone()).ok());
         let Some(info) = info else {
             tracing::debug!(%from, "no disco#info in the answer to a caps query");
-            return true;
+            return Answer::Taken(None);
         };
         let verified = hash_caps(&compute_disco(&info), pending.caps.hash.clone())
             .is_ok_and(|h| h.hash == pending.caps.ver);
         if !verified {
             tracing::debug!(%from, key = %pending.key, "caps answer does not match its verification string");
-            return true;
+            return Answer::Taken(None);
         }
         if self.known.len() >= MAX_KNOWN {
             if let Some(victim) = self.known.iter().next().map(|e| e.key().clone()) {
                 self.known.remove(&victim);
             }
         }
-        self.known.insert(pending.key, Arc::new(info.features));
-        true
+        self.known
+            .insert(pending.key.clone(), Arc::new(info.features));
+        Answer::Taken(Some(pending.key))
     }
 }

@@ -113,10 +113,17 @@ impl Module for Disco {
         if req.is_set {
             return IqOutcome::Error(StanzaError::new(StanzaErrorCondition::BadRequest));
         }
-        if req.payload.attr("node").is_some() {
+        let info = req.payload.is("query", ns::DISCO_INFO);
+        let node = req.payload.attr("node");
+        // An account's items and nodes belong to the modules that keep them (PEP).
+        if req.to.node().is_some() && (node.is_some() || !info) {
+            if let Some(answer) = state.modules.account_disco(state, req).await {
+                return answer;
+            }
+        }
+        if node.is_some() {
             return IqOutcome::Error(StanzaError::new(StanzaErrorCondition::ItemNotFound));
         }
-        let info = req.payload.is("query", ns::DISCO_INFO);
         if !info {
             let mut items = Element::builder("query", ns::DISCO_ITEMS);
             // XEP-0030 §4.1: the server lists the services on its subdomains.
@@ -143,6 +150,9 @@ impl Module for Disco {
         } else {
             // XEP-0030 §3.1 for an account: the account identity.
             query = query.append(identity("account", "registered", ""));
+            for (category, kind) in state.modules.account_identities() {
+                query = query.append(identity(category, kind, ""));
+            }
             state.modules.account_features()
         };
         for feature in features {

@@ -21,6 +21,7 @@ pub mod external_services;
 pub mod last;
 pub mod mam;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod private;
 pub mod roster;
@@ -52,6 +53,7 @@ pub const ALL: &[ModuleDef] = &[
     csi::DEF,
     caps::DEF,
     mam::DEF,
+    pep::DEF,
     upload::DEF,
     external_services::DEF,
     contact_info::DEF,

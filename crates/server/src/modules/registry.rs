@@ -65,6 +65,7 @@ pub struct Modules {
     session: [Vec<Arc<dyn Module>>; SessionHook::ALL.len()],
     server_features: Vec<&'static str>,
     account_features: Vec<&'static str>,
+    account_identities: Vec<(&'static str, &'static str)>,
     stream_features: Vec<(&'static str, &'static str)>,
     /// XEP-0128 forms of the server's disco#info ([`Module::server_info_forms`]).
     server_forms: Vec<minidom::Element>,
@@ -127,6 +128,7 @@ impl Modules {
             Default::default();
         let mut server_features = Vec::new();
         let mut account_features = Vec::new();
+        let mut account_identities = Vec::new();
         let mut stream_features = Vec::new();
         let mut nonzas = HashMap::new();
         let mut forms: Vec<xmpp_parsers::data_forms::DataForm> = Vec::new();
@@ -154,6 +156,7 @@ impl Modules {
             }
             server_features.extend_from_slice(spec.server_features);
             account_features.extend_from_slice(spec.account_features);
+            account_identities.extend_from_slice(spec.account_identities);
             stream_features.extend_from_slice(spec.stream_features);
             for form in module.server_info_forms() {
                 // XEP-0128 §2 (and XEP-0115 §5.4): one form per FORM_TYPE.
@@ -196,6 +199,7 @@ impl Modules {
             session: session.map(ordered),
             server_features,
             account_features,
+            account_identities,
             stream_features,
         })
     }
@@ -381,6 +385,26 @@ impl Modules {
     /// disco#info features of an account's bare JID.
     pub fn account_features(&self) -> &[&'static str] {
         &self.account_features
+    }
+
+    /// disco#info identities of an account's bare JID besides account/registered.
+    pub fn account_identities(&self) -> &[(&'static str, &'static str)] {
+        &self.account_identities
+    }
+
+    /// The first module's answer to a disco query on an account's items or nodes (see
+    /// [`Module::account_disco`]).
+    pub async fn account_disco(
+        &self,
+        state: &Arc<ServerState>,
+        req: &IqRequest<'_>,
+    ) -> Option<IqOutcome> {
+        for module in &self.loaded {
+            if let Some(answer) = module.account_disco(state, req).await {
+                return Some(answer);
+            }
+        }
+        None
     }
 }
 

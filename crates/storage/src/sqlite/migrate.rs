@@ -48,6 +48,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "archive",
         sql: include_str!("../../migrations/sqlite/0005_archive.sql"),
     },
+    Migration {
+        version: 6,
+        name: "pep",
+        sql: include_str!("../../migrations/sqlite/0006_pep.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.

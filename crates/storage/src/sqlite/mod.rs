@@ -21,6 +21,7 @@ mod archive;
 mod inline;
 mod migrate;
 mod offline;
+mod pep;
 mod private_xml;
 mod roster;
 

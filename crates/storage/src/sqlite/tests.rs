@@ -48,6 +48,7 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
 
 mod archive;
 mod offline;
+mod pep;
 mod private_xml;
 mod roster;
 
