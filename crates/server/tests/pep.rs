@@ -558,3 +558,335 @@ async fn node_configuration_and_max_items() {
     );
     server.stop().await;
 }
+
+const VCARD: &str = "vcard-temp";
+const DATA: &str = "urn:xmpp:avatar:data";
+const BOOKMARKS2: &str = "urn:xmpp:bookmarks:1";
+const PRIVATE: &str = "jabber:iq:private";
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn vcard_photo<C: Client>(c: &mut C, of: &str) -> Option<(String, String)> {
+    let r = iq(
+        c,
+        "vc",
+        &format!(
+            "<iq xmlns='jabber:client' type='get' id='vc' to='{of}'><vCard xmlns='{VCARD}'/></iq>"
+        ),
+    )
+    .await;
+    let photo = r.get_child("vCard", VCARD)?.get_child("PHOTO", VCARD)?;
+    Some((
+        photo.get_child("TYPE", VCARD)?.text(),
+        photo.get_child("BINVAL", VCARD)?.text(),
+    ))
+}
+
+#[tokio::test]
+async fn avatars_convert_between_pep_and_vcard() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+    befriend(&mut alice, "alice@localhost", &mut bob, "bob@localhost").await;
+    announce(&mut alice, FEATURES).await;
+    announce(&mut bob, FEATURES).await;
+
+    let r = iq(&mut bob, "d", &format!("<iq xmlns='jabber:client' type='get' id='d' to='alice@localhost'><query xmlns='{INFO}'/></iq>")).await;
+    let q = r.get_child("query", INFO).unwrap();
+    for feature in [
+        "urn:xmpp:pep-vcard-conversion:0",
+        "urn:xmpp:bookmarks:1#compat",
+    ] {
+        assert!(
+            q.children().any(|c| c.attr("var") == Some(feature)),
+            "{feature}: {}",
+            show(&r)
+        );
+    }
+
+    // PEP to vCard: data, then metadata naming it.
+    let image = b"not really a png, but bytes all the same";
+    let id = sha1_hex(image);
+    ok(&iq(
+        &mut alice,
+        "a1",
+        &publish(
+            "a1",
+            DATA,
+            &id,
+            &format!("<data xmlns='{DATA}'>{}</data>", b64(image)),
+            &[],
+        ),
+    )
+    .await);
+    ok(&iq(&mut alice, "a2", &publish("a2", AVATAR, &id, &format!("<metadata xmlns='{AVATAR}'><info id='{id}' bytes='{}' type='image/png'/></metadata>", image.len()), &[])).await);
+    assert_eq!(
+        vcard_photo(&mut bob, "alice@localhost").await,
+        Some(("image/png".into(), b64(image)))
+    );
+    // XEP-0398 §4: her presence carries the hash from now on.
+    drain(&mut bob).await;
+    alice
+        .send("<presence xmlns='jabber:client'><show>away</show></presence>")
+        .await;
+    drain(&mut alice).await;
+    let got = drain(&mut bob).await;
+    let p = got
+        .iter()
+        .find(|e| e.name() == "presence")
+        .expect("alice's presence");
+    assert_eq!(
+        p.get_child("x", "vcard-temp:x:update")
+            .and_then(|x| x.get_child("photo", "vcard-temp:x:update"))
+            .map(|p| p.text()),
+        Some(id.clone()),
+        "{}",
+        show(p)
+    );
+    // Empty metadata (avatar off) removes the photo.
+    ok(&iq(
+        &mut alice,
+        "a3",
+        &publish(
+            "a3",
+            AVATAR,
+            "off",
+            &format!("<metadata xmlns='{AVATAR}'/>"),
+            &[],
+        ),
+    )
+    .await);
+    assert_eq!(vcard_photo(&mut bob, "alice@localhost").await, None);
+
+    // vCard to PEP: Bob's new photo reaches Alice as avatar metadata, its data readable.
+    drain(&mut alice).await;
+    let photo = b"bob's face";
+    let bob_id = sha1_hex(photo);
+    ok(&iq(&mut bob, "v1", &format!("<iq xmlns='jabber:client' type='set' id='v1'><vCard xmlns='{VCARD}'><FN>Bob</FN><PHOTO><TYPE>image/jpeg</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(photo))).await);
+    let got = drain(&mut alice).await;
+    let meta = got
+        .iter()
+        .filter_map(|m| m.get_child("event", EVENT))
+        .filter_map(|e| e.get_child("items", EVENT))
+        .find(|i| i.attr("node") == Some(AVATAR))
+        .expect("metadata event");
+    let info = meta
+        .get_child("item", EVENT)
+        .unwrap()
+        .get_child("metadata", AVATAR)
+        .unwrap()
+        .get_child("info", AVATAR)
+        .unwrap();
+    assert_eq!(info.attr("id"), Some(bob_id.as_str()));
+    assert_eq!(info.attr("type"), Some("image/jpeg"));
+    assert_eq!(info.attr("bytes"), Some(photo.len().to_string().as_str()));
+    let r = iq(&mut alice, "g", &format!("<iq xmlns='jabber:client' type='get' id='g' to='bob@localhost'><pubsub xmlns='{PUBSUB}'><items node='{DATA}'><item id='{bob_id}'/></items></pubsub></iq>")).await;
+    let data = r
+        .get_child("pubsub", PUBSUB)
+        .and_then(|p| p.get_child("items", PUBSUB))
+        .and_then(|i| i.get_child("item", PUBSUB))
+        .and_then(|i| i.get_child("data", DATA))
+        .map(|d| d.text());
+    assert_eq!(data, Some(b64(photo)), "{}", show(&r));
+    // The same vCard again publishes nothing new.
+    ok(&iq(&mut bob, "v2", &format!("<iq xmlns='jabber:client' type='set' id='v2'><vCard xmlns='{VCARD}'><FN>Bobby</FN><PHOTO><TYPE>image/jpeg</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard></iq>", b64(photo))).await);
+    assert!(events(&drain(&mut alice).await).is_empty());
+    server.stop().await;
+}
+
+fn rooms_in(storage: &Element) -> Vec<String> {
+    let mut rooms: Vec<String> = storage
+        .children()
+        .filter(|c| c.name() == "conference")
+        .filter_map(|c| c.attr("jid"))
+        .map(String::from)
+        .collect();
+    rooms.sort_unstable();
+    rooms
+}
+
+async fn native_rooms<C: Client>(c: &mut C) -> Vec<String> {
+    let r = iq(c, "nb", &get_items("nb", "alice@localhost", BOOKMARKS2)).await;
+    let mut rooms: Vec<String> = r
+        .get_child("pubsub", PUBSUB)
+        .map(|p| {
+            p.get_child("items", PUBSUB)
+                .unwrap()
+                .children()
+                .filter_map(|i| i.attr("id"))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    rooms.sort_unstable();
+    rooms
+}
+
+async fn private_bookmarks<C: Client>(c: &mut C) -> Element {
+    let r = iq(c, "pb", &format!("<iq xmlns='jabber:client' type='get' id='pb'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'/></query></iq>")).await;
+    r.get_child("query", PRIVATE)
+        .unwrap()
+        .get_child("storage", "storage:bookmarks")
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn legacy_and_native_bookmarks_stay_in_step() {
+    let server = TestServer::start().await;
+    let mut legacy = server.ws().await;
+    legacy.login("alice", Login::ScramSha256).await;
+    let mut modern = server.ws().await;
+    login(
+        &mut modern,
+        "alice",
+        PASSWORD,
+        Login::ScramSha256,
+        Some("modern"),
+    )
+    .await;
+    let notify = [INFO, "urn:xmpp:bookmarks:1+notify"];
+    announce(&mut modern, &notify).await;
+
+    // A legacy client stores private XML bookmarks: native items appear, and are announced.
+    ok(&iq(&mut legacy, "s1", &format!("<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'><conference jid='one@muc.example' name='One' autojoin='true'><nick>al</nick></conference><conference jid='two@muc.example'/><url name='site' url='https://example.org/'/></storage></query></iq>")).await);
+    let got = events(&drain(&mut modern).await);
+    let mut announced: Vec<String> = got
+        .iter()
+        .filter(|e| e.1 == BOOKMARKS2)
+        .flat_map(|e| e.3.clone())
+        .collect();
+    announced.sort_unstable();
+    assert_eq!(announced, ["one@muc.example", "two@muc.example"]);
+    assert_eq!(
+        native_rooms(&mut modern).await,
+        ["one@muc.example", "two@muc.example"]
+    );
+    let r = iq(&mut modern, "one", &format!("<iq xmlns='jabber:client' type='get' id='one'><pubsub xmlns='{PUBSUB}'><items node='{BOOKMARKS2}'><item id='one@muc.example'/></items></pubsub></iq>")).await;
+    let conf = r
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .get_child("item", PUBSUB)
+        .unwrap()
+        .get_child("conference", BOOKMARKS2)
+        .unwrap()
+        .clone();
+    assert_eq!(conf.attr("name"), Some("One"));
+    assert_eq!(conf.attr("autojoin"), Some("true"));
+    assert_eq!(
+        conf.get_child("nick", BOOKMARKS2)
+            .map(|n| n.text())
+            .as_deref(),
+        Some("al")
+    );
+
+    // A modern client adds a room: the legacy read shows it, the URL kept.
+    ok(&iq(
+        &mut modern,
+        "n1",
+        &publish(
+            "n1",
+            BOOKMARKS2,
+            "three@muc.example",
+            "<conference xmlns='urn:xmpp:bookmarks:1' name='Three'/>",
+            &[
+                ("pubsub#access_model", "whitelist"),
+                ("pubsub#max_items", "max"),
+                ("pubsub#send_last_published_item", "never"),
+                ("pubsub#persist_items", "true"),
+            ],
+        ),
+    )
+    .await);
+    let storage = private_bookmarks(&mut legacy).await;
+    assert_eq!(
+        rooms_in(&storage),
+        ["one@muc.example", "three@muc.example", "two@muc.example"]
+    );
+    assert!(
+        storage
+            .children()
+            .any(|c| c.name() == "url" && c.attr("url") == Some("https://example.org/")),
+        "{}",
+        show(&storage)
+    );
+
+    // And removes one; the legacy client's next store drops another.
+    ok(&iq(&mut modern, "r1", &format!("<iq xmlns='jabber:client' type='set' id='r1'><pubsub xmlns='{PUBSUB}'><retract node='{BOOKMARKS2}' notify='true'><item id='two@muc.example'/></retract></pubsub></iq>")).await);
+    assert_eq!(
+        rooms_in(&private_bookmarks(&mut legacy).await),
+        ["one@muc.example", "three@muc.example"]
+    );
+    drain(&mut modern).await;
+    ok(&iq(&mut legacy, "s2", &format!("<iq xmlns='jabber:client' type='set' id='s2'><query xmlns='{PRIVATE}'><storage xmlns='storage:bookmarks'><conference jid='three@muc.example' name='Three'/></storage></query></iq>")).await);
+    let got = drain(&mut modern).await;
+    assert_eq!(native_rooms(&mut modern).await, ["three@muc.example"]);
+    assert!(
+        got.iter().any(|m| m
+            .get_child("event", EVENT)
+            .and_then(|e| e.get_child("items", EVENT))
+            .and_then(|i| i.get_child("retract", EVENT))
+            .and_then(|r| r.attr("id"))
+            == Some("one@muc.example")),
+        "{got:#?}"
+    );
+
+    // XEP-0048 over PEP: the legacy node converts too, and is rewritten from native changes.
+    ok(&iq(&mut legacy, "l1", &publish("l1", "storage:bookmarks", "current", "<storage xmlns='storage:bookmarks'><conference jid='three@muc.example' name='Three'/><conference jid='four@muc.example' name='Four'/></storage>", &[("pubsub#access_model", "whitelist")])).await);
+    assert_eq!(
+        native_rooms(&mut modern).await,
+        ["four@muc.example", "three@muc.example"]
+    );
+    ok(&iq(
+        &mut modern,
+        "n2",
+        &publish(
+            "n2",
+            BOOKMARKS2,
+            "five@muc.example",
+            "<conference xmlns='urn:xmpp:bookmarks:1'/>",
+            &[],
+        ),
+    )
+    .await);
+    let r = iq(
+        &mut legacy,
+        "lg",
+        &get_items("lg", "alice@localhost", "storage:bookmarks"),
+    )
+    .await;
+    let storage = r
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("items", PUBSUB)
+        .unwrap()
+        .get_child("item", PUBSUB)
+        .unwrap()
+        .get_child("storage", "storage:bookmarks")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        rooms_in(&storage),
+        ["five@muc.example", "four@muc.example", "three@muc.example"]
+    );
+    server.stop().await;
+}

@@ -8,6 +8,8 @@ use minidom::Element;
 use serde::Deserialize;
 use weft_config::ConfigError;
 
+use super::pep::bookmarks::LEGACY as LEGACY_BOOKMARKS;
+use super::pep::Pep;
 use super::{IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Section};
 use crate::error::StanzaErrorCondition;
 use crate::ns;
@@ -95,6 +97,8 @@ impl Module for Private {
         );
         let store = &state.storage.private_xml;
         let key = key(fragment);
+        let pep = state.modules.find::<Pep>();
+        let bookmarks = fragment.is("storage", LEGACY_BOOKMARKS);
         if req.is_set {
             let xml = String::from(fragment);
             if xml.len() > self.settings.max_size.as_usize() {
@@ -103,18 +107,28 @@ impl Module for Private {
                     &format!("larger than {} bytes", self.settings.max_size.as_usize()),
                 );
             }
-            return match store.set_private(domain, node, &key, &xml).await {
-                Ok(()) => IqOutcome::Result(None),
-                Err(e) => IqOutcome::storage_failed("private storage", e),
-            };
+            if let Err(e) = store.set_private(domain, node, &key, &xml).await {
+                return IqOutcome::storage_failed("private storage", e);
+            }
+            // XEP-0402 §5.3: legacy bookmarks become native ones.
+            if let (true, Some(pep)) = (bookmarks, pep) {
+                pep.legacy_bookmarks_stored(state, &user, fragment).await;
+            }
+            return IqOutcome::Result(None);
         }
         let stored = match store.get_private(domain, node, &key).await {
             Ok(stored) => stored.and_then(|xml| xml.parse::<Element>().ok()),
             Err(e) => return IqOutcome::storage_failed("private storage", e),
         };
+        // XEP-0402 §5.3: legacy bookmarks read from the native ones.
+        let converted = match (bookmarks, pep) {
+            (true, Some(pep)) => pep.legacy_bookmarks(state, &user, stored.as_ref()).await,
+            _ => None,
+        };
         // Nothing stored: the empty fragment as asked (XEP-0049 §2.2).
-        let content =
-            stored.unwrap_or_else(|| Element::builder(fragment.name(), fragment.ns()).build());
+        let content = converted
+            .or(stored)
+            .unwrap_or_else(|| Element::builder(fragment.name(), fragment.ns()).build());
         IqOutcome::Result(Some(Element::builder("query", NS).append(content).build()))
     }
 }

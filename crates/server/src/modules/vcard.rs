@@ -16,6 +16,7 @@ use sha1::Digest;
 use weft_config::ConfigError;
 
 use super::api::account_parts;
+use super::pep::Pep;
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent,
     StanzaHook,
@@ -125,7 +126,12 @@ impl Module for Vcard {
                 return IqOutcome::storage_failed("vCard", e);
             }
             self.with_vcard.insert(user.to_string());
-            self.photo_hashes.insert(user, photo_hash(req.payload));
+            self.photo_hashes
+                .insert(user.clone(), photo_hash(req.payload));
+            // XEP-0398: the avatar nodes follow the photo.
+            if let Some(pep) = state.modules.find::<Pep>() {
+                pep.vcard_stored(state, &user, req.payload).await;
+            }
             return IqOutcome::Result(None);
         }
         // XEP-0054 §3.1: anyone may read; without one, an empty vCard.
@@ -184,6 +190,49 @@ impl Module for Vcard {
             );
         }
         Flow::Continue(stanza)
+    }
+}
+
+impl Vcard {
+    /// Sets (or with `None` removes) the PHOTO of the account's vCard: `(type, base64)`
+    /// (XEP-0398, an avatar published over PEP).
+    pub async fn set_photo(
+        &self,
+        state: &Arc<ServerState>,
+        user: &BareJid,
+        photo: Option<(&str, &str)>,
+    ) {
+        let (domain, node) = account_parts(user);
+        let store = &state.storage.private_xml;
+        let card = match store.get_private(domain, node, KEY).await {
+            Ok(stored) => stored.and_then(|xml| xml.parse::<Element>().ok()),
+            Err(e) => {
+                tracing::warn!("vCard lookup failed: {e}");
+                return;
+            }
+        };
+        let mut card = card.unwrap_or_else(|| Element::builder("vCard", NS).build());
+        if photo.is_none() && !card.has_child("PHOTO", NS) {
+            return;
+        }
+        card.remove_child("PHOTO", NS);
+        if let Some((mime, binval)) = photo {
+            card.append_child(
+                Element::builder("PHOTO", NS)
+                    .append(Element::builder("TYPE", NS).append(mime).build())
+                    .append(Element::builder("BINVAL", NS).append(binval).build())
+                    .build(),
+            );
+        }
+        if let Err(e) = store
+            .set_private(domain, node, KEY, &String::from(&card))
+            .await
+        {
+            tracing::warn!("vCard storage failed: {e}");
+            return;
+        }
+        self.with_vcard.insert(user.to_string());
+        self.photo_hashes.insert(user.clone(), photo_hash(&card));
     }
 }
 

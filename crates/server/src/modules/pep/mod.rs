@@ -17,6 +17,8 @@
 //! fan-out of accounts without nodes pays nothing here. Remote contacts whose presence
 //! arrived before the account's first node hear of it after their next presence.
 
+pub mod avatar;
+pub mod bookmarks;
 mod node_config;
 mod requests;
 
@@ -42,6 +44,7 @@ use crate::compliance::Claim;
 use crate::ns;
 use crate::state::ServerState;
 pub use node_config::{Access, NodeConfig};
+pub use requests::Publication;
 
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
@@ -88,12 +91,23 @@ static SPEC: ModuleSpec = ModuleSpec {
         "http://jabber.org/protocol/pubsub#retract-items",
         "http://jabber.org/protocol/pubsub#retrieve-default",
         "http://jabber.org/protocol/pubsub#retrieve-items",
+        // XEP-0398: avatars published either way are converted.
+        "urn:xmpp:pep-vcard-conversion:0",
+        // XEP-0402 §5.3 and XEP-0411: legacy bookmarks kept in step.
+        "urn:xmpp:bookmarks:1#compat",
+        "urn:xmpp:bookmarks:1#compat-pep",
+        "urn:xmpp:bookmarks-conversion:0",
     ],
     specs: &[
         Claim::xep(163, "1.2.2", "modules::pep: auto-create, publish-options, +notify through XEP-0115 caps (local and remote contacts), last item on presence"),
         Claim::xep(60, "1.26.0", "modules::pep: the PEP subset (publish with options, retract, items, create, configure, default, delete, purge); no explicit subscriptions, no member lists").partial(),
         Claim::xep(223, "1.1.1", "modules::pep: whitelist nodes with persistent items through publish-options"),
         Claim::xep(172, "1.1", "modules::pep: the nick node like any other"),
+        Claim::xep(84, "1.1.4", "modules::pep: avatar data and metadata nodes"),
+        Claim::xep(398, "1.0.0", "modules::pep::avatar with modules::vcard: PEP avatars to vCard photos and back, photo hashes in presence"),
+        Claim::xep(402, "1.2.0", "modules::pep::bookmarks: native bookmarks, kept in step with private XML and legacy PEP bookmarks"),
+        Claim::xep(48, "1.2", "modules::pep::bookmarks: through private XML storage and the legacy PEP node, both converted to XEP-0402"),
+        Claim::xep(411, "1.1.0", "modules::pep::bookmarks: legacy PEP and private XML bookmarks converted"),
     ],
     ..ModuleSpec::named("pep")
 };
@@ -461,6 +475,27 @@ impl Pep {
             )
             .build();
         crate::router::dispatch(state, message).await;
+    }
+
+    /// What the server does after a client's publish: avatars to the vCard, bookmarks from
+    /// and to their legacy forms.
+    async fn convert_published(
+        &self,
+        state: &Arc<ServerState>,
+        owner: &BareJid,
+        node: &str,
+        payload: Option<&Element>,
+    ) {
+        match (node, payload) {
+            (avatar::AVATAR_METADATA, Some(payload)) => {
+                self.avatar_published(state, owner, payload).await
+            }
+            (bookmarks::BOOKMARKS2, _) => self.bookmarks_changed(state, owner).await,
+            (bookmarks::LEGACY, Some(payload)) => {
+                self.legacy_bookmarks_stored(state, owner, payload).await
+            }
+            _ => {}
+        }
     }
 
     /// The account has a node now: its contacts' presence is followed from here on.

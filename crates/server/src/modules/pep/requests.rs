@@ -129,9 +129,14 @@ async fn pubsub(
                 None => (None, None),
             };
             let options = publish_options.and_then(|o| o.form);
-            let id = pep
-                .publish(state, owner, req.from, &node, id, payload, options.as_ref())
-                .await?;
+            let publication = Publication {
+                node: &node,
+                id,
+                payload,
+                options: options.as_ref(),
+                on_behalf: None,
+            };
+            let id = pep.publish(state, owner, req.from, publication).await?;
             Ok(Some(
                 Element::builder("pubsub", NS_PUBSUB)
                     .append(
@@ -447,21 +452,38 @@ async fn owner_request(
     }
 }
 
+/// One item to publish.
+pub struct Publication<'a> {
+    pub node: &'a str,
+    /// The item's id; one is made when none is given.
+    pub id: Option<String>,
+    pub payload: Option<Element>,
+    /// The client's publish-options: preconditions on an existing node, the configuration
+    /// of a new one.
+    pub options: Option<&'a DataForm>,
+    /// For the server's own publishes (conversions): the configuration of a node it
+    /// creates (an existing node keeps its own); no conversion follows them.
+    pub on_behalf: Option<NodeConfig>,
+}
+
 impl Pep {
-    /// Publishes one item to `owner`'s `node` (created with `options` when missing), stores
-    /// it and notifies; returns the item's id. Also the way other modules publish on an
-    /// account's behalf (XEP-0398 avatars, XEP-0411 bookmarks).
-    #[allow(clippy::too_many_arguments)]
+    /// Publishes one item to `owner`'s node (created when missing), stores it and notifies;
+    /// returns the item's id. Also the way the server publishes on an account's behalf
+    /// (XEP-0398 avatars, XEP-0402 bookmarks from their legacy forms).
     pub async fn publish(
         &self,
         state: &Arc<ServerState>,
         owner: &BareJid,
         publisher: &Jid,
-        node: &str,
-        id: Option<String>,
-        payload: Option<Element>,
-        options: Option<&DataForm>,
+        publication: Publication<'_>,
     ) -> Result<String, StanzaError> {
+        let Publication {
+            node,
+            id,
+            payload,
+            options,
+            on_behalf,
+        } = publication;
         if node.is_empty() {
             return Err(error(
                 Cond::BadRequest,
@@ -486,7 +508,7 @@ impl Pep {
                 config
             }
             None => {
-                let mut config = NodeConfig::default();
+                let mut config = on_behalf.clone().unwrap_or_default();
                 if let Some(options) = options {
                     config
                         .apply(options)
@@ -537,6 +559,10 @@ impl Pep {
         }
         let event = items_event(node, &item, config.deliver_payloads);
         self.notify(state, owner, &config, event).await;
+        if on_behalf.is_none() {
+            // Boxed: a conversion publishes in turn (on the server's behalf, so only once).
+            Box::pin(self.convert_published(state, owner, node, payload.as_ref())).await;
+        }
         Ok(id)
     }
 
