@@ -890,3 +890,114 @@ async fn legacy_and_native_bookmarks_stay_in_step() {
     );
     server.stop().await;
 }
+
+/// Receives until `wanted` matches, answering disco#info queries for `features` meanwhile
+/// (a remote server asks when it meets our caps); panics after 200 stanzas or the client's
+/// reply timeout.
+async fn until<C: Client>(
+    c: &mut C,
+    features: &[&str],
+    wanted: impl Fn(&Element) -> bool,
+) -> Element {
+    for _ in 0..200 {
+        let el = c.recv().await;
+        if el.name() == "iq" && el.attr("type") == Some("get") && el.has_child("query", INFO) {
+            let mut result = info(features);
+            result.node = el
+                .get_child("query", INFO)
+                .unwrap()
+                .attr("node")
+                .map(String::from);
+            c.send(&format!(
+                "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{}</iq>",
+                el.attr("id").unwrap(),
+                el.attr("from").unwrap(),
+                String::from(&Element::from(result))
+            ))
+            .await;
+            continue;
+        }
+        if wanted(&el) {
+            return el;
+        }
+    }
+    panic!("the awaited stanza did not come")
+}
+
+fn event_item(el: &Element, node: &str) -> Option<String> {
+    let items = el.get_child("event", EVENT)?.get_child("items", EVENT)?;
+    (items.attr("node") == Some(node))
+        .then(|| items.get_child("item", EVENT)?.attr("id").map(String::from))?
+}
+
+/// A contact on another server: its caps are asked over s2s (from the account's bare JID),
+/// it gets the last item once they are verified, and later notifications.
+#[tokio::test]
+async fn remote_contacts_get_last_items_and_notifications() {
+    use weft_testkit::TestCa;
+    let ca = TestCa::new();
+    let a = TestServer::start_federating("a.test", &ca, true, |_| {}).await;
+    let b = TestServer::start_federating("b.test", &ca, true, |_| {}).await;
+    a.running
+        .state
+        .s2s
+        .set_routes("b.test", vec![b.s2s_route("tcp")]);
+    b.running
+        .state
+        .s2s
+        .set_routes("a.test", vec![a.s2s_route("tcp")]);
+    let (mut alice, _) = weft_testkit::federation::client(&a, "alice").await;
+    let (mut bob, bob_jid) = weft_testkit::federation::client(&b, "bob").await;
+    alice.send("<presence xmlns='jabber:client'/>").await;
+    bob.send("<presence xmlns='jabber:client'/>").await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+    // Mutual subscription over s2s.
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@b.test' type='subscribe'/>")
+        .await;
+    until(&mut bob, FEATURES, |e| e.attr("type") == Some("subscribe")).await;
+    bob.send("<presence xmlns='jabber:client' to='alice@a.test' type='subscribed'/>")
+        .await;
+    bob.send("<presence xmlns='jabber:client' to='alice@a.test' type='subscribe'/>")
+        .await;
+    until(&mut alice, FEATURES, |e| {
+        e.attr("type") == Some("subscribe")
+    })
+    .await;
+    alice
+        .send("<presence xmlns='jabber:client' to='bob@b.test' type='subscribed'/>")
+        .await;
+    until(&mut bob, FEATURES, |e| {
+        e.name() == "presence"
+            && e.attr("type").is_none()
+            && e.attr("from")
+                .is_some_and(|f| f.starts_with("alice@a.test"))
+    })
+    .await;
+
+    // Alice's first item; then Bob's presence (with caps) reaches her server, which asks his
+    // client for the features and sends him the item once they check out.
+    let meta = "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='h1' bytes='1' type='image/png'/></metadata>";
+    ok(&iq(&mut alice, "p1", &publish("p1", AVATAR, "h1", meta, &[])).await);
+    bob.send(&presence(FEATURES)).await;
+    let got = until(&mut bob, FEATURES, |e| event_item(e, AVATAR).is_some()).await;
+    assert_eq!(got.attr("from"), Some("alice@a.test"));
+    assert_eq!(got.attr("to"), Some(bob_jid.as_str()));
+    assert_eq!(event_item(&got, AVATAR).as_deref(), Some("h1"));
+
+    // A new publish is told to him at once.
+    ok(&iq(
+        &mut alice,
+        "p2",
+        &publish("p2", AVATAR, "h2", &meta.replace("h1", "h2"), &[]),
+    )
+    .await);
+    let got = until(&mut bob, FEATURES, |e| event_item(e, AVATAR).is_some()).await;
+    assert_eq!(event_item(&got, AVATAR).as_deref(), Some("h2"));
+    // And he reads her items over s2s.
+    let r = iq(&mut bob, "i", &get_items("i", "alice@a.test", AVATAR)).await;
+    ok(&r);
+    a.stop().await;
+    b.stop().await;
+}
