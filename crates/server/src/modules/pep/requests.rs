@@ -47,6 +47,10 @@ fn unsupported(feature: &'static str) -> StanzaError {
 }
 
 pub(super) async fn handle(pep: &Pep, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
+    // Accounts are PEP services; the server itself is none (XEP-0163 §1).
+    if req.to.node().is_none() {
+        return IqOutcome::NotMine;
+    }
     let owner = req.to.to_bare();
     let answer = if req.payload.is("pubsub", NS_PUBSUB) {
         match PubSub::try_from(req.payload.clone()) {
