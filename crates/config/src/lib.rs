@@ -278,15 +278,28 @@ pub struct HostMetaConfig {
     /// XEP-0487 `xmpp.ttl`: how long peers may cache host-meta.json. Published with the
     /// XEP-0487 links (when addresses are known), which tells peers to skip SRV lookups.
     pub ttl: HumanDuration,
+    /// XEP-0487 (RFC 2782) priority of the s2s WebSocket links: peers try lower first.
+    pub s2s_websocket_priority: u16,
+    /// XEP-0487 (RFC 2782) weight among s2s links of equal priority.
+    pub s2s_websocket_weight: u16,
+    /// XEP-0487 priority of the s2s Direct TLS links.
+    pub s2s_tls_priority: u16,
+    pub s2s_tls_weight: u16,
 }
 
 impl Default for HostMetaConfig {
+    /// wss is preferred over Direct TLS: where weft serves it directly it is the transport
+    /// that passes HTTPS-only networks and fronts.
     fn default() -> Self {
         HostMetaConfig {
             websocket_urls: Vec::new(),
             s2s_websocket_urls: Vec::new(),
             ips: Vec::new(),
             ttl: HumanDuration(Duration::from_secs(300)),
+            s2s_websocket_priority: 10,
+            s2s_websocket_weight: 50,
+            s2s_tls_priority: 20,
+            s2s_tls_weight: 50,
         }
     }
 }

@@ -48,6 +48,29 @@ impl TestServer {
         trust_ca: bool,
         adjust: impl FnOnce(&mut Config),
     ) -> TestServer {
+        Self::federating(domain, ca, trust_ca, adjust, None).await
+    }
+
+    /// As `start_federating` (trusting `ca`), but its certificate (for TLS and as s2s client
+    /// certificate) names `cert_names` instead of its domain: a service behind someone
+    /// else's front, whose domain delegates to those names.
+    pub async fn start_federating_with_cert(
+        domain: &str,
+        ca: &TestCa,
+        cert_names: &[&str],
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let names: Vec<String> = cert_names.iter().map(|n| n.to_string()).collect();
+        Self::federating(domain, ca, true, adjust, Some(ca.issue(&names))).await
+    }
+
+    async fn federating(
+        domain: &str,
+        ca: &TestCa,
+        trust_ca: bool,
+        adjust: impl FnOnce(&mut Config),
+        pki: Option<TestPki>,
+    ) -> TestServer {
         // One directory per server: tests in one process run in parallel.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -57,7 +80,7 @@ impl TestServer {
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).expect("CA file");
         let domain = domain.to_string();
-        Self::start_inner(
+        Self::start_full(
             move |c| {
                 c.server.domains = vec![domain];
                 c.s2s.system_roots = false;
@@ -65,6 +88,7 @@ impl TestServer {
                 adjust(c);
             },
             Some(ca),
+            pki,
         )
         .await
     }

@@ -16,9 +16,6 @@ pub const REL_WEBSOCKET: &str = "urn:xmpp:alt-connections:websocket";
 pub const REL_S2S_WEBSOCKET: &str = "urn:xmpp:alt-connections:s2s-websocket";
 /// XEP-0487 link relation for s2s Direct TLS (XEP-0368).
 pub const REL_S2S_TLS: &str = "urn:xmpp:alt-connections:s2s-tls";
-/// XEP-0487 priority and weight (RFC 2782) for every link we publish: all equal.
-const PRIORITY: u16 = 10;
-const WEIGHT: u16 = 50;
 
 /// The domain a host-meta request is about: its Host header when we serve it, else the default.
 fn domain_of(state: &ServerState, headers: &HeaderMap) -> String {
@@ -139,24 +136,31 @@ pub async fn jrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
     // XEP-0487 fields make the s2s links usable by peers that require them (xmpp-proxy picks
     // wss only when they are present); they need the addresses to connect to.
     let ips = advertised_ips(&state);
+    let hm = &state.config.host_meta;
+    let mut s2s_links = Vec::new();
     for href in s2s_websocket_urls(&state, &domain) {
         let mut link = serde_json::json!({ "rel": REL_S2S_WEBSOCKET, "href": href });
         if !ips.is_empty() {
             link["ips"] = serde_json::json!(ips);
-            link["priority"] = serde_json::json!(PRIORITY);
-            link["weight"] = serde_json::json!(WEIGHT);
+            link["priority"] = serde_json::json!(hm.s2s_websocket_priority);
+            link["weight"] = serde_json::json!(hm.s2s_websocket_weight);
             link["sni"] = serde_json::json!(domain);
         }
-        links.push(link);
+        s2s_links.push((hm.s2s_websocket_priority, link));
     }
     if state.config.s2s.enabled && !ips.is_empty() {
         for a in &state.config.listen.s2s_direct_tls {
-            links.push(serde_json::json!({
+            let link = serde_json::json!({
                 "rel": REL_S2S_TLS, "port": a.port(), "ips": ips,
-                "priority": PRIORITY, "weight": WEIGHT, "sni": domain,
-            }));
+                "priority": hm.s2s_tls_priority, "weight": hm.s2s_tls_weight, "sni": domain,
+            });
+            s2s_links.push((hm.s2s_tls_priority, link));
         }
     }
+    // In priority order too, for readers that take the first link (stable: equal priorities
+    // keep their order).
+    s2s_links.sort_by_key(|(priority, _)| *priority);
+    links.extend(s2s_links.into_iter().map(|(_, link)| link));
     let mut doc = serde_json::json!({ "subject": domain, "links": links });
     if state.config.s2s.enabled && !ips.is_empty() {
         // XEP-0487: the top-level object marks the links as complete (peers skip SRV).

@@ -59,15 +59,20 @@ impl PeerCertVerifier {
     /// Is `chain` (end entity first) a valid certificate for `domain` now? The peer's client
     /// certificate is checked as a server certificate for its domain, as XEP-0178 does.
     pub fn valid_for(&self, chain: &[CertificateDer<'_>], domain: &str) -> bool {
+        self.check(chain, domain).is_ok()
+    }
+
+    /// [`PeerCertVerifier::valid_for`] with the reason when not, for the logs.
+    pub fn check(&self, chain: &[CertificateDer<'_>], domain: &str) -> Result<(), String> {
         let Some((end_entity, intermediates)) = chain.split_first() else {
-            return false;
+            return Err("no certificate was presented".into());
         };
-        let Ok(name) = ServerName::try_from(domain.to_string()) else {
-            return false;
-        };
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|_| format!("{domain:?} is not a DNS name"))?;
         self.webpki
             .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
-            .is_ok()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

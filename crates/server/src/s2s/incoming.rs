@@ -54,6 +54,11 @@ struct S2sIn {
     authenticated: HashSet<String>,
     /// Authenticated by SASL, after which the stream restarts and dialback is no longer needed.
     sasl_done: bool,
+    /// The name the peer's certificate was found valid for (its claimed domain, or a host
+    /// that domain's host-meta delegates to), once checked: what SASL EXTERNAL rests on.
+    cert_accepts: Option<Result<String, String>>,
+    /// TLS from the first byte (Direct TLS or wss), not by STARTTLS.
+    started_secure: bool,
 }
 
 /// Serves one incoming server stream. `first` is an event already read (WebSocket dispatch).
@@ -66,13 +71,15 @@ pub async fn serve(
     let mut s = S2sIn {
         state: state.clone(),
         framed,
-        peer,
         stream_id: String::new(),
         local: state.config.default_domain().to_string(),
         claimed: None,
         header_sent: false,
         authenticated: HashSet::new(),
         sasl_done: false,
+        cert_accepts: None,
+        started_secure: peer.secure,
+        peer,
     };
     let end = tokio::select! {
         end = s.run(first) => end,
@@ -204,7 +211,7 @@ impl S2sIn {
                     .build(),
             );
         } else if !self.sasl_done {
-            let cert_ok = self.cert_valid_for_claim();
+            let cert_ok = self.check_certificate().await;
             if !cert_ok && self.state.config.s2s.require_valid_certificates {
                 return Err(error(
                     StreamErrorCondition::NotAuthorized,
@@ -230,11 +237,67 @@ impl S2sIn {
         self.flush().await
     }
 
-    fn cert_valid_for_claim(&self) -> bool {
-        match (&self.peer.certs, &self.claimed) {
-            (Some(certs), Some(domain)) => self.state.s2s.verifier.valid_for(certs, domain),
-            _ => false,
+    /// How the stream reached us, for the logs.
+    fn transport(&self) -> &'static str {
+        if self.framed.is_websocket() {
+            "wss"
+        } else if self.started_secure {
+            "Direct TLS"
+        } else {
+            "STARTTLS"
         }
+    }
+
+    /// Whether the peer's certificate is valid for the domain it claims: for the domain
+    /// itself, or (XEP-0468 §5, XEP-0487) for a host the domain's own host-meta, fetched over
+    /// verified HTTPS, names as the `sni` or host of one of its s2s links. Checked once per
+    /// stream and logged either way.
+    async fn check_certificate(&mut self) -> bool {
+        if let Some(outcome) = &self.cert_accepts {
+            return outcome.is_ok();
+        }
+        let transport = self.transport();
+        let (Some(certs), Some(domain)) = (self.peer.certs.clone(), self.claimed.clone()) else {
+            let why = if self.claimed.is_none() {
+                "the stream header names no 'from'"
+            } else {
+                "no client certificate was presented"
+            };
+            tracing::info!(peer = %self.peer.addr, from = ?self.claimed, transport, "s2s incoming: certificate not checked: {why}");
+            self.cert_accepts = Some(Err(why.into()));
+            return false;
+        };
+        let verifier = &self.state.s2s.verifier;
+        let outcome = match verifier.check(&certs, &domain) {
+            Ok(()) => {
+                tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s incoming: certificate valid for {domain}");
+                Ok(domain.clone())
+            }
+            Err(direct) => match super::delegation::delegated_names(&self.state, &domain).await {
+                Ok(names) => match names.iter().find(|n| verifier.valid_for(&certs, n)) {
+                    Some(name) => {
+                        tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s incoming: certificate valid for {name}, which {domain}'s host-meta delegates to");
+                        Ok(name.clone())
+                    }
+                    None => {
+                        let why = format!(
+                            "{direct}; nor for the hosts its host-meta delegates to ({})",
+                            names.join(", ")
+                        );
+                        tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s incoming: certificate not valid for {domain}: {why}");
+                        Err(why)
+                    }
+                },
+                Err(no_delegation) => {
+                    let why = format!("{direct}; no delegation: {no_delegation}");
+                    tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s incoming: certificate not valid for {domain}: {why}");
+                    Err(why)
+                }
+            },
+        };
+        let ok = outcome.is_ok();
+        self.cert_accepts = Some(outcome);
+        ok
     }
 
     async fn element(&mut self, el: Element) -> Result<(), End> {
@@ -314,11 +377,15 @@ impl S2sIn {
         let domain = authzid
             .or_else(|| self.claimed.clone())
             .map(|d| d.to_ascii_lowercase());
-        let valid = match (&domain, &self.peer.certs) {
-            (Some(d), Some(certs)) => {
-                self.claimed.as_deref().is_none_or(|c| c == d)
-                    && self.state.s2s.verifier.valid_for(certs, d)
-            }
+        // The certificate was checked for the claimed domain when the features were offered
+        // (directly or by delegation); an authzid may only repeat that domain.
+        let valid = match (&domain, &self.claimed, &self.cert_accepts) {
+            (Some(d), Some(claimed), Some(Ok(_))) => d == claimed,
+            (Some(d), None, _) => self
+                .peer
+                .certs
+                .as_ref()
+                .is_some_and(|certs| self.state.s2s.verifier.valid_for(certs, d)),
             _ => false,
         };
         let Some(domain) = domain.filter(|_| valid) else {
@@ -328,7 +395,12 @@ impl S2sIn {
         self.framed
             .queue(&Element::builder("success", ns::SASL).build());
         self.flush().await?;
-        tracing::info!(peer = %self.peer.addr, %domain, "s2s authenticated (SASL EXTERNAL)");
+        let transport = self.transport();
+        let through = match &self.cert_accepts {
+            Some(Ok(name)) if *name != domain => format!(", certificate of {name} by delegation"),
+            _ => String::new(),
+        };
+        tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s authenticated (SASL EXTERNAL{through})");
         self.authenticated.insert(domain);
         self.state
             .s2s
@@ -379,7 +451,8 @@ impl S2sIn {
         if !valid {
             tracing::info!(peer = %self.peer.addr, %from, "dialback failed: {verified:?}");
         } else {
-            tracing::info!(peer = %self.peer.addr, %from, "s2s authenticated (dialback)");
+            let transport = self.transport();
+            tracing::info!(peer = %self.peer.addr, %from, transport, "s2s authenticated (dialback)");
             self.authenticated.insert(from.clone());
             self.state
                 .s2s

@@ -73,6 +73,41 @@ pub enum RouteKind {
     DirectTls(String, u16),
 }
 
+impl RouteKind {
+    /// The transport's name, for logs.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            RouteKind::WebSocket(_) => "wss",
+            RouteKind::StartTls(..) => "STARTTLS",
+            RouteKind::DirectTls(..) => "Direct TLS",
+        }
+    }
+}
+
+/// When a link fails the way a peer fails that did not accept our certificate (it closes
+/// the TLS connection, or sends a certificate alert, right after our certificate went out),
+/// a hint for the operator: nothing else in the error says so.
+fn certificate_hint(error: &str, local: &str) -> String {
+    let e = error.to_ascii_lowercase();
+    let closed = e.contains("close_notify") || e.contains("unexpected eof");
+    let alert = [
+        "badcertificate",
+        "unknownca",
+        "certificateunknown",
+        "bad certificate",
+        "unknown ca",
+        "certificate unknown",
+        "decrypterror",
+    ]
+    .iter()
+    .any(|a| e.contains(a));
+    if closed || alert {
+        format!(" (the peer may not trust weft's certificate for {local})")
+    } else {
+        String::new()
+    }
+}
+
 impl Route {
     fn fixed(kind: RouteKind, remote: &str) -> Route {
         Route {
@@ -214,6 +249,8 @@ struct Connected {
     names: Vec<String>,
     /// How the link authenticated: "SASL EXTERNAL" or "dialback" (for logs).
     mechanism: &'static str,
+    /// What the check of the peer's certificate found (for logs).
+    certificate: String,
 }
 
 async fn tcp_connect(route: &Route, host: &str, port: u16) -> Result<TcpStream, LinkError> {
@@ -254,6 +291,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 peer_certs: Vec::new(),
                 names,
                 mechanism: "",
+                certificate: String::new(),
             })
         }
         RouteKind::DirectTls(host, port) => {
@@ -275,6 +313,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 peer_certs,
                 names,
                 mechanism: "",
+                certificate: String::new(),
             })
         }
         RouteKind::WebSocket(url) => {
@@ -325,6 +364,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 peer_certs,
                 names,
                 mechanism: "",
+                certificate: String::new(),
             })
         }
     }
@@ -443,10 +483,23 @@ async fn negotiate(
         if purpose == Purpose::Verify {
             return Ok(stream_id);
         }
-        let peer_valid = c
+        let checked: Vec<(&String, Result<(), String>)> = c
             .names
             .iter()
-            .any(|n| state.s2s.verifier.valid_for(&c.peer_certs, n));
+            .map(|n| (n, state.s2s.verifier.check(&c.peer_certs, n)))
+            .collect();
+        let peer_valid = checked.iter().any(|(_, r)| r.is_ok());
+        c.certificate = match checked.iter().find(|(_, r)| r.is_ok()) {
+            Some((name, _)) if *name == remote => format!("valid for {remote}"),
+            Some((name, _)) => format!("valid for {name}, which {remote}'s host-meta delegates to"),
+            None => {
+                let why = checked
+                    .first()
+                    .and_then(|(_, r)| r.clone().err())
+                    .unwrap_or_else(|| "no certificate".into());
+                format!("NOT valid for {remote}: {why}")
+            }
+        };
         if cfg.require_valid_certificates && !peer_valid {
             return Err(refused(format!(
                 "the peer's certificate is not valid for {remote}"
@@ -515,15 +568,17 @@ pub async fn establish(
         let attempt = async {
             let mut c = connect(state, &route, remote).await?;
             negotiate(state, &mut c, local, remote, Purpose::Stanzas).await?;
-            Ok::<_, LinkError>((Link { framed: c.framed }, c.mechanism))
+            Ok::<_, LinkError>((Link { framed: c.framed }, c.mechanism, c.certificate))
         };
         match attempt.await {
-            Ok((link, mechanism)) => {
-                tracing::info!(%local, %remote, ?route, mechanism, "s2s link up");
+            Ok((link, mechanism, certificate)) => {
+                let transport = route.kind.transport();
+                tracing::info!(%local, %remote, ?route, transport, mechanism, "s2s link up; the peer's certificate is {certificate}");
                 return Ok(link);
             }
             Err(e) => {
-                tracing::info!(%local, %remote, ?route, "s2s route failed: {e}");
+                let hint = certificate_hint(&e.to_string(), local);
+                tracing::info!(%local, %remote, ?route, "s2s route failed: {e}{hint}");
                 last = e;
             }
         }
@@ -570,4 +625,21 @@ pub async fn verify_dialback(
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::certificate_hint;
+
+    #[test]
+    fn hints_at_our_certificate_only_for_certificate_failures() {
+        let closed = "TLS: peer closed connection without sending TLS close_notify";
+        assert!(certificate_hint(closed, "a.example")
+            .contains("may not trust weft's certificate for a.example"));
+        assert!(
+            certificate_hint("received fatal alert: BadCertificate", "a.example")
+                .contains("a.example")
+        );
+        assert_eq!(certificate_hint("connection refused", "a.example"), "");
+    }
 }

@@ -3,6 +3,7 @@
 //! WebSocket (XEP-0468) differ only in framing, as for clients.
 
 pub mod certs;
+mod delegation;
 pub mod dialback;
 pub mod incoming;
 mod link;
