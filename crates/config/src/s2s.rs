@@ -35,6 +35,8 @@ pub struct S2sConfig {
     pub queue_size: usize,
     /// Offer and use XEP-0220 dialback when certificates cannot authenticate a peer.
     pub dialback: bool,
+    /// XEP-0288: offer and use bidirectional links (one connection carries both directions).
+    pub bidi: bool,
     /// The dialback key secret; generated once into data_dir when unset.
     pub dialback_secret: Option<String>,
     /// Refuse peers whose certificate is not valid for their domain (no dialback fallback).
@@ -74,6 +76,7 @@ impl Default for S2sConfig {
             idle_timeout: HumanDuration(Duration::from_secs(600)),
             queue_size: 1000,
             dialback: true,
+            bidi: true,
             dialback_secret: None,
             require_valid_certificates: false,
             ca_file: None,

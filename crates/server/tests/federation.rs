@@ -6,10 +6,13 @@ use weft_testkit::clients::show;
 use weft_testkit::federation::{auth_counts, client, exchange};
 use weft_testkit::{Client, TestCa, TestServer, WsClient};
 
+/// Two servers with a route to each other. XEP-0288 is off here, so that each direction
+/// opens and authenticates its own link (tests/s2s_bidi.rs covers one link for both).
 async fn pair(trust: bool, route: &str) -> (TestServer, TestServer) {
     let ca = TestCa::new();
-    let a = TestServer::start_federating("a.test", &ca, trust, |_| {}).await;
-    let b = TestServer::start_federating("b.test", &ca, trust, |_| {}).await;
+    let no_bidi = |c: &mut weft_config::Config| c.s2s.bidi = false;
+    let a = TestServer::start_federating("a.test", &ca, trust, no_bidi).await;
+    let b = TestServer::start_federating("b.test", &ca, trust, no_bidi).await;
     a.running
         .state
         .s2s

@@ -79,29 +79,30 @@ async fn announce<C: Client>(c: &mut C, features: &[&str]) -> Vec<Element> {
 }
 
 async fn befriend<A: Client, B: Client>(a: &mut A, a_bare: &str, b: &mut B, b_bare: &str) {
-    for (x, y) in [("subscribe", "subscribed")] {
-        a.send(&format!(
-            "<presence xmlns='jabber:client' to='{b_bare}' type='{x}'/>"
-        ))
-        .await;
-        drain(b).await;
-        b.send(&format!(
-            "<presence xmlns='jabber:client' to='{a_bare}' type='{y}'/>"
-        ))
-        .await;
-        b.send(&format!(
-            "<presence xmlns='jabber:client' to='{a_bare}' type='{x}'/>"
-        ))
-        .await;
-        drain(b).await;
-        drain(a).await;
-        a.send(&format!(
-            "<presence xmlns='jabber:client' to='{b_bare}' type='{y}'/>"
-        ))
-        .await;
-        drain(a).await;
-        drain(b).await;
-    }
+    // Each sender's own drain first: its session has handled what it sent (in order) before
+    // the other side answers.
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(a).await;
+    drain(b).await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribed'/>"
+    ))
+    .await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(b).await;
+    drain(a).await;
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribed'/>"
+    ))
+    .await;
+    drain(a).await;
+    drain(b).await;
 }
 
 fn publish(id: &str, node: &str, item: &str, payload: &str, options: &[(&str, &str)]) -> String {

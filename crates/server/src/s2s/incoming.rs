@@ -59,6 +59,26 @@ struct S2sIn {
     cert_accepts: Option<Result<String, String>>,
     /// TLS from the first byte (Direct TLS or wss), not by STARTTLS.
     started_secure: bool,
+    /// The peer asked for XEP-0288 bidirectionality.
+    bidi: bool,
+    /// XEP-0288: our stanzas for the peer's domain, carried on this stream once it
+    /// authenticated (the pool entry's queue; none while another link serves the pair).
+    reverse: Option<Reverse>,
+}
+
+/// The queue of our stanzas from `local` to `remote` that a bidirectional stream writes.
+struct Reverse {
+    local: String,
+    remote: String,
+    pool_id: u64,
+    rx: tokio::sync::mpsc::Receiver<Element>,
+}
+
+/// What woke the stream up.
+enum Event {
+    Frame(Result<Incoming, crate::framing::FramingError>),
+    Ours(Option<Element>),
+    TooSlow,
 }
 
 /// Serves one incoming server stream. `first` is an event already read (WebSocket dispatch).
@@ -80,12 +100,17 @@ pub async fn serve(
         cert_accepts: None,
         started_secure: peer.secure,
         peer,
+        bidi: false,
+        reverse: None,
     };
     let end = tokio::select! {
         end = s.run(first) => end,
         _ = state.shutdown.cancelled() => End::Shutdown,
     };
     s.finish(end).await;
+    if let Some(r) = s.reverse.take() {
+        super::outgoing::requeue(&state, &r.local, &r.remote, r.pool_id, r.rx).await;
+    }
 }
 
 impl S2sIn {
@@ -136,15 +161,43 @@ impl S2sIn {
         loop {
             let incoming = match first.take() {
                 Some(ev) => ev,
-                None => tokio::select! {
-                    r = self.framed.recv() => match r {
-                        Ok(ev) => ev,
-                        Err(e) => return End::from(e),
-                    },
-                    _ = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => {
-                        return error(StreamErrorCondition::ConnectionTimeout, "authentication took too long");
+                None => {
+                    // Not between SASL success and the restarted stream's header.
+                    let ready = self.header_sent;
+                    let framed = &mut self.framed;
+                    let reverse = &mut self.reverse;
+                    let event = tokio::select! {
+                        r = framed.recv() => Event::Frame(r),
+                        el = async {
+                            match reverse {
+                                Some(r) if ready => r.rx.recv().await,
+                                _ => std::future::pending().await,
+                            }
+                        } => Event::Ours(el),
+                        _ = tokio::time::sleep_until(deadline), if self.authenticated.is_empty() => Event::TooSlow,
+                    };
+                    match event {
+                        Event::Frame(Ok(ev)) => ev,
+                        Event::Frame(Err(e)) => return End::from(e),
+                        Event::TooSlow => {
+                            return error(
+                                StreamErrorCondition::ConnectionTimeout,
+                                "authentication took too long",
+                            );
+                        }
+                        Event::Ours(Some(first)) => {
+                            if let Err(end) = self.write_ours(first).await {
+                                return end;
+                            }
+                            continue;
+                        }
+                        // The pool entry was replaced: nothing more to write here.
+                        Event::Ours(None) => {
+                            self.reverse = None;
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let result = match incoming {
                 Incoming::Header(h) => self.open(&h).await,
@@ -160,6 +213,37 @@ impl S2sIn {
             if let Err(end) = result {
                 return end;
             }
+        }
+    }
+
+    /// XEP-0288: writes our queued stanzas for the peer on its stream, a batch at a time.
+    async fn write_ours(&mut self, first: Element) -> Result<(), End> {
+        self.framed.queue(&super::outgoing::to_server_ns(&first));
+        if let Some(r) = &mut self.reverse {
+            for _ in 1..64 {
+                match r.rx.try_recv() {
+                    Ok(el) => self.framed.queue(&super::outgoing::to_server_ns(&el)),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    /// XEP-0288: once the peer authenticated `remote` on a stream it made bidirectional, our
+    /// stanzas from `local` to it travel here, unless a link for the pair exists already.
+    fn carry_ours(&mut self, local: &str, remote: &str) {
+        if !self.bidi || self.reverse.is_some() || !self.state.config.s2s.bidi {
+            return;
+        }
+        if let Some((pool_id, rx)) = self.state.s2s.adopt(&self.state, local, remote) {
+            tracing::info!(peer = %self.peer.addr, %local, %remote, "s2s incoming link is bidirectional (XEP-0288): it carries our stanzas too");
+            self.reverse = Some(Reverse {
+                local: local.to_string(),
+                remote: remote.to_string(),
+                pool_id,
+                rx,
+            });
         }
     }
 
@@ -198,6 +282,11 @@ impl S2sIn {
         self.queue_header();
         let mut features = Element::builder("features", ns::STREAM);
         let tls = self.peer.secure;
+        if self.state.config.s2s.bidi && !self.sasl_done {
+            // XEP-0288 §2: offered before and after TLS.
+            features =
+                features.append(Element::builder("bidi", super::link::NS_BIDI_FEATURE).build());
+        }
         if !tls {
             let Framed::Tcp(_) = &self.framed else {
                 return Err(error(
@@ -320,6 +409,13 @@ impl S2sIn {
         if el.is("starttls", ns::TLS) {
             return self.starttls().await;
         }
+        if el.is("bidi", super::link::NS_BIDI) {
+            // XEP-0288 §3: after TLS, before authenticating.
+            if self.peer.secure && self.authenticated.is_empty() {
+                self.bidi = true;
+            }
+            return Ok(());
+        }
         if el.is("auth", ns::SASL) {
             return self.sasl_external(&el).await;
         }
@@ -401,6 +497,8 @@ impl S2sIn {
             _ => String::new(),
         };
         tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s authenticated (SASL EXTERNAL{through})");
+        let local = self.local.clone();
+        self.carry_ours(&local, &domain);
         self.authenticated.insert(domain);
         self.state
             .s2s
@@ -454,6 +552,7 @@ impl S2sIn {
             let transport = self.transport();
             tracing::info!(peer = %self.peer.addr, %from, transport, "s2s authenticated (dialback)");
             self.authenticated.insert(from.clone());
+            self.carry_ours(&to, &from);
             self.state
                 .s2s
                 .authenticated_by_dialback

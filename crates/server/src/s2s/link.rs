@@ -73,6 +73,10 @@ pub enum RouteKind {
     DirectTls(String, u16),
 }
 
+/// XEP-0288 stream feature and request.
+pub const NS_BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+pub const NS_BIDI: &str = "urn:xmpp:bidi";
+
 impl RouteKind {
     /// The transport's name, for logs.
     pub fn transport(&self) -> &'static str {
@@ -230,6 +234,8 @@ fn parse_route(r: &str) -> Option<RouteKind> {
 /// An authenticated outgoing stream.
 pub struct Link {
     pub framed: Framed,
+    /// XEP-0288: the peer may send its stanzas for us over this link too.
+    pub bidi: bool,
 }
 
 /// What the stream is for.
@@ -251,6 +257,8 @@ struct Connected {
     mechanism: &'static str,
     /// What the check of the peer's certificate found (for logs).
     certificate: String,
+    /// XEP-0288 was asked for on this stream.
+    bidi: bool,
 }
 
 async fn tcp_connect(route: &Route, host: &str, port: u16) -> Result<TcpStream, LinkError> {
@@ -292,6 +300,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 names,
                 mechanism: "",
                 certificate: String::new(),
+                bidi: false,
             })
         }
         RouteKind::DirectTls(host, port) => {
@@ -314,6 +323,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 names,
                 mechanism: "",
                 certificate: String::new(),
+                bidi: false,
             })
         }
         RouteKind::WebSocket(url) => {
@@ -365,6 +375,7 @@ async fn connect(state: &ServerState, route: &Route, remote: &str) -> Result<Con
                 names,
                 mechanism: "",
                 certificate: String::new(),
+                bidi: false,
             })
         }
     }
@@ -505,6 +516,18 @@ async fn negotiate(
                 "the peer's certificate is not valid for {remote}"
             )));
         }
+        // XEP-0288: one link for both directions, before authenticating. Only with a peer
+        // whose certificate is valid for its domain: what it sends back is accepted as from
+        // that domain, as SASL EXTERNAL would accept it on an incoming link.
+        if cfg.bidi
+            && peer_valid
+            && purpose == Purpose::Stanzas
+            && !c.bidi
+            && features.has_child("bidi", NS_BIDI_FEATURE)
+        {
+            c.framed.queue(&Element::builder("bidi", NS_BIDI).build());
+            c.bidi = true;
+        }
         let offers_external = features
             .get_child("mechanisms", ns::SASL)
             .is_some_and(|m| m.children().any(|c| c.text().trim() == "EXTERNAL"));
@@ -568,12 +591,21 @@ pub async fn establish(
         let attempt = async {
             let mut c = connect(state, &route, remote).await?;
             negotiate(state, &mut c, local, remote, Purpose::Stanzas).await?;
-            Ok::<_, LinkError>((Link { framed: c.framed }, c.mechanism, c.certificate))
+            let link = Link {
+                framed: c.framed,
+                bidi: c.bidi,
+            };
+            Ok::<_, LinkError>((link, c.mechanism, c.certificate))
         };
         match attempt.await {
             Ok((link, mechanism, certificate)) => {
                 let transport = route.kind.transport();
-                tracing::info!(%local, %remote, ?route, transport, mechanism, "s2s link up; the peer's certificate is {certificate}");
+                let bidi = if link.bidi {
+                    ", bidirectional (XEP-0288)"
+                } else {
+                    ""
+                };
+                tracing::info!(%local, %remote, ?route, transport, mechanism, "s2s link up{bidi}; the peer's certificate is {certificate}");
                 return Ok(link);
             }
             Err(e) => {

@@ -152,8 +152,28 @@ impl S2s {
         pool
     }
 
+    /// XEP-0288: an incoming stream the peer made bidirectional and authenticated as
+    /// `remote` carries our stanzas from `local` to it when no link for that pair exists: the
+    /// pair's new queue, for that stream to write. `None` when a link exists already.
+    pub(crate) fn adopt(
+        &self,
+        state: &ServerState,
+        local: &str,
+        remote: &str,
+    ) -> Option<(u64, mpsc::Receiver<Element>)> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (local.to_string(), remote.to_string());
+        if pools.contains_key(&key) {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(state.config.s2s.queue_size);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        pools.insert(key, Pool { id, tx });
+        Some((id, rx))
+    }
+
     /// Removes a pool entry, unless it was since replaced.
-    fn forget(&self, local: &str, remote: &str, id: u64) {
+    pub(crate) fn forget(&self, local: &str, remote: &str, id: u64) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let key = (local.to_string(), remote.to_string());
         if pools.get(&key).is_some_and(|p| p.id == id) {

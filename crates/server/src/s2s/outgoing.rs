@@ -76,7 +76,15 @@ pub(super) async fn run(
                     tracing::info!(%local, %remote, "peer sent stream error <{condition}/>");
                     break;
                 }
-                // Otherwise an outgoing stream carries nothing to us but dialback answers.
+                // A bidirectional link (XEP-0288) carries the peer's stanzas too; otherwise an
+                // outgoing stream carries nothing to us but dialback answers.
+                Ok(Incoming::Element(el)) if link.bidi => {
+                    let name = el.name().to_string();
+                    if !from_peer(&state, &local, &remote, el).await {
+                        tracing::info!(%local, %remote, "the peer sent <{name}/> it may not send on this link; closing it");
+                        break;
+                    }
+                }
                 Ok(Incoming::Element(el)) => tracing::debug!(%remote, "ignored on outgoing stream: {}", el.name()),
                 Ok(_) | Err(_) => {
                     tracing::info!(%local, %remote, "the peer closed the s2s link");
@@ -85,16 +93,49 @@ pub(super) async fn run(
             }
         }
     }
-    // New stanzas go to a new link from now on; what is still queued is re-sent through it.
-    state.s2s.forget(&local, &remote, pool_id);
     link.framed.close(false, None).await;
+    requeue(&state, &local, &remote, pool_id, rx).await;
+}
+
+/// A link ended: new stanzas go to a new link from now on, and what is still queued is re-sent
+/// through it.
+pub(super) async fn requeue(
+    state: &Arc<ServerState>,
+    local: &str,
+    remote: &str,
+    pool_id: u64,
+    mut rx: mpsc::Receiver<Element>,
+) {
+    state.s2s.forget(local, remote, pool_id);
     rx.close();
     while let Ok(stanza) = rx.try_recv() {
-        if let Err(refused) = super::S2s::send(&state, &local, &remote, stanza) {
+        if let Err(refused) = super::S2s::send(state, local, remote, stanza) {
             let (err, stanza) = *refused;
-            bounce(&state, &stanza, err).await;
+            bounce(state, &stanza, err).await;
         }
     }
+}
+
+/// XEP-0288: a stanza the peer sent back over our bidirectional link, accepted when it comes
+/// from the domain the link is authenticated for (the 'to' of our stream) to this one.
+async fn from_peer(state: &Arc<ServerState>, local: &str, remote: &str, el: Element) -> bool {
+    if crate::stanza::Kind::of(&el, ns::SERVER).is_none() {
+        return false;
+    }
+    let from_ok = el
+        .attr("from")
+        .and_then(|f| jid::Jid::new(f).ok())
+        .is_some_and(|f| f.domain().as_str() == remote);
+    let to_ok = el
+        .attr("to")
+        .and_then(|t| jid::Jid::new(t).ok())
+        .is_some_and(|t| t.domain().as_str() == local);
+    if !from_ok || !to_ok {
+        return false;
+    }
+    let el = weft_xml::with_namespace(&el, ns::SERVER, ns::CLIENT);
+    crate::router::deliver_local(state, el).await;
+    true
 }
 
 async fn write_batch(
@@ -113,7 +154,7 @@ async fn write_batch(
 }
 
 /// Stanzas from local clients are in jabber:client; on s2s they travel in jabber:server.
-fn to_server_ns(el: &Element) -> Element {
+pub(super) fn to_server_ns(el: &Element) -> Element {
     if el.has_ns(ns::CLIENT) {
         weft_xml::with_namespace(el, ns::CLIENT, ns::SERVER)
     } else {
