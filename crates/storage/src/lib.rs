@@ -2,7 +2,7 @@
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
 //! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`],
-//! [`ArchiveStore`]), never through a
+//! [`ArchiveStore`], [`PushStore`]), never through a
 //! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
 //! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
@@ -20,6 +20,7 @@ mod files;
 mod offline;
 pub mod private;
 mod private_xml;
+mod push;
 mod roster;
 mod sqlite;
 
@@ -32,6 +33,7 @@ pub use disk_files::DiskFileStore;
 pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use private_xml::PrivateXmlStore;
+pub use push::{PushRegistration, PushStore};
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
@@ -133,6 +135,8 @@ pub struct Storage {
     pub private_xml: Arc<dyn PrivateXmlStore>,
     /// Message archives (XEP-0313).
     pub archive: Arc<dyn ArchiveStore>,
+    /// Push notification registrations (XEP-0357).
+    pub push: Arc<dyn PushStore>,
 }
 
 impl Storage {
@@ -157,7 +161,8 @@ impl From<SqliteStore> for Storage {
             roster: store.clone(),
             offline: store.clone(),
             private_xml: store.clone(),
-            archive: store,
+            archive: store.clone(),
+            push: store,
         }
     }
 }

@@ -49,6 +49,7 @@ fn assert_same(got: &ScramCredentials, want: &ScramCredentials) {
 mod archive;
 mod offline;
 mod private_xml;
+mod push;
 mod roster;
 
 /// A file store in a fresh temporary directory (removed when the returned guard drops) and
