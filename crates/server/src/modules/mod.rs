@@ -23,6 +23,7 @@ pub mod mam;
 pub mod offline;
 pub mod ping;
 pub mod private;
+pub mod push;
 pub mod roster;
 pub mod session;
 pub mod time;
@@ -31,7 +32,8 @@ pub mod vcard;
 pub mod version;
 
 pub use api::{
-    Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook,
+    Away, Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent,
+    StanzaHook,
 };
 pub use registry::{ModuleDef, Modules, Section};
 
@@ -55,6 +57,7 @@ pub const ALL: &[ModuleDef] = &[
     upload::DEF,
     external_services::DEF,
     contact_info::DEF,
+    push::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.
