@@ -387,7 +387,7 @@ async fn a_subscription_request_for_an_account_without_a_session() {
 
 #[tokio::test]
 async fn notifications_are_coalesced_under_the_minimum_interval() {
-    let server = server("min_interval = \"1s\"").await;
+    let server = server("min_interval = \"2s\"").await;
     let mut app = app_server(&server).await;
     let mut alice = server.ws().await;
     login(
@@ -404,20 +404,25 @@ async fn notifications_are_coalesced_under_the_minimum_interval() {
     bob.send(&chat("alice@localhost", "m1", "one")).await;
     let first = next_notification(&mut app).await;
     assert_eq!(summary(&first).1["message-count"], "1");
-    for n in 2..=4 {
+    // While the first awaits its answer: nothing more.
+    bob.send(&chat("alice@localhost", "m2", "two")).await;
+    drain(&mut bob).await;
+    quiet(&mut app, Duration::from_millis(300)).await;
+    answer(&mut app, &first, None).await;
+    // Answered, but within the interval: still nothing.
+    for n in 3..=4 {
         bob.send(&chat("alice@localhost", &format!("m{n}"), "more"))
             .await;
     }
     drain(&mut bob).await;
-    // Unanswered yet, and within the interval: nothing more for now.
     quiet(&mut app, Duration::from_millis(300)).await;
-    answer(&mut app, &first, None).await;
+    // Then one notification for all of them.
     let second = next_notification(&mut app).await;
     let (_, fields) = summary(&second);
     assert_eq!(fields["message-count"], "4", "{fields:?}");
     assert_eq!(fields["last-message-sender"], bob_jid);
     answer(&mut app, &second, None).await;
-    quiet(&mut app, Duration::from_millis(1300)).await;
+    quiet(&mut app, Duration::from_millis(2300)).await;
 }
 
 /// A client's side of XEP-0198: counts the stanzas it handles, answers `<r/>`.
