@@ -2,7 +2,7 @@
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
 //! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`],
-//! [`ArchiveStore`], [`PepStore`]), never through a
+//! [`ArchiveStore`], [`PepStore`], [`PushStore`]), never through a
 //! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
 //! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
@@ -21,6 +21,7 @@ mod offline;
 mod pep;
 pub mod private;
 mod private_xml;
+mod push;
 mod roster;
 mod sqlite;
 
@@ -34,6 +35,7 @@ pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{PepItem, PepStore};
 pub use private_xml::PrivateXmlStore;
+pub use push::{PushRegistration, PushStore};
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use sqlite::SqliteStore;
 pub use weft_sasl::{Hash, ScramCredentials};
@@ -137,6 +139,8 @@ pub struct Storage {
     pub archive: Arc<dyn ArchiveStore>,
     /// Accounts' personal eventing nodes and items (XEP-0163).
     pub pep: Arc<dyn PepStore>,
+    /// Push notification registrations (XEP-0357).
+    pub push: Arc<dyn PushStore>,
 }
 
 impl Storage {
@@ -162,7 +166,8 @@ impl From<SqliteStore> for Storage {
             offline: store.clone(),
             private_xml: store.clone(),
             archive: store.clone(),
-            pep: store,
+            pep: store.clone(),
+            push: store,
         }
     }
 }

@@ -100,6 +100,17 @@ impl SessionHook {
     }
 }
 
+/// Why the client of a session does not see what the session is sent, for
+/// [`Module::away_delivery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Away {
+    /// XEP-0198 §5: its connection was lost and the session waits to be resumed; what it is
+    /// sent is kept for that.
+    Hibernating,
+    /// XEP-0352: the client said it is inactive (a phone in a pocket).
+    Inactive,
+}
+
 /// Order among the modules on one hook point: lower runs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Priority(pub i32);
@@ -137,6 +148,9 @@ pub struct ModuleSpec {
     /// The specifications it implements, with their version and how fully: the source of
     /// `weft compliance` and of weft.doap (`crate::compliance`).
     pub specs: &'static [crate::compliance::Claim],
+    /// Whether it wants [`Module::away_delivery`] for stanzas handed to sessions whose client
+    /// is away (XEP-0357 push notifications).
+    pub away_deliveries: bool,
 }
 
 impl ModuleSpec {
@@ -153,6 +167,7 @@ impl ModuleSpec {
             stream_features: &[],
             nonzas: &[],
             specs: &[],
+            away_deliveries: false,
         }
     }
 }
@@ -288,6 +303,22 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
         _element: &Element,
     ) -> Vec<Element> {
         Vec::new()
+    }
+
+    /// A stanza was handed to the session `jid` while its client is away ([`Away`]), for the
+    /// modules whose spec sets `away_deliveries`: at each delivery to a hibernating session
+    /// (and once for each stanza left unacknowledged when its connection was lost), and at
+    /// each delivery to an inactive one. The stanza is delivered (or kept) whatever the
+    /// module does. Called on the delivery path, for such sessions only, at times under the
+    /// session registry's lock: it must be cheap, must not block or await, and must not call
+    /// the session registry; anything longer goes to a task of its own.
+    fn away_delivery(
+        &self,
+        _state: &Arc<ServerState>,
+        _jid: &FullJid,
+        _stanza: &Element,
+        _away: Away,
+    ) {
     }
 
     /// A session moment of the spec's session hooks.

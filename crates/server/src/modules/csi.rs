@@ -4,14 +4,14 @@
 //! message with content, an IQ, a subscription request) or when the client is active again.
 
 use crate::compliance::Claim;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use jid::FullJid;
 use minidom::Element;
 use serde::Deserialize;
 use weft_config::ConfigError;
 
-use super::{Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook};
+use super::{Away, Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook};
 use crate::session::registry::DeliveryFilter;
 use crate::state::ServerState;
 
@@ -77,7 +77,11 @@ impl Module for Csi {
     ) -> Vec<Element> {
         match element.name() {
             "inactive" => {
-                let hold = Arc::new(Hold::new(self.settings.max_held));
+                let mut hold = Hold::new(self.settings.max_held);
+                if state.modules.wants_away() {
+                    hold.away = Some((Arc::downgrade(state), jid.clone()));
+                }
+                let hold = Arc::new(hold);
                 // Already inactive: keep what the old filter held.
                 if let Some(old) = state.sessions.set_filter(jid, Some(hold.clone())) {
                     for held in old.release() {
@@ -106,10 +110,20 @@ fn active(state: &ServerState, jid: &FullJid) {
 }
 
 /// The filter of an inactive session.
-#[derive(Debug)]
 struct Hold {
     max: usize,
     held: Mutex<Vec<Element>>,
+    /// The server and the session, when modules want to hear of what the session is offered
+    /// while inactive. Weak: the registry holding this filter is the server's.
+    away: Option<(Weak<ServerState>, FullJid)>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hold {
@@ -117,6 +131,7 @@ impl Hold {
         Hold {
             max,
             held: Mutex::new(Vec::new()),
+            away: None,
         }
     }
 
@@ -128,6 +143,13 @@ impl Hold {
 
 impl DeliveryFilter for Hold {
     fn offer(&self, stanza: Element) -> Vec<Element> {
+        if let Some((state, jid)) = &self.away {
+            if let Some(state) = state.upgrade() {
+                state
+                    .modules
+                    .away_delivery(&state, jid, &stanza, Away::Inactive);
+            }
+        }
         let mut held = self.lock();
         if urgent(&stanza) || held.len() >= self.max {
             let mut out = std::mem::take(&mut *held);

@@ -24,6 +24,7 @@ pub mod offline;
 pub mod pep;
 pub mod ping;
 pub mod private;
+pub mod push;
 pub mod roster;
 pub mod session;
 pub mod time;
@@ -32,7 +33,8 @@ pub mod vcard;
 pub mod version;
 
 pub use api::{
-    Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook,
+    Away, Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent,
+    StanzaHook,
 };
 pub use registry::{ModuleDef, Modules, Section};
 
@@ -57,6 +59,7 @@ pub const ALL: &[ModuleDef] = &[
     upload::DEF,
     external_services::DEF,
     contact_info::DEF,
+    push::DEF,
 ];
 
 /// The modules `config` turns on, or every problem with their settings.

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use weft_config::{Config, ConfigError};
 
 use super::api::{
-    Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook,
+    Away, Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent,
+    StanzaHook,
 };
 use crate::state::ServerState;
 
@@ -75,6 +76,8 @@ pub struct Modules {
     nonzas: HashMap<(&'static str, &'static str), Arc<dyn Module>>,
     /// Modules that are service entities on subdomains ([`Module::service`]).
     services: Vec<Arc<dyn Module>>,
+    /// Modules that want [`Module::away_delivery`].
+    away: Vec<Arc<dyn Module>>,
 }
 
 impl Modules {
@@ -188,7 +191,13 @@ impl Modules {
             .filter(|m| m.service().is_some())
             .cloned()
             .collect();
+        let away = loaded
+            .iter()
+            .filter(|m| m.spec().away_deliveries)
+            .cloned()
+            .collect();
         Ok(Modules {
+            away,
             services,
             server_forms,
             caps,
@@ -239,6 +248,26 @@ impl Modules {
     #[inline]
     pub fn wants_session(&self, hook: SessionHook) -> bool {
         !self.session[hook.index()].is_empty()
+    }
+
+    /// Whether any module wants [`Module::away_delivery`].
+    #[inline]
+    pub fn wants_away(&self) -> bool {
+        !self.away.is_empty()
+    }
+
+    /// Tells the modules that want it of a stanza handed to the session `jid` while its
+    /// client is away (see [`Module::away_delivery`]).
+    pub fn away_delivery(
+        &self,
+        state: &Arc<ServerState>,
+        jid: &FullJid,
+        stanza: &minidom::Element,
+        away: Away,
+    ) {
+        for module in &self.away {
+            module.away_delivery(state, jid, stanza, away);
+        }
     }
 
     /// Whether any module on `hook` wants the stanzas concerning `account` (a bare JID).

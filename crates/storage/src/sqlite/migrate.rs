@@ -53,6 +53,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "pep",
         sql: include_str!("../../migrations/sqlite/0006_pep.sql"),
     },
+    Migration {
+        version: 7,
+        name: "push",
+        sql: include_str!("../../migrations/sqlite/0007_push.sql"),
+    },
 ];
 
 /// The schema version this build writes and reads.

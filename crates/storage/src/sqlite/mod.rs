@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: opening the database file, connection settings and the pool.
 //!
 //! One [`SqliteStore`] implements every store trait of the crate (one file per feature:
-//! `accounts.rs`, `roster.rs`, `offline.rs`, `private_xml.rs`, `archive.rs`); `migrate.rs` owns the
+//! `accounts.rs`, `roster.rs`, `offline.rs`, `private_xml.rs`, `archive.rs`, `push.rs`); `migrate.rs` owns the
 //! schema; `inline.rs` serves the login path's point reads without sqlx's worker-thread hop.
 //! SQL uses `$n` placeholders, which SQLite and PostgreSQL both understand.
 
@@ -23,6 +23,7 @@ mod migrate;
 mod offline;
 mod pep;
 mod private_xml;
+mod push;
 mod roster;
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod archive;
 mod offline;
 mod pep;
 mod private_xml;
+mod push;
 mod roster;
 
 /// A file store in a fresh temporary directory (removed when the returned guard drops) and

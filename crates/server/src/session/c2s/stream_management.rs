@@ -271,6 +271,17 @@ impl C2s {
     pub(super) async fn hibernate(&mut self, bound: &mut Bound) -> Option<Takeover> {
         let timeout = bound.sm.as_ref()?.resume_timeout;
         tracing::debug!(jid = %bound.jid, "connection lost; the session waits {timeout:?} to be resumed");
+        let state = self.state.clone();
+        let away = state.modules.wants_away();
+        if away {
+            // What the lost connection may never have shown the client (XEP-0357 push).
+            for stanza in bound.sm.as_ref()?.counters.unacked() {
+                let hibernating = crate::modules::Away::Hibernating;
+                state
+                    .modules
+                    .away_delivery(&state, &bound.jid, stanza, hibernating);
+            }
+        }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let stop = bound.stop.clone();
@@ -287,6 +298,12 @@ impl C2s {
                     Signal::Leftovers => {}
                 },
                 stanza = bound.delivery.next() => {
+                    if away {
+                        let hibernating = crate::modules::Away::Hibernating;
+                        state
+                            .modules
+                            .away_delivery(&state, &bound.jid, &stanza, hibernating);
+                    }
                     let sm = bound.sm.as_mut()?;
                     if !sm.counters.sent(stanza) {
                         tracing::debug!(jid = %bound.jid, "too many stanzas for a lost connection; the session ends");
