@@ -155,6 +155,9 @@ http = ["127.0.0.1:$HTTP_PORT"]
 https = ["127.0.0.1:$HTTPS_PORT"]
 c2s = ["127.0.0.1:$C2S_PORT"]
 c2s_direct_tls = ["127.0.0.1:$C2S_TLS_PORT"]
+# No federation here: the defaults (5269, 5270) would collide with any other weft running.
+s2s = []
+s2s_direct_tls = []
 
 [c2s]
 # The defaults, spelled out because tests depend on them: PLAIN only over TLS.
