@@ -181,7 +181,7 @@ USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-
   im-alma im-boris im-cleo im-dario im-ezra im-fiona im-gwen im-hugo im-iris im-jonas im-kira
   im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
   jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea
-  sm-ada sm-bea sm-cyd sm-dina jssm-ana jssm-ben jssm-cas mam-ana mam-ben)
+  sm-ada sm-bea sm-cyd sm-dina jssm-ana jssm-ben jssm-cas mam-ana mam-ben omemo-ana omemo-ben)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
   printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add --create "$u@localhost" >/dev/null
