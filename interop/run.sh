@@ -155,6 +155,9 @@ http = ["127.0.0.1:$HTTP_PORT"]
 https = ["127.0.0.1:$HTTPS_PORT"]
 c2s = ["127.0.0.1:$C2S_PORT"]
 c2s_direct_tls = ["127.0.0.1:$C2S_TLS_PORT"]
+# No federation here: the defaults (5269, 5270) would collide with any other weft running.
+s2s = []
+s2s_direct_tls = []
 
 [c2s]
 # The defaults, spelled out because tests depend on them: PLAIN only over TLS.
@@ -179,7 +182,7 @@ USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-
   im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
   jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea
   sm-ada sm-bea sm-cyd sm-dina jssm-ana jssm-ben jssm-cas mam-ana mam-ben
-  push-amy push-app push-ben)
+  push-amy push-app push-ben omemo-ana omemo-ben)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
   printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add --create "$u@localhost" >/dev/null

@@ -119,3 +119,40 @@ async fn a_verification_string_is_asked_once_and_only_trusted_when_it_matches() 
     );
     server.stop().await;
 }
+
+/// §5.1 sorts the features as strings, then follows each with '<': a feature that another
+/// one extends ("muc" and "muc#user", a PEP node and its "+notify") sorts first. slixmpp,
+/// Prosody and the example below hash that way; xmpp_parsers' `compute_disco` (0.23) sorts
+/// with the '<' appended, which put "X+notify" before "X", so weft rejected such clients'
+/// strings and never learnt their +notify features (slixmpp-omemo clients got no device list
+/// notifications). The string here is computed independently, per the XEP, from
+/// "client/pc/en/test<" and the five features in i;octet order, each followed by '<'.
+#[tokio::test]
+async fn a_feature_extending_another_is_hashed_in_the_order_of_xep_0115() {
+    let server = TestServer::start().await;
+    let features = [
+        INFO,
+        "http://jabber.org/protocol/muc",
+        "http://jabber.org/protocol/muc#user",
+        "urn:xmpp:omemo:2:devices",
+        "urn:xmpp:omemo:2:devices+notify",
+    ];
+    let good = "o5nBxR9ibgHHyLf1Duv/vF6UnWI=";
+
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    alice.send(&presence(good)).await;
+    let q = query_in(&mut alice).await.expect("a new string is asked");
+    answer(&mut alice, &q, &features).await;
+    drain(&mut alice).await;
+
+    // Verified: the next client announcing it is not asked.
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    bob.send(&presence(good)).await;
+    assert!(
+        query_in(&mut bob).await.is_none(),
+        "the answer matched its string, so the string is known"
+    );
+    server.stop().await;
+}

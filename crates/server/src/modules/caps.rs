@@ -22,7 +22,7 @@ use dashmap::DashMap;
 use jid::{FullJid, Jid};
 use minidom::Element;
 use rxml::xml_ncname;
-use xmpp_parsers::caps::{compute_disco, hash_caps, Caps as CapsElement};
+use xmpp_parsers::caps::{hash_caps, Caps as CapsElement};
 use xmpp_parsers::disco::DiscoInfoResult;
 
 use super::pep::Pep;
@@ -257,7 +257,7 @@ impl Caps {
             tracing::debug!(%from, "no disco#info in the answer to a caps query");
             return Answer::Taken(None);
         };
-        let verified = hash_caps(&compute_disco(&info), pending.caps.hash.clone())
+        let verified = hash_caps(&verification_input(&info), pending.caps.hash.clone())
             .is_ok_and(|h| h.hash == pending.caps.ver);
         if !verified {
             tracing::debug!(%from, key = %pending.key, "caps answer does not match its verification string");
@@ -272,4 +272,44 @@ impl Caps {
             .insert(pending.key.clone(), Arc::new(info.features));
         Answer::Taken(Some(pending.key))
     }
+}
+
+/// XEP-0115 §5.1: what the verification string hashes. Each list (identities, features, forms
+/// by FORM_TYPE, a form's fields by var, a field's values) is sorted as plain strings (i;octet),
+/// then each entry is followed by '<'. Not xmpp_parsers' `compute_disco` (0.23), which sorts
+/// the entries with their '<' already appended: "X+notify<" then sorts before "X<" ('+' < '<'),
+/// so a client announcing a feature and a longer one it prefixes (an OMEMO device list and its
+/// +notify, `muc` and `muc#user`) never verified, and PEP never learnt its +notify features.
+pub fn verification_input(info: &DiscoInfoResult) -> Vec<u8> {
+    fn append(out: &mut String, mut entries: Vec<String>) {
+        entries.sort();
+        for entry in entries {
+            out.push_str(&entry);
+            out.push('<');
+        }
+    }
+    let mut out = String::new();
+    let identities = info.identities.iter().map(|i| {
+        let lang = i.lang.as_deref().unwrap_or_default();
+        let name = i.name.as_deref().unwrap_or_default();
+        format!("{}/{}/{lang}/{name}", i.category, i.type_)
+    });
+    append(&mut out, identities.collect());
+    append(&mut out, info.features.iter().cloned().collect());
+    let mut forms: Vec<_> = info.extensions.iter().collect();
+    forms.sort_by_key(|f| f.form_type().unwrap_or_default().to_owned());
+    for form in forms {
+        append(&mut out, vec![form.form_type().unwrap_or_default().to_owned()]);
+        let mut fields: Vec<_> = form
+            .fields
+            .iter()
+            .filter(|f| f.var.as_deref().is_some_and(|v| v != "FORM_TYPE"))
+            .collect();
+        fields.sort_by_key(|f| f.var.clone());
+        for field in fields {
+            append(&mut out, vec![field.var.clone().unwrap_or_default()]);
+            append(&mut out, field.values.clone());
+        }
+    }
+    out.into_bytes()
 }
