@@ -77,6 +77,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 pub struct Caps {
     /// What each entity's last available presence announced.
     by_entity: DashMap<Jid, CapsKey>,
+    /// Features of entities whose answer did not match their string, for them alone.
+    unverified: DashMap<Jid, Arc<BTreeSet<String>>>,
     /// Features per verified string.
     known: DashMap<CapsKey, Arc<BTreeSet<String>>>,
     /// Queries sent, by IQ id.
@@ -113,8 +115,8 @@ impl Module for Caps {
             StanzaHook::IqToLocal => match self.answer(&stanza, from) {
                 Answer::NotOurs => {}
                 Answer::Taken(learned) => {
-                    if let (Some(key), Some(pep)) = (learned, state.modules.find::<Pep>()) {
-                        pep.caps_learned(state, &key).await;
+                    if let (Some(learned), Some(pep)) = (learned, state.modules.find::<Pep>()) {
+                        pep.caps_learned(state, &learned).await;
                     }
                     return Flow::Done(Vec::new());
                 }
@@ -127,6 +129,7 @@ impl Module for Caps {
     async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, jid: &FullJid) {
         let jid = Jid::from(jid.clone());
         self.by_entity.remove(&jid);
+        self.unverified.remove(&jid);
         if self.pending_count.load(Ordering::Relaxed) > 0 {
             self.forget_pending(|p| p.asked == jid);
         }
@@ -137,8 +140,16 @@ impl Module for Caps {
 enum Answer {
     /// Not an answer to one of our queries.
     NotOurs,
-    /// One of ours, taken here; with the verification string it taught us, if any.
-    Taken(Option<CapsKey>),
+    /// One of ours, taken here; with what it taught us, if anything.
+    Taken(Option<Learned>),
+}
+
+/// What an answer to a caps query taught.
+pub enum Learned {
+    /// The features behind a verification string, for everyone announcing it.
+    Key(CapsKey),
+    /// The features of one entity whose answer did not hash to its string.
+    Entity(Jid),
 }
 
 impl Caps {
@@ -165,10 +176,12 @@ impl Caps {
         self.presence(state, stanza, from, asker).await;
     }
 
-    /// The features `entity` announced, once verified.
+    /// The features `entity` announced: those verified for its string, else what it
+    /// answered itself when the answer did not hash to its string.
     pub fn features_of(&self, entity: &Jid) -> Option<Arc<BTreeSet<String>>> {
-        let key = self.by_entity.get(entity)?.clone();
-        self.known.get(&key).map(|f| f.clone())
+        let key = self.by_entity.get(entity).map(|k| k.clone());
+        key.and_then(|key| self.known.get(&key).map(|f| f.clone()))
+            .or_else(|| self.unverified.get(entity).map(|f| f.clone()))
     }
 
     /// An entity's presence: remember its string, ask for the features behind a new one.
@@ -179,6 +192,7 @@ impl Caps {
         if stanza.attr("type").is_some() {
             if stanza.attr("type") == Some("unavailable") {
                 self.by_entity.remove(from);
+                self.unverified.remove(from);
             }
             return;
         }
@@ -260,8 +274,16 @@ impl Caps {
         let verified = hash_caps(&verification_input(&info), pending.caps.hash.clone())
             .is_ok_and(|h| h.hash == pending.caps.ver);
         if !verified {
-            tracing::debug!(%from, key = %pending.key, "caps answer does not match its verification string");
-            return Answer::Taken(None);
+            // Some clients announce a string made before all their features were known
+            // (slixmpp hashes when the caps plugin loads): their answer is used for them
+            // alone, never kept under the string for others.
+            tracing::debug!(%from, key = %pending.key, "caps answer does not match its verification string; used for this entity only");
+            if self.unverified.len() < MAX_ENTITIES || self.unverified.contains_key(&pending.asked)
+            {
+                self.unverified
+                    .insert(pending.asked.clone(), Arc::new(info.features));
+            }
+            return Answer::Taken(Some(Learned::Entity(pending.asked)));
         }
         if self.known.len() >= MAX_KNOWN {
             if let Some(victim) = self.known.iter().next().map(|e| e.key().clone()) {
@@ -270,7 +292,7 @@ impl Caps {
         }
         self.known
             .insert(pending.key.clone(), Arc::new(info.features));
-        Answer::Taken(Some(pending.key))
+        Answer::Taken(Some(Learned::Key(pending.key)))
     }
 }
 
@@ -299,7 +321,10 @@ pub fn verification_input(info: &DiscoInfoResult) -> Vec<u8> {
     let mut forms: Vec<_> = info.extensions.iter().collect();
     forms.sort_by_key(|f| f.form_type().unwrap_or_default().to_owned());
     for form in forms {
-        append(&mut out, vec![form.form_type().unwrap_or_default().to_owned()]);
+        append(
+            &mut out,
+            vec![form.form_type().unwrap_or_default().to_owned()],
+        );
         let mut fields: Vec<_> = form
             .fields
             .iter()

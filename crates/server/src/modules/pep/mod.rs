@@ -35,7 +35,7 @@ use weft_config::ConfigError;
 use weft_storage::{PepItem, StorageError, Subscription};
 
 use super::api::account_parts;
-use super::caps::{Caps, CapsKey};
+use super::caps::{Caps, CapsKey, Learned};
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, SessionHook,
     StanzaEvent, StanzaHook,
@@ -267,11 +267,9 @@ impl Pep {
     /// items it wants, once per caps string.
     async fn came_online(&self, state: &Arc<ServerState>, owner: &BareJid, entity: FullJid) {
         let caps = state.modules.find::<Caps>();
-        let key = caps.and_then(|c| c.key_of(&Jid::from(entity.clone())));
-        let features = match (caps, &key) {
-            (Some(caps), Some(key)) => caps.features_for(key),
-            _ => None,
-        };
+        let as_jid = Jid::from(entity.clone());
+        let key = caps.and_then(|c| c.key_of(&as_jid));
+        let features = caps.and_then(|c| c.features_of(&as_jid));
         {
             let mut online = self.online.entry(owner.clone()).or_default();
             let delivered = online.get(&entity).cloned().flatten();
@@ -291,30 +289,33 @@ impl Pep {
         }
     }
 
-    /// The caps module verified `key`: those holding it whose last items waited for it get
-    /// them now.
-    pub async fn caps_learned(&self, state: &Arc<ServerState>, key: &CapsKey) {
+    /// The caps module learnt features (of a verification string, or of one entity): those
+    /// holding them whose last items waited for them get them now.
+    pub async fn caps_learned(&self, state: &Arc<ServerState>, learned: &Learned) {
         let Some(caps) = state.modules.find::<Caps>() else {
-            return;
-        };
-        let Some(features) = caps.features_for(key) else {
             return;
         };
         let mut due = Vec::new();
         for mut entry in self.online.iter_mut() {
             let owner = entry.key().clone();
             for (entity, delivered) in entry.value_mut().iter_mut() {
-                if delivered.as_ref() != Some(key)
-                    && caps.key_of(&Jid::from(entity.clone())).as_ref() == Some(key)
-                {
-                    *delivered = Some(key.clone());
+                let jid = Jid::from(entity.clone());
+                let key = caps.key_of(&jid);
+                let concerned = match learned {
+                    Learned::Key(learned) => key.as_ref() == Some(learned),
+                    Learned::Entity(learned) => *learned == jid,
+                };
+                if concerned && (delivered.is_none() || *delivered != key) {
+                    *delivered = key;
                     due.push((owner.clone(), entity.clone()));
                 }
             }
         }
         for (owner, entity) in due {
-            self.send_last_items(state, &owner, &entity, &features)
-                .await;
+            if let Some(features) = caps.features_of(&Jid::from(entity.clone())) {
+                self.send_last_items(state, &owner, &entity, &features)
+                    .await;
+            }
         }
     }
 
