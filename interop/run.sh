@@ -6,6 +6,7 @@
 #   interop/run.sh test/foo.test.js python/test_bar.py   # only some files (relative to interop/)
 #   WEFT_BIN=/path/to/weft interop/run.sh   # skip the cargo build, test that binary
 #   CHROMIUM=/path/to/chromium interop/run.sh   # browser for the Converse.js test
+#   WEFT_EXTRA_CONFIG=$'[modules.pep]\nenabled = false' interop/run.sh ...   # appended to weft.toml
 #
 # The last line is "interop: N passed, M failed" (", K skipped" if any); the exit code is
 # non-zero on any failure, including a runner that ran no test.
@@ -169,12 +170,17 @@ max_stanza_size = "10 KiB"
 # weft's own debug lines (stream errors and why) without the SQL chatter.
 level = "info,weft_server=debug,sqlx=warn"
 EOF
+# Extra TOML for one run, e.g. a module turned off to see which tests depend on it.
+if [[ -n "${WEFT_EXTRA_CONFIG:-}" ]]; then
+  printf '\n# WEFT_EXTRA_CONFIG\n%s\n' "$WEFT_EXTRA_CONFIG" >>"$TMP/weft.toml"
+  log "weft.toml gets WEFT_EXTRA_CONFIG:"$'\n'"$WEFT_EXTRA_CONFIG"
+fi
 
 # One password for every test account; each test file uses accounts of its own.
 PASSWORD="interop-$RANDOM$RANDOM"
 USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-grace strophe-heidi
   rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma
-  converse-vera converse-walt
+  converse-vera converse-walt converse-xena converse-yara converse-zeno converse-abel converse-bria
   im-alma im-boris im-cleo im-dario im-ezra im-fiona im-gwen im-hugo im-iris im-jonas im-kira
   im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
   jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea

@@ -6,12 +6,13 @@
 // from weft's archive (XEP-0313).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, createHash } from 'node:crypto';
+import zlib from 'node:zlib';
 import { wsUrl, httpsPort, jidOf, password, ca, domain } from './lib/env.js';
 import { startClient, nextStanza, stopAll, xml } from './lib/xmppjs.js';
 import { goOnline } from './lib/exchange.js';
 import { serveConverse } from './lib/converse-page.js';
-import { launchChromium, spkiHash, watchPage, withArtifacts, until } from './lib/browser.js';
+import { launchChromium, spkiHash, watchPage, withArtifacts, until, keepScreenshot } from './lib/browser.js';
 
 let browser;
 const cleanups = [];
@@ -32,10 +33,11 @@ const base = (user) => ({
 });
 
 // Opens the page, waits for Converse's `connected` event; returns the page and its record.
-async function openConverse(t, settings) {
+// Each call serves the page on a new port, so a new origin: Converse starts with empty storage.
+async function openConverse(t, settings, context = browser.context) {
   const site = await serveConverse(settings);
   cleanups.push(site.close);
-  const page = await browser.context.newPage();
+  const page = await context.newPage();
   const rec = watchPage(page);
   await withArtifacts(t.name, page, rec, async () => {
     await page.goto(site.url);
@@ -148,4 +150,263 @@ test('Converse.js on a fresh page gets the conversation back from the archive (X
     assert.deepEqual(await second.page.evaluate(() => window.weftProbe.messages), [],
       'nothing arrived live: the page shows the archive');
   });
+});
+
+// --- issue 19: bookmarks, avatars and file upload through Converse's UI ----------------------
+
+const NS_BOOKMARKS2 = 'urn:xmpp:bookmarks:1';
+const wsSettings = (user) => ({ ...base(user), websocket_url: wsUrl, discover_connection_methods: false });
+const initialPresenceSent = (rec) => rec.sent.some((f) => /^<presence(?![^>]*type=)/.test(f));
+
+// Waits in the page for `fn(arg)` to be truthy; on timeout fails naming `what`.
+async function waitInPage(page, fn, arg, what, ms = 10000) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout: ms });
+  } catch (err) {
+    throw new Error(`timed out after ${ms} ms waiting for ${what}`, { cause: err });
+  }
+}
+
+// The IQ request a page sent (the first get/set `sentMatch` accepts) and the answer it got: waits for
+// both on the page's record, resolves with { sent, answer } (the frames' text).
+async function iqExchange(rec, sentMatch, what, ms = 10000) {
+  const sent = await until(() => rec.sent.find((f) => /^<iq\s[^>]*type=["'](get|set)["']/.test(f) && sentMatch(f)),
+    `${what} (sent)`, ms);
+  const id = sent.match(/\sid=["']([^"']+)["']/)?.[1];
+  assert.ok(id, `the IQ has an id: ${sent}`);
+  const idAttr = new RegExp(`^<iq\\s[^>]*id=["']${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}["']`);
+  const answer = await until(() => rec.received.find((f) => idAttr.test(f)), `${what} (answer to id ${id})`, ms);
+  return { sent, answer };
+}
+const iqType = (frame) => frame.match(/^<iq\s[^>]*type=["']([^"']+)["']/)?.[1];
+
+// Makes two accounts mutual contacts (subscription 'both' on both sides) with xmpp.js clients,
+// before the browsers log in: the tests are about avatars and files, not the subscription UI
+// (covered for weft by the xmpp.js and slixmpp IM tests).
+async function makeContacts(userA, userB) {
+  const [a, b] = await Promise.all([userA, userB].map((username) =>
+    startClient({ service: wsUrl, username, resource: 'setup' })));
+  try {
+    await Promise.all([goOnline(a), goOnline(b)]);
+    const isSubscribe = (el) => el.is('presence') && el.attrs.type === 'subscribe';
+    for (const [from, to, toUser, fromUser] of [[a, b, userB, userA], [b, a, userA, userB]]) {
+      const asked = nextStanza(to, isSubscribe, 5000, `subscribe from ${fromUser}`);
+      await from.send(xml('presence', { to: jidOf(toUser), type: 'subscribe' }));
+      await asked;
+      await to.send(xml('presence', { to: jidOf(fromUser), type: 'subscribed' }));
+    }
+    const rosterItem = async (c, jid) => {
+      const res = await c.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })), 5000);
+      return res.getChild('query')?.getChildren('item').find((i) => i.attrs.jid === jid);
+    };
+    for (const [c, jid] of [[a, jidOf(userB)], [b, jidOf(userA)]]) {
+      const deadline = Date.now() + 5000;
+      while ((await rosterItem(c, jid))?.attrs.subscription !== 'both') {
+        if (Date.now() > deadline) throw new Error(`${jid} not a contact with subscription 'both'`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  } finally {
+    await stopAll(a, b);
+  }
+}
+
+// A small PNG, different every run (a colour from `seed`), built here: 16×16, RGB.
+function makePng(seed) {
+  const [r, g, b] = createHash('sha256').update(seed).digest();
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc32 = (buf) => {
+    let c = 0xffffffff;
+    for (const byte of buf) c = crcTable[(c ^ byte) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const size = 16;
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0); ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 8; ihdr[9] = 2; // 8 bits per channel, RGB
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array(size).fill([r, g, b]).flat())]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.concat(Array(size).fill(row)))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+const sha1Hex = (buf) => createHash('sha1').update(buf).digest('hex');
+
+// Opens the bookmarks list the way a user does: the menu next to "Groupchats" in the control
+// box, then "Bookmarks".
+async function openBookmarksList(page) {
+  await page.locator('converse-rooms-list converse-dropdown button.dropdown-toggle').click();
+  await page.locator('converse-rooms-list a.show-bookmark-list-modal').click();
+  await page.locator('converse-bookmark-list-modal converse-bookmarks .list-container--bookmarks').waitFor({ timeout: 10000 });
+}
+
+test('Converse.js: a bookmark saved in one browser is listed in another browser (XEP-0402 in PEP)', { timeout: 90000 }, async (t) => {
+  const settings = wsSettings('converse-xena');
+  const room = `weft-interop-${randomUUID().slice(0, 8)}@conference.${domain}`;
+  const name = `weft interop ${randomUUID().slice(0, 8)}`;
+
+  const first = await openConverse(t, settings);
+  await withArtifacts(t.name, first.page, first.rec, async () => {
+    // Converse keeps bookmarks only when the account has PEP with publish-options (it asks
+    // disco#info of the bare JID) and reads them then: its "bookmarksInitialized".
+    await waitInPage(first.page, () => window.weftProbe.bookmarksInitialized, null,
+      'Converse\'s bookmarks (it keeps none without PEP and pubsub#publish-options on the account)');
+    // Converse 14 makes a bookmark when it enters a groupchat (and from the bookmark form of an
+    // entered groupchat, which no button in 14 opens); weft has no MUC service yet, so no room
+    // can be entered and the UI has no path to a new bookmark. So the bookmark is set with
+    // Converse's own bookmarks API, `api.bookmarks.set`, which is what entering a room calls
+    // (its enteredNewRoom handler), with autojoin off so that Converse tries no join. Reading
+    // it back below is all UI.
+    await first.page.evaluate(({ jid, name }) =>
+      window.weftProbe.api.bookmarks.set({ jid, name, nick: 'xena', autojoin: false }), { jid: room, name });
+    const publish = await iqExchange(first.rec,
+      (f) => f.includes(`<publish node="${NS_BOOKMARKS2}"`) && f.includes(room), 'the bookmark\'s PEP publish');
+    assert.equal(iqType(publish.answer), 'result', `weft stored the bookmark: ${publish.answer}`);
+    assert.match(publish.sent, new RegExp(`<item id="${room}"`), 'one item per room (XEP-0402)');
+    await openBookmarksList(first.page);
+    await first.page.locator(`converse-bookmarks .list-item[data-room-jid="${room}"]`).waitFor({ timeout: 10000 });
+    t.diagnostic(`screenshot: ${await keepScreenshot('bookmark - first browser', first.page)}`);
+  });
+  await first.page.close();
+
+  // A second browser: another Chromium with a profile of its own (nothing shared with the first
+  // but the account), logging in as the same user.
+  const other = await launchChromium({ trustSpki: spkiHash(ca) });
+  cleanups.push(() => other.close());
+  const second = await openConverse(t, settings, other.context);
+  await withArtifacts(t.name, second.page, second.rec, async () => {
+    await openBookmarksList(second.page);
+    const item = second.page.locator(`converse-bookmarks .list-item[data-room-jid="${room}"]`);
+    await item.waitFor({ timeout: 10000 });
+    assert.equal((await item.locator('a.open-room').textContent()).trim(), name);
+    // On the wire: the list came from weft's PEP node urn:xmpp:bookmarks:1.
+    const fetched = await iqExchange(second.rec,
+      (f) => f.includes(`<items node="${NS_BOOKMARKS2}"`), 'the bookmarks fetch');
+    assert.equal(iqType(fetched.answer), 'result', fetched.answer);
+    assert.match(fetched.answer, new RegExp(`<item id=["']${room}["']`));
+    assert.match(fetched.answer, new RegExp(`<conference\\s[^>]*xmlns=["']${NS_BOOKMARKS2}["']`));
+    assert.match(fetched.answer, new RegExp(`<conference\\s[^>]*name=["']${name}["']`), 'the bookmark\'s name came from weft');
+    t.diagnostic(`screenshot: ${await keepScreenshot('bookmark - second browser', second.page)}`);
+  });
+});
+
+test('Converse.js: an avatar set in the profile modal shows in the contact\'s roster (XEP-0153, XEP-0398)', { timeout: 90000 }, async (t) => {
+  await makeContacts('converse-yara', 'converse-zeno');
+  const png = makePng(randomUUID());
+  const hash = sha1Hex(png);
+  // zeno first, so that yara's presence with the new photo hash reaches a running Converse.
+  const zeno = await openConverse(t, wsSettings('converse-zeno'));
+  const yara = await openConverse(t, wsSettings('converse-yara'));
+  await withArtifacts(t.name, yara.page, yara.rec, async () => {
+    await until(() => initialPresenceSent(yara.rec) && initialPresenceSent(zeno.rec), 'both initial presences');
+    // The profile modal: the user's own avatar/name at the top of the control box, the picture
+    // (a file chooser), "Save and close".
+    await yara.page.locator('converse-user-profile a.show-profile').click();
+    const chooser = yara.page.waitForEvent('filechooser', { timeout: 10000 });
+    await yara.page.locator('converse-profile-modal a.change-avatar').click();
+    await (await chooser).setFiles({ name: 'avatar.png', mimeType: 'image/png', buffer: png });
+    await yara.page.locator('converse-profile-modal button.save-form').click();
+    // Converse sends the vCard (XEP-0054) with the picture inline; a small PNG goes unchanged.
+    const set = await iqExchange(yara.rec, (f) => /type=["']set["']/.test(f) && f.includes('vcard-temp'), 'the vCard set');
+    assert.equal(iqType(set.answer), 'result', `weft stored the vCard: ${set.answer}`);
+    const binval = set.sent.match(/<BINVAL>([^<]*)<\/BINVAL>/)?.[1];
+    assert.equal(binval && sha1Hex(Buffer.from(binval, 'base64')), hash, 'the picture sent is the PNG chosen');
+  });
+  await withArtifacts(t.name, zeno.page, zeno.rec, async () => {
+    // zeno's Converse got yara's presence with the photo's hash (XEP-0153)…
+    const photoPresence = await until(() => zeno.rec.received.find((f) => /^<presence[\s>]/.test(f) &&
+      f.includes(jidOf('converse-yara')) && f.includes(`<photo>${hash}</photo>`)), 'yara\'s presence with the photo hash');
+    assert.ok(photoPresence);
+    // …fetched her vCard and shows the picture on her roster entry.
+    const img = zeno.page.locator(`converse-roster a.open-chat[data-jid="${jidOf('converse-yara')}"] converse-avatar svg image`).first();
+    await img.waitFor({ timeout: 10000 });
+    const href = await img.getAttribute('href');
+    assert.equal(href, `data:image/png;base64,${png.toString('base64')}`);
+    assert.equal(await zeno.page.evaluate((jid) => window.weftProbe.vcardHash(jid), jidOf('converse-yara')), hash);
+    t.diagnostic(`screenshot: ${await keepScreenshot('avatar - contact', zeno.page)}`);
+  });
+  t.diagnostic(`screenshot: ${await keepScreenshot('avatar - owner', yara.page)}`);
+
+  // weft keeps the vCard photo and the PEP avatar in step (XEP-0398): the picture Converse set
+  // as a vCard is yara's XEP-0084 avatar too, readable by her contact.
+  const probe = await startClient({ service: wsUrl, username: 'converse-zeno', resource: 'pep-probe' });
+  cleanups.push(() => stopAll(probe));
+  const items = async (node) => {
+    const res = await probe.iqCaller.request(xml('iq', { type: 'get', to: jidOf('converse-yara') },
+      xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' }, xml('items', { node }))), 5000);
+    return res.getChild('pubsub').getChild('items').getChildren('item');
+  };
+  const [meta] = await items('urn:xmpp:avatar:metadata');
+  assert.equal(meta?.attrs.id, hash, 'PEP avatar metadata names the vCard photo\'s hash');
+  const info = meta.getChild('metadata', 'urn:xmpp:avatar:metadata').getChild('info');
+  assert.equal(info.attrs.id, hash);
+  assert.equal(info.attrs.type, 'image/png');
+  assert.equal(Number(info.attrs.bytes), png.length);
+  const [data] = await items('urn:xmpp:avatar:data');
+  assert.equal(data?.attrs.id, hash);
+  assert.ok(Buffer.from(data.getChildText('data', 'urn:xmpp:avatar:data'), 'base64').equals(png));
+});
+
+test('Converse.js: a file sent with the chat\'s upload button is shown to the contact and fetched (XEP-0363)', { timeout: 90000 }, async (t) => {
+  await makeContacts('converse-abel', 'converse-bria');
+  const file = makePng(randomUUID());
+  const fileName = `weft-${randomUUID().slice(0, 8)}.png`;
+  const bria = await openConverse(t, wsSettings('converse-bria'));
+  const abel = await openConverse(t, wsSettings('converse-abel'));
+  await withArtifacts(t.name, abel.page, abel.rec, async () => {
+    await until(() => initialPresenceSent(abel.rec) && initialPresenceSent(bria.rec), 'both initial presences');
+    // abel opens the chat from his roster and picks the file with the paperclip (shown only
+    // when Converse found an upload service in weft's disco#items).
+    await abel.page.locator(`converse-roster a.open-chat[data-jid="${jidOf('converse-bria')}"]`).first().click();
+    const paperclip = abel.page.locator('converse-chat-toolbar button[title="Choose a file to send"]');
+    try {
+      await paperclip.waitFor({ timeout: 10000 });
+    } catch (err) {
+      throw new Error('no upload button in the chat toolbar: Converse found no XEP-0363 service', { cause: err });
+    }
+    const chooser = abel.page.waitForEvent('filechooser', { timeout: 10000 });
+    await paperclip.click();
+    await (await chooser).setFiles({ name: fileName, mimeType: 'image/png', buffer: file });
+    const slot = await iqExchange(abel.rec, (f) => f.includes('urn:xmpp:http:upload:0'), 'the upload slot request');
+    assert.equal(iqType(slot.answer), 'result', slot.answer);
+    assert.match(slot.sent, new RegExp(`to=["']upload\\.${domain}["']`));
+    assert.match(slot.sent, new RegExp(`size=["']${file.length}["']`));
+  });
+  await withArtifacts(t.name, bria.page, bria.rec, async () => {
+    // bria gets a message whose body and XEP-0066 <url/> are the file's GET URL on weft's HTTPS.
+    const msg = await until(() => bria.rec.received.find((f) => /^<message[\s>]/.test(f) && f.includes('jabber:x:oob')),
+      'the message with the file', 20000);
+    const url = msg.match(/<url>([^<]+)<\/url>/)?.[1]?.replaceAll('&amp;', '&');
+    assert.ok(url?.startsWith(`https://${domain}:${httpsPort}/upload/`), `GET URL on weft: ${url}`);
+    assert.ok(url.endsWith(`/${fileName}`), url);
+    // Her Converse shows it: the image, inline in the chat. (abel is in her roster twice now:
+    // under his group and under unread messages.)
+    await bria.page.locator(`converse-roster a.open-chat[data-jid="${jidOf('converse-abel')}"]`).first().click();
+    const img = bria.page.locator(`.chat-msg img[src="${url}"]`);
+    await img.waitFor({ timeout: 15000 });
+    await waitInPage(bria.page, (el) => el.complete && el.naturalWidth === 16, await img.elementHandle(),
+      'the image loaded in bria\'s browser');
+    // And her browser fetches the same bytes abel chose (cross-origin: weft's CORS header).
+    const fetched = await bria.page.evaluate(async (u) => {
+      const res = await fetch(u);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      return { status: res.status, type: res.headers.get('content-type'), b64: btoa(String.fromCharCode(...bytes)) };
+    }, url);
+    assert.equal(fetched.status, 200);
+    assert.equal(fetched.type, 'image/png');
+    assert.ok(Buffer.from(fetched.b64, 'base64').equals(file), 'bria fetched the bytes abel sent');
+    t.diagnostic(`screenshot: ${await keepScreenshot('upload - recipient', bria.page)}`);
+  });
+  t.diagnostic(`screenshot: ${await keepScreenshot('upload - sender', abel.page)}`);
 });
