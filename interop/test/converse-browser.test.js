@@ -14,6 +14,8 @@ import { goOnline } from './lib/exchange.js';
 import { serveConverse } from './lib/converse-page.js';
 import { launchChromium, spkiHash, watchPage, withArtifacts, until, keepScreenshot } from './lib/browser.js';
 
+// Every test has a timeout of its own: run.sh gives this file as a whole 5 minutes (Node 20
+// applies --test-timeout to a test file, not only to each of its tests).
 let browser;
 const cleanups = [];
 before(async () => {
@@ -52,7 +54,7 @@ async function openConverse(t, settings, context = browser.context) {
 const mechanismsSent = (rec) => rec.sent.flatMap((f) => f.match(/<auth [^>]*mechanism=["']([^"']+)/)?.[1] ?? []);
 const gotSuccess = (rec) => rec.received.some((f) => /^<success[\s>/]/.test(f));
 
-test('Converse.js in Chromium logs in over ws://, shows a message and answers it', async (t) => {
+test('Converse.js in Chromium logs in over ws://, shows a message and answers it', { timeout: 60000 }, async (t) => {
   const { page, rec } = await openConverse(t, {
     ...base('converse-sam'), websocket_url: wsUrl, discover_connection_methods: false,
   });
@@ -98,7 +100,7 @@ test('Converse.js in Chromium logs in over ws://, shows a message and answers it
   });
 });
 
-test('Converse.js discovers weft through host-meta (XEP-0156, CORS) and logs in over wss://', async (t) => {
+test('Converse.js discovers weft through host-meta (XEP-0156, CORS) and logs in over wss://', { timeout: 60000 }, async (t) => {
   const { context } = browser;
   // Converse fetches https://<domain>/.well-known/host-meta: port 443, where nothing of ours
   // listens. Send that one request to weft's HTTPS port instead; the browser still makes it
@@ -118,7 +120,7 @@ test('Converse.js discovers weft through host-meta (XEP-0156, CORS) and logs in 
   });
 });
 
-test('Converse.js on a fresh page gets the conversation back from the archive (XEP-0313)', async (t) => {
+test('Converse.js on a fresh page gets the conversation back from the archive (XEP-0313)', { timeout: 60000 }, async (t) => {
   const settings = { ...base('converse-vera'), websocket_url: wsUrl, discover_connection_methods: false };
   const first = await openConverse(t, settings);
   const walt = await startClient({ service: wsUrl, username: 'converse-walt' });
