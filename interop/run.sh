@@ -180,7 +180,7 @@ fi
 PASSWORD="interop-$RANDOM$RANDOM"
 USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-grace strophe-heidi
   rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma
-  converse-vera converse-walt converse-xena converse-yara converse-zeno converse-abel converse-bria
+  converse-vera converse-walt converse-xena converse-hall converse-yara converse-zeno converse-abel converse-bria
   im-alma im-boris im-cleo im-dario im-ezra im-fiona im-gwen im-hugo im-iris im-jonas im-kira
   im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
   jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea

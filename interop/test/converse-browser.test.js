@@ -253,10 +253,32 @@ async function openBookmarksList(page) {
   await page.locator('converse-bookmark-list-modal converse-bookmarks .list-container--bookmarks').waitFor({ timeout: 10000 });
 }
 
-test('Converse.js: a bookmark saved in one browser is listed in another browser (XEP-0402 in PEP)', { timeout: 90000 }, async (t) => {
+// A stand-in for a groupchat, because weft has no MUC service yet: an xmpp.js client logged in
+// as `user` with the resource `nick`, so that the room JID is user@domain and Converse's
+// occupant JID user@domain/nick is this client's full JID. It answers a MUC join presence
+// with the self-presence of XEP-0045 §7.2.3 (status 110, owner/moderator): enough for Converse
+// to enter the room. disco#info of the room JID is answered by weft for the account.
+async function standInRoom(user, nick) {
+  const room = await startClient({ service: wsUrl, username: user, resource: nick });
+  room.joins = [];
+  room.on('stanza', (el) => {
+    if (!el.is('presence') || el.attrs.type || !el.getChild('x', 'http://jabber.org/protocol/muc')) return;
+    room.joins.push(el.attrs.from);
+    room.send(xml('presence', { to: el.attrs.from },
+      xml('x', { xmlns: 'http://jabber.org/protocol/muc#user' },
+        xml('item', { affiliation: 'owner', role: 'moderator', jid: el.attrs.from }),
+        xml('status', { code: '110' })))).catch(() => {});
+  });
+  await goOnline(room); // directed presence reaches only an available resource
+  return room;
+}
+
+test('Converse.js: a groupchat joined in one browser is in the bookmarks list of another (XEP-0402 in PEP)', { timeout: 90000 }, async (t) => {
   const settings = wsSettings('converse-xena');
-  const room = `weft-interop-${randomUUID().slice(0, 8)}@conference.${domain}`;
-  const name = `weft interop ${randomUUID().slice(0, 8)}`;
+  const roomJid = jidOf('converse-hall');
+  const nick = `xena-${randomUUID().slice(0, 8)}`;
+  const room = await standInRoom('converse-hall', nick);
+  cleanups.push(() => stopAll(room));
 
   const first = await openConverse(t, settings);
   await withArtifacts(t.name, first.page, first.rec, async () => {
@@ -264,20 +286,22 @@ test('Converse.js: a bookmark saved in one browser is listed in another browser 
     // disco#info of the bare JID) and reads them then: its "bookmarksInitialized".
     await waitInPage(first.page, () => window.weftProbe.bookmarksInitialized, null,
       'Converse\'s bookmarks (it keeps none without PEP and pubsub#publish-options on the account)');
-    // Converse 14 makes a bookmark when it enters a groupchat (and from the bookmark form of an
-    // entered groupchat, which no button in 14 opens); weft has no MUC service yet, so no room
-    // can be entered and the UI has no path to a new bookmark. So the bookmark is set with
-    // Converse's own bookmarks API, `api.bookmarks.set`, which is what entering a room calls
-    // (its enteredNewRoom handler), with autojoin off so that Converse tries no join. Reading
-    // it back below is all UI.
-    await first.page.evaluate(({ jid, name }) =>
-      window.weftProbe.api.bookmarks.set({ jid, name, nick: 'xena', autojoin: false }), { jid: room, name });
+    // Converse 14 bookmarks a groupchat when it enters it (autojoin on): "Add groupchat" in the
+    // menu next to "Groupchats", the room's address and a nickname, "Join".
+    await first.page.locator('converse-rooms-list converse-dropdown button.dropdown-toggle').click();
+    await first.page.locator('converse-rooms-list a.show-add-muc-modal').click();
+    const form = first.page.locator('converse-add-muc-modal form');
+    await form.locator('input[name="chatroom"]').fill(roomJid);
+    await form.locator('input[name="nickname"]').fill(nick);
+    await form.locator('input[type="submit"][name="join"]').click();
+    await until(() => room.joins.length, 'the join presence at the stand-in room');
     const publish = await iqExchange(first.rec,
-      (f) => f.includes(`<publish node="${NS_BOOKMARKS2}"`) && f.includes(room), 'the bookmark\'s PEP publish');
+      (f) => f.includes(`<publish node="${NS_BOOKMARKS2}"`) && f.includes(roomJid), 'the bookmark\'s PEP publish');
     assert.equal(iqType(publish.answer), 'result', `weft stored the bookmark: ${publish.answer}`);
-    assert.match(publish.sent, new RegExp(`<item id="${room}"`), 'one item per room (XEP-0402)');
+    assert.match(publish.sent, new RegExp(`<item id="${roomJid}"`), 'one item per room (XEP-0402)');
+    assert.match(publish.sent, new RegExp(`<nick>${nick}</nick>`));
     await openBookmarksList(first.page);
-    await first.page.locator(`converse-bookmarks .list-item[data-room-jid="${room}"]`).waitFor({ timeout: 10000 });
+    await first.page.locator(`converse-bookmarks .list-item[data-room-jid="${roomJid}"]`).waitFor({ timeout: 10000 });
     t.diagnostic(`screenshot: ${await keepScreenshot('bookmark - first browser', first.page)}`);
   });
   await first.page.close();
@@ -289,16 +313,18 @@ test('Converse.js: a bookmark saved in one browser is listed in another browser 
   const second = await openConverse(t, settings, other.context);
   await withArtifacts(t.name, second.page, second.rec, async () => {
     await openBookmarksList(second.page);
-    const item = second.page.locator(`converse-bookmarks .list-item[data-room-jid="${room}"]`);
+    const item = second.page.locator(`converse-bookmarks .list-item[data-room-jid="${roomJid}"]`);
     await item.waitFor({ timeout: 10000 });
-    assert.equal((await item.locator('a.open-room').textContent()).trim(), name);
     // On the wire: the list came from weft's PEP node urn:xmpp:bookmarks:1.
     const fetched = await iqExchange(second.rec,
       (f) => f.includes(`<items node="${NS_BOOKMARKS2}"`), 'the bookmarks fetch');
     assert.equal(iqType(fetched.answer), 'result', fetched.answer);
-    assert.match(fetched.answer, new RegExp(`<item id=["']${room}["']`));
+    assert.match(fetched.answer, new RegExp(`<item id=["']${roomJid}["']`));
     assert.match(fetched.answer, new RegExp(`<conference\\s[^>]*xmlns=["']${NS_BOOKMARKS2}["']`));
-    assert.match(fetched.answer, new RegExp(`<conference\\s[^>]*name=["']${name}["']`), 'the bookmark\'s name came from weft');
+    assert.match(fetched.answer, new RegExp(`<nick>${nick}</nick>`), 'the bookmark\'s nick came from weft');
+    // The bookmark has autojoin on (Converse sets it when it enters a room): the second browser
+    // joins the room by itself, as the nick stored in the bookmark.
+    await until(() => new Set(room.joins).size >= 2, 'the second browser joining the bookmarked room (autojoin)');
     t.diagnostic(`screenshot: ${await keepScreenshot('bookmark - second browser', second.page)}`);
   });
 });
