@@ -327,6 +327,18 @@ test('Converse.js: a groupchat joined in one browser is in the bookmarks list of
     await until(() => new Set(room.joins).size >= 2, 'the second browser joining the bookmarked room (autojoin)');
     t.diagnostic(`screenshot: ${await keepScreenshot('bookmark - second browser', second.page)}`);
   });
+
+  // weft keeps XEP-0048 bookmarks in private XML storage in step (XEP-0402 §3.2 compat): a
+  // client that only knows those sees the groupchat Converse bookmarked.
+  const legacy = await startClient({ service: wsUrl, username: 'converse-xena', resource: 'legacy-probe' });
+  cleanups.push(() => stopAll(legacy));
+  const res = await legacy.iqCaller.request(xml('iq', { type: 'get' },
+    xml('query', { xmlns: 'jabber:iq:private' }, xml('storage', { xmlns: 'storage:bookmarks' }))), 5000);
+  const conference = res.getChild('query')?.getChild('storage', 'storage:bookmarks')?.getChildren('conference')
+    .find((c) => c.attrs.jid === roomJid);
+  assert.ok(conference, `private storage lists the groupchat: ${res}`);
+  assert.equal(conference.getChildText('nick'), nick);
+  assert.ok(['true', '1'].includes(conference.attrs.autojoin), `autojoin: ${conference.attrs.autojoin}`);
 });
 
 test('Converse.js: an avatar set in the profile modal shows in the contact\'s roster (XEP-0153, XEP-0398)', { timeout: 90000 }, async (t) => {
