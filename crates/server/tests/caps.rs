@@ -156,3 +156,68 @@ async fn a_feature_extending_another_is_hashed_in_the_order_of_xep_0115() {
     );
     server.stop().await;
 }
+
+/// Converse.js 14's disco#info answer (from the interop suite's Chromium) and the verification
+/// string Converse announced with it. "vcard-temp" sorts before "vcard-temp:x:update" (§5.1
+/// sorts the features), but after it once each has its '<' appended, which is how
+/// xmpp-parsers' compute_disco sorted them: weft found Converse's correct string false, kept
+/// none of its features, and PEP never notified it (+notify) nor sent it last items.
+const CONVERSE_VER: &str = "aU8gtptxi4fPJB8IPibd7tJbTLE=";
+const CONVERSE_FEATURES: [&str; 21] = [
+    "eu.siacs.conversations.axolotl.devicelist+notify",
+    "http://jabber.org/protocol/chatstates",
+    "http://jabber.org/protocol/disco#info",
+    "http://jabber.org/protocol/muc",
+    "http://jabber.org/protocol/rosterx",
+    "jabber:x:conference",
+    "jabber:x:oob",
+    "storage:bookmarks+notify",
+    "urn:ietf:params:xml:ns:conference-info+notify",
+    "urn:xmpp:carbons:2",
+    "urn:xmpp:http:upload:0",
+    "urn:xmpp:idle:1",
+    "urn:xmpp:mam:2",
+    "urn:xmpp:message-correct:0",
+    "urn:xmpp:omemo:2:devices+notify",
+    "urn:xmpp:reactions:0",
+    "urn:xmpp:reply:0",
+    "urn:xmpp:spoiler:0",
+    "urn:xmpp:xbosh",
+    "vcard-temp",
+    "vcard-temp:x:update",
+];
+
+#[tokio::test]
+async fn converse_js_caps_with_a_feature_extending_another_verify() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    alice.send(&presence(CONVERSE_VER)).await;
+    let q = query_in(&mut alice)
+        .await
+        .expect("weft asks for the features behind a new string");
+    let features: String = CONVERSE_FEATURES
+        .iter()
+        .map(|f| format!("<feature var='{f}'/>"))
+        .collect();
+    alice
+        .send(&format!(
+            "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>\
+             <query xmlns='{INFO}' node='{NODE}#{CONVERSE_VER}'>\
+             <identity category='client' name='Converse' type='web'/>{features}</query></iq>",
+            q.attr("id").unwrap(),
+            q.attr("from").unwrap()
+        ))
+        .await;
+    drain(&mut alice).await;
+
+    // Verified: the next client announcing the string is not asked.
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    bob.send(&presence(CONVERSE_VER)).await;
+    assert!(
+        query_in(&mut bob).await.is_none(),
+        "Converse's string verified and is known"
+    );
+    server.stop().await;
+}

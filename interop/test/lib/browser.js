@@ -61,14 +61,28 @@ export function watchPage(page) {
   return rec;
 }
 
+// Where screenshots and logs go: WEFT_ARTIFACTS_DIR (run.sh: interop/artifacts/, gitignored).
+const artifactsDir = () => process.env.WEFT_ARTIFACTS_DIR ?? path.join(os.tmpdir(), 'weft-artifacts');
+const fileName = (name) => name.replace(/[^\w.-]+/g, '_').slice(0, 80);
+
+// Saves a screenshot of the page as it is now, kept whether the test passes or not, under
+// <artifacts>/screenshots/<name>.png; resolves with its path.
+export async function keepScreenshot(name, page) {
+  const dir = path.join(artifactsDir(), 'screenshots');
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${fileName(name)}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
 // Runs `fn`; if it throws, saves a screenshot and the page's record under WEFT_ARTIFACTS_DIR
 // (interop/artifacts/, gitignored) before rethrowing.
 export async function withArtifacts(name, page, rec, fn) {
   try {
     return await fn();
   } catch (err) {
-    const dir = process.env.WEFT_ARTIFACTS_DIR ?? path.join(os.tmpdir(), 'weft-artifacts');
-    const base = path.join(dir, name.replace(/[^\w.-]+/g, '_').slice(0, 80));
+    const dir = artifactsDir();
+    const base = path.join(dir, fileName(name));
     await fs.mkdir(dir, { recursive: true });
     await page.screenshot({ path: `${base}.png`, fullPage: true }).catch(() => {});
     const text = [

@@ -32,7 +32,7 @@ function page(settings) {
 <script type="module">
   // Converse.js 12+ ships its dist as an ES module (with lazily imported chunks).
   import converse from '/dist/converse.min.js';
-  window.weftProbe = { connected: false, blocklistStandIn: false, messages: [], errors: [] };
+  window.weftProbe = { connected: false, bookmarksInitialized: false, blocklistStandIn: false, messages: [], errors: [] };
   converse.plugins.add('weft-probe', {
     initialize() {
       const { _converse } = this;
@@ -40,6 +40,10 @@ function page(settings) {
       // For tests that drive Converse through its own API (open a chat).
       window.weftProbe.api = api;
       api.listen.on('connected', () => { window.weftProbe.connected = true; });
+      // Converse's bookmarks collection exists (it makes one only with PEP bookmarks support).
+      api.listen.on('bookmarksInitialized', () => { window.weftProbe.bookmarksInitialized = true; });
+      // The SHA-1 (hex) of the avatar in Converse's vCard model of a JID, if any.
+      window.weftProbe.vcardHash = (jid) => _converse.state.vcards?.get(jid)?.get('image_hash') ?? null;
       api.listen.on('discoInitialized', async () => {
         if (await api.disco.supports('urn:xmpp:blocking', _converse.session.get('domain'))) return;
         window.weftProbe.blocklistStandIn = true;

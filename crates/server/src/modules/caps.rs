@@ -25,6 +25,7 @@ use rxml::xml_ncname;
 use xmpp_parsers::caps::{hash_caps, Caps as CapsElement};
 use xmpp_parsers::disco::DiscoInfoResult;
 
+use super::disco;
 use super::pep::Pep;
 use super::{Flow, Module, ModuleDef, ModuleSpec, Priority, SessionHook, StanzaEvent, StanzaHook};
 use crate::compliance::Claim;
@@ -271,7 +272,7 @@ impl Caps {
             tracing::debug!(%from, "no disco#info in the answer to a caps query");
             return Answer::Taken(None);
         };
-        let verified = hash_caps(&verification_input(&info), pending.caps.hash.clone())
+        let verified = hash_caps(&verification_string(&info), pending.caps.hash.clone())
             .is_ok_and(|h| h.hash == pending.caps.ver);
         if !verified {
             // Some clients announce a string made before all their features were known
@@ -296,45 +297,74 @@ impl Caps {
     }
 }
 
-/// XEP-0115 §5.1: what the verification string hashes. Each list (identities, features, forms
-/// by FORM_TYPE, a form's fields by var, a field's values) is sorted as plain strings (i;octet),
-/// then each entry is followed by '<'. Not xmpp_parsers' `compute_disco` (0.23), which sorts
-/// the entries with their '<' already appended: "X+notify<" then sorts before "X<" ('+' < '<'),
-/// so a client announcing a feature and a longer one it prefixes (an OMEMO device list and its
-/// +notify, `muc` and `muc#user`) never verified, and PEP never learnt its +notify features.
-pub fn verification_input(info: &DiscoInfoResult) -> Vec<u8> {
-    fn append(out: &mut String, mut entries: Vec<String>) {
-        entries.sort();
-        for entry in entries {
-            out.push_str(&entry);
-            out.push('<');
-        }
+/// The verification string S of XEP-0115 §5.1 for a disco#info answer, built as for the
+/// server's own caps ([`disco::verification_string`]). Not xmpp-parsers' `compute_disco`: that
+/// sorts each feature with its '<' appended, so a feature that another one extends with a byte
+/// below '<' sorts after it ("vcard-temp:x:update<" before "vcard-temp<", a pair Converse.js
+/// advertises, whose correct strings then never verified); and it keeps a form's fields in
+/// document order where §5.1 sorts them by var.
+fn verification_string(info: &DiscoInfoResult) -> Vec<u8> {
+    // Identities by category, type, xml:lang: "category/type/lang/name<".
+    let mut identities: Vec<_> = info
+        .identities
+        .iter()
+        .map(|i| {
+            let lang = i.lang.as_deref().unwrap_or("");
+            let name = i.name.as_deref().unwrap_or("");
+            (i.category.as_str(), i.type_.as_str(), lang, name)
+        })
+        .collect();
+    identities.sort_unstable();
+    let identities: String = identities
+        .iter()
+        .map(|(category, type_, lang, name)| format!("{category}/{type_}/{lang}/{name}<"))
+        .collect();
+    let features: Vec<&str> = info.features.iter().map(String::as_str).collect();
+    disco::verification_string(&identities, &features, &info.extensions).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_parsers::hashes::Algo;
+
+    fn ver(xml: &str) -> String {
+        let info = DiscoInfoResult::try_from(xml.parse::<Element>().unwrap()).unwrap();
+        hash_caps(&verification_string(&info), Algo::Sha_1)
+            .unwrap()
+            .to_base64()
     }
-    let mut out = String::new();
-    let identities = info.identities.iter().map(|i| {
-        let lang = i.lang.as_deref().unwrap_or_default();
-        let name = i.name.as_deref().unwrap_or_default();
-        format!("{}/{}/{lang}/{name}", i.category, i.type_)
-    });
-    append(&mut out, identities.collect());
-    append(&mut out, info.features.iter().cloned().collect());
-    let mut forms: Vec<_> = info.extensions.iter().collect();
-    forms.sort_by_key(|f| f.form_type().unwrap_or_default().to_owned());
-    for form in forms {
-        append(
-            &mut out,
-            vec![form.form_type().unwrap_or_default().to_owned()],
+
+    /// XEP-0115 §5.2 and §5.3: the simple and the complex example, fields out of order in the
+    /// complex one (§5.1 sorts them by var).
+    #[test]
+    fn the_xep_examples_verify() {
+        assert_eq!(
+            ver("<query xmlns='http://jabber.org/protocol/disco#info'>\
+                <identity category='client' name='Exodus 0.9.1' type='pc'/>\
+                <feature var='http://jabber.org/protocol/caps'/>\
+                <feature var='http://jabber.org/protocol/disco#info'/>\
+                <feature var='http://jabber.org/protocol/disco#items'/>\
+                <feature var='http://jabber.org/protocol/muc'/></query>"),
+            "QgayPKawpkPSDYmwT/WM94uAlu0="
         );
-        let mut fields: Vec<_> = form
-            .fields
-            .iter()
-            .filter(|f| f.var.as_deref().is_some_and(|v| v != "FORM_TYPE"))
-            .collect();
-        fields.sort_by_key(|f| f.var.clone());
-        for field in fields {
-            append(&mut out, vec![field.var.clone().unwrap_or_default()]);
-            append(&mut out, field.values.clone());
-        }
+        assert_eq!(
+            ver("<query xmlns='http://jabber.org/protocol/disco#info'>\
+                <identity xml:lang='en' category='client' name='Psi 0.11' type='pc'/>\
+                <identity xml:lang='el' category='client' name='Ψ 0.11' type='pc'/>\
+                <feature var='http://jabber.org/protocol/caps'/>\
+                <feature var='http://jabber.org/protocol/disco#info'/>\
+                <feature var='http://jabber.org/protocol/disco#items'/>\
+                <feature var='http://jabber.org/protocol/muc'/>\
+                <x xmlns='jabber:x:data' type='result'>\
+                <field var='software'><value>Psi</value></field>\
+                <field var='FORM_TYPE' type='hidden'><value>urn:xmpp:dataforms:softwareinfo</value></field>\
+                <field var='os_version'><value>10.5.1</value></field>\
+                <field var='ip_version' type='text-multi'><value>ipv6</value><value>ipv4</value></field>\
+                <field var='os'><value>Mac</value></field>\
+                <field var='software_version'><value>0.11</value></field>\
+                </x></query>"),
+            "q07IKJEyjvHSyhy//CH0CxmKi8w="
+        );
     }
-    out.into_bytes()
 }

@@ -45,12 +45,23 @@ pub fn caps_ver(features: &[&str], forms: &[DataForm]) -> String {
     ver_of(&format!("{category}/{kind}//{name}<"), features, forms)
 }
 
-/// XEP-0115 §5.1 after the identities (`identities`, already in their S form): the features
-/// sorted, each followed by '<'; then each form by FORM_TYPE, its FORM_TYPE, then its other
-/// fields by var, each var followed by its sorted values, everything followed by '<'.
+/// The SHA-1 verification string (base64) of [`verification_string`].
 fn ver_of(identities: &str, features: &[&str], forms: &[DataForm]) -> String {
     use base64::Engine;
     use sha1::Digest;
+    let s = verification_string(identities, features, forms);
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+}
+
+/// XEP-0115 §5.1 S after the identities (`identities`, already in their S form): the features
+/// sorted, each followed by '<'; then each form by FORM_TYPE, its FORM_TYPE, then its other
+/// fields by var, each var followed by its sorted values, everything followed by '<'. Also
+/// what clients' answers are checked with (modules::caps).
+pub(crate) fn verification_string(
+    identities: &str,
+    features: &[&str],
+    forms: &[DataForm],
+) -> String {
     let mut s = identities.to_string();
     let mut sorted: Vec<&str> = features.to_vec();
     sorted.sort_unstable();
@@ -85,7 +96,7 @@ fn ver_of(identities: &str, features: &[&str], forms: &[DataForm]) -> String {
             }
         }
     }
-    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(s.as_bytes()))
+    s
 }
 
 /// The `<c/>` element servers put in their stream features (XEP-0115 §6.3).
