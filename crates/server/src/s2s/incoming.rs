@@ -492,11 +492,11 @@ impl S2sIn {
             .queue(&Element::builder("success", ns::SASL).build());
         self.flush().await?;
         let transport = self.transport();
-        let through = match &self.cert_accepts {
-            Some(Ok(name)) if *name != domain => format!(", certificate of {name} by delegation"),
-            _ => String::new(),
+        let certificate_of = match &self.cert_accepts {
+            Some(Ok(name)) => name.clone(),
+            _ => domain.clone(),
         };
-        tracing::info!(peer = %self.peer.addr, %domain, transport, "s2s authenticated (SASL EXTERNAL{through})");
+        tracing::info!(peer = %self.peer.addr, %domain, transport, %certificate_of, "s2s authenticated (SASL EXTERNAL)");
         let local = self.local.clone();
         self.carry_ours(&local, &domain);
         self.authenticated.insert(domain);

@@ -600,12 +600,8 @@ pub async fn establish(
         match attempt.await {
             Ok((link, mechanism, certificate)) => {
                 let transport = route.kind.transport();
-                let bidi = if link.bidi {
-                    ", bidirectional (XEP-0288)"
-                } else {
-                    ""
-                };
-                tracing::info!(%local, %remote, ?route, transport, mechanism, "s2s link up{bidi}; the peer's certificate is {certificate}");
+                let bidi = link.bidi;
+                tracing::info!(%local, %remote, ?route, transport, mechanism, bidi, peer_certificate = %certificate, "s2s link up");
                 return Ok(link);
             }
             Err(e) => {
