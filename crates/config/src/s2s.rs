@@ -37,6 +37,10 @@ pub struct S2sConfig {
     pub dialback: bool,
     /// XEP-0288: offer and use bidirectional links (one connection carries both directions).
     pub bidi: bool,
+    /// Remote domains whose links' XML is logged element by element, at trace level under
+    /// the target `weft::xml` (e.g. RUST_LOG=weft::xml=trace): to debug a link with its
+    /// operator. Stanzas are logged whole: turn it on only for as long as it is needed.
+    pub trace_domains: Vec<String>,
     /// The dialback key secret; generated once into data_dir when unset.
     pub dialback_secret: Option<String>,
     /// Refuse peers whose certificate is not valid for their domain (no dialback fallback).
@@ -77,6 +81,7 @@ impl Default for S2sConfig {
             queue_size: 1000,
             dialback: true,
             bidi: true,
+            trace_domains: Vec::new(),
             dialback_secret: None,
             require_valid_certificates: false,
             ca_file: None,

@@ -102,6 +102,10 @@ pub struct HeaderOut<'a> {
 /// A stream over either transport. One per connection, so variant sizes only matter for
 /// memory per session: the TCP parser state is boxed since it is the larger.
 #[allow(clippy::large_enum_variant)]
+fn trace_xml(peer: &str, dir: &str, el: &Element) {
+    tracing::trace!(target: "weft::xml", %peer, dir, "{}", String::from(el));
+}
+
 pub enum Framed {
     Tcp(Box<TcpFraming>),
     WebSocket(WsFraming),
@@ -109,9 +113,36 @@ pub enum Framed {
 
 impl Framed {
     pub async fn recv(&mut self) -> Result<Incoming, FramingError> {
-        match self {
+        let r = match self {
             Framed::Tcp(f) => f.recv().await,
             Framed::WebSocket(f) => f.recv().await,
+        };
+        if let (Some(peer), Ok(event)) = (self.trace(), &r) {
+            match event {
+                Incoming::Element(el) => trace_xml(&peer, "in", el),
+                Incoming::Header(h) => {
+                    tracing::trace!(target: "weft::xml", %peer, dir = "in", "header <{} from={:?} to={:?}>", h.name, h.attr("from"), h.attr("to"))
+                }
+                Incoming::Close => tracing::trace!(target: "weft::xml", %peer, dir = "in", "close"),
+            }
+        }
+        r
+    }
+
+    /// Traces every element this connection reads and writes (at trace level, target
+    /// `weft::xml`), labelled `peer`: an operator's opt-in for a link that misbehaves.
+    pub fn set_trace(&mut self, peer: &str) {
+        let label = Some(std::sync::Arc::from(peer));
+        match self {
+            Framed::Tcp(f) => f.trace = label,
+            Framed::WebSocket(f) => f.trace = label,
+        }
+    }
+
+    fn trace(&self) -> Option<std::sync::Arc<str>> {
+        match self {
+            Framed::Tcp(f) => f.trace.clone(),
+            Framed::WebSocket(f) => f.trace.clone(),
         }
     }
 
@@ -138,6 +169,9 @@ impl Framed {
 
     /// Queues an element of the stream namespace (features, error) with its children.
     pub fn queue_stream_element(&mut self, el: &Element) {
+        if let Some(peer) = self.trace() {
+            trace_xml(&peer, "out", el);
+        }
         match self {
             Framed::Tcp(f) => f.queue_stream_element(el),
             Framed::WebSocket(f) => f.queue_stream_element(el),
@@ -146,6 +180,9 @@ impl Framed {
 
     /// Queues a stanza or a negotiation element.
     pub fn queue(&mut self, el: &Element) {
+        if let Some(peer) = self.trace() {
+            trace_xml(&peer, "out", el);
+        }
         match self {
             Framed::Tcp(f) => f.queue(el),
             Framed::WebSocket(f) => f.queue(el),

@@ -27,6 +27,8 @@ pub struct TcpFraming {
     out: Vec<u8>,
     /// `jabber:client` or `jabber:server`, declared on our stream header.
     content_ns: &'static str,
+    /// The peer's label when its XML is traced (`s2s.trace_domains`).
+    pub(crate) trace: Option<Arc<str>>,
 }
 
 impl TcpFraming {
@@ -38,6 +40,7 @@ impl TcpFraming {
             read_buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
             out: Vec::new(),
             content_ns,
+            trace: None,
         }
     }
 

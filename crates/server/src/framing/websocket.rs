@@ -55,6 +55,8 @@ pub fn socket_config(limits: Limits) -> WebSocketConfig {
 }
 
 pub struct WsFraming {
+    /// The peer's label when its XML is traced (`s2s.trace_domains`).
+    pub(crate) trace: Option<Arc<str>>,
     socket: WsSocket,
     limits: Limits,
     /// `urn:ietf:params:xml:ns:xmpp-framing` (c2s) or `…-framing-server` (XEP-0468 s2s).
@@ -108,6 +110,7 @@ impl WsFraming {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         WsFraming {
+            trace: None,
             socket,
             limits,
             framing_ns,

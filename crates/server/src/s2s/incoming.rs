@@ -272,6 +272,11 @@ impl S2sIn {
         self.local = to;
         self.claimed = h.attr("from").map(|f| f.to_ascii_lowercase());
         if let Some(from) = &self.claimed {
+            if self.state.config.s2s.trace_domains.contains(from) {
+                self.framed.set_trace(from);
+            }
+        }
+        if let Some(from) = &self.claimed {
             if !self.state.config.s2s.allows(from) {
                 return Err(error(
                     StreamErrorCondition::PolicyViolation,

@@ -455,6 +455,9 @@ async fn negotiate(
     purpose: Purpose,
 ) -> Result<String, LinkError> {
     let cfg = &state.config.s2s;
+    if cfg.trace_domains.iter().any(|d| d == remote) {
+        c.framed.set_trace(remote);
+    }
     let mut authenticated = false;
     loop {
         let (stream_id, features) = open(&mut c.framed, local, remote).await?;
