@@ -99,13 +99,13 @@ pub struct HeaderOut<'a> {
     pub content_ns: &'a str,
 }
 
-/// A stream over either transport. One per connection, so variant sizes only matter for
-/// memory per session: the TCP parser state is boxed since it is the larger.
-#[allow(clippy::large_enum_variant)]
 fn trace_xml(peer: &str, dir: &str, el: &Element) {
     tracing::trace!(target: "weft::xml", %peer, dir, "{}", String::from(el));
 }
 
+/// A stream over either transport. One per connection, so variant sizes only matter for
+/// memory per session: the TCP parser state is boxed since it is the larger.
+#[allow(clippy::large_enum_variant)]
 pub enum Framed {
     Tcp(Box<TcpFraming>),
     WebSocket(WsFraming),
