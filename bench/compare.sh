@@ -28,7 +28,8 @@
 #             rounds; the archive emptied before and its rows counted after every run
 #             (2 × messages sent, or the run fails)
 #   mam-query (issue 19) bench1's archive filled with MAMQ_FILL messages from bench2 through the
-#             server (Prosody with PROSODY_ARCHIVE=sql: written into its table), then MAMQ_CLIENTS sessions of bench1 page through it with bench2, pages of
+#             server (ejabberd, and Prosody with PROSODY_ARCHIVE=sql: written into their
+#             stores, which archive about 125 and 30 messages/s through the server), then MAMQ_CLIENTS sessions of bench1 page through it with bench2, pages of
 #             MAMQ_PAGE (the last page, then back page by page) for MAMQ_SECONDS: queries/s and
 #             query time p50/p99; each reply must hold a full page and a <fin/>
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
@@ -640,9 +641,9 @@ fanout_one_run() {
 
 # --- the archive scenarios (issue 19) --------------------------------------------------------
 
-ejabberd_mam() { # ejabberd_mam count|clear: the node's archive_msg table
+ejabberd_mam() { # ejabberd_mam count|clear|fill ARGS…: the node's archive_msg table
     ERL_FLAGS="-name compare-ctl-$$@127.0.0.1 -setcookie $EJ_COOKIE -hidden -dist_listen false -erl_epmd_port $EJABBERD_DIST_PORT -start_epmd false" \
-        HOME=$WORK/ejabberd/home timeout -k 5 120 escript "$PEERS_DIR/ejabberd-mam.escript" "$EJ_NODE" "$1"
+        HOME=$WORK/ejabberd/home timeout -k 5 600 escript "$PEERS_DIR/ejabberd-mam.escript" "$EJ_NODE" "$@"
 }
 prosody_sqlite() { # prosody_sqlite SQL: on Prosody's archive database, as the prosody user
     setpriv --reuid=prosody --regid=prosody --init-groups -- sqlite3 "$WORK/prosody/data/prosody.sqlite" "$1"
@@ -739,6 +740,10 @@ mam_query_bench() {
     local fill=(--fill "$MAMQ_FILL")
     if [[ $1 == prosody && $PROSODY_ARCHIVE == sql ]]; then
         prosody_fill "$MAMQ_FILL"
+        fill=(--fill 0 --prefilled "$MAMQ_FILL")
+    elif [[ $1 == ejabberd ]]; then
+        # Through ejabberd the fill ran at about 125 msgs/s (a dets write per archived message).
+        ejabberd_mam fill localhost bench1 bench2 "$MAMQ_FILL" || die "filling ejabberd's archive failed"
         fill=(--fill 0 --prefilled "$MAMQ_FILL")
     fi
     # shellcheck disable=SC2046 # word splitting of the option list is intended
@@ -870,7 +875,7 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
     echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW in flight, then $FANOUT_CHANGES_1 one at a time (each bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     if scenario mam-throughput || scenario mam-query; then
-        echo "- archive scenarios: weft [modules.mam] defaults (archive always, SQLite); Prosody mod_mam (default_archive_policy = true, archive_expires_after 1y, archive in $PROSODY_ARCHIVE storage$([[ $PROSODY_ARCHIVE == sql ]] && echo ': SQLite via mod_storage_sql with SQLite defaults' || echo ', storage_archive_item_limit 1000000')); ejabberd mod_mam (default: always, Mnesia); throughput $MAM_PAIRS pairs over ws, window 32, archive off then on, in $MAM_ROUNDS round(s), every archive emptied before a run and counted after; queries: $MAMQ_FILL messages from bench2 to bench1 sent through the server first$([[ $PROSODY_ARCHIVE == sql ]] && echo ' (Prosody: written into its table)'), then $MAMQ_CLIENTS sessions of bench1 query pages of $MAMQ_PAGE with bench2 (last page, then back) for $MAMQ_SECONDS s"
+        echo "- archive scenarios: weft [modules.mam] defaults (archive always, SQLite); Prosody mod_mam (default_archive_policy = true, archive_expires_after 1y, archive in $PROSODY_ARCHIVE storage$([[ $PROSODY_ARCHIVE == sql ]] && echo ': SQLite via mod_storage_sql with SQLite defaults' || echo ', storage_archive_item_limit 1000000')); ejabberd mod_mam (default: always, Mnesia); throughput $MAM_PAIRS pairs over ws, window 32, archive off then on, in $MAM_ROUNDS round(s), every archive emptied before a run and counted after; queries: $MAMQ_FILL messages from bench2 to bench1 sent through the server first$([[ $PROSODY_ARCHIVE == sql ]] && echo ' (ejabberd and Prosody: written into their stores)' || echo ' (ejabberd: written into its Mnesia table)'), then $MAMQ_CLIENTS sessions of bench1 query pages of $MAMQ_PAGE with bench2 (last page, then back) for $MAMQ_SECONDS s"
     fi
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
