@@ -834,10 +834,23 @@ fn archive(t: &mut Table) {
             field(Some(any), "clients"),
         );
         let tag = "mam-query-ws";
+        // A peer whose archive could not be filled as far (ejabberd's Mnesia bag) says so.
+        let smaller: Vec<String> = PEERS
+            .iter()
+            .filter_map(|p| {
+                let f = field(recs.get(tag, p), "fill");
+                (f != "?" && f != fill).then(|| format!("{p}'s {f}"))
+            })
+            .collect();
+        let smaller = if smaller.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", smaller.join(", "))
+        };
         t.versus_rounds(
             format!(
-                "MAM queries/s, pages of {page} `with` one contact from a {fill}-message archive \
-                 (last page, then paging back), {clients} clients over ws"
+                "MAM queries/s, pages of {page} `with` one contact from a {fill}-message \
+                 archive{smaller} (last page, then paging back), {clients} clients over ws"
             ),
             tag,
             "queries_per_s",

@@ -16,6 +16,10 @@
 //! results with its queryid must have come before it, unless the `<fin/>` says the page was
 //! the last (`complete`) — any other reply counts as an error and fails the run.
 //!
+//! The measured interval goes on past `--seconds` while fewer than `--min-queries` (twice the
+//! clients) completed in it, up to `--max-seconds`: a server whose queries take longer than
+//! the interval would otherwise show none.
+//!
 //! Reports queries per second completed in the measured seconds, the time from sending a query
 //! to its IQ result (p50/p99/p99.9/max of queries sent in the measured seconds), server CPU per
 //! query, and how many pages came back short at the start of the archive.
@@ -72,6 +76,14 @@ pub struct MamQueryArgs {
     /// Seconds one query may take before the run fails.
     #[arg(long, default_value_t = 120.0)]
     pub query_timeout: f64,
+    /// Queries the measured interval must hold: while fewer have completed in it, it goes on
+    /// past --seconds (a server whose queries take longer than the interval would otherwise
+    /// show none at all), up to --max-seconds. Default: twice --clients.
+    #[arg(long)]
+    pub min_queries: Option<u64>,
+    /// Longest measured interval, when --min-queries makes it go on.
+    #[arg(long, default_value_t = 180.0)]
+    pub max_seconds: f64,
 }
 
 const NS_MAM: &str = "urn:xmpp:mam:2";
@@ -154,7 +166,8 @@ pub fn judge(iq: &str, results: usize, first: Option<&str>, page: usize) -> Repl
 struct Shared {
     base: Instant,
     measure_from: Duration,
-    measure_to: Duration,
+    /// The end of the measured interval: --seconds after the warm-up, or later (--min-queries).
+    measure_to: Cell<Duration>,
     done: Cell<u64>,
     in_window: Cell<u64>,
     short: Cell<u64>,
@@ -344,10 +357,10 @@ async fn client(
         sh.done.set(sh.done.get() + 1);
         sh.messages.set(sh.messages.get() + results as u64);
         let now = sh.base.elapsed();
-        if now >= sh.measure_from && now < sh.measure_to {
+        if now >= sh.measure_from && now < sh.measure_to.get() {
             sh.in_window.set(sh.in_window.get() + 1);
         }
-        if started >= sh.measure_from && started < sh.measure_to {
+        if started >= sh.measure_from && started < sh.measure_to.get() {
             let us = (took.as_micros() as u64).max(1);
             let _ = sh.lat_us.borrow_mut().record(us);
         }
@@ -404,7 +417,7 @@ pub async fn run(ctx: Ctx, a: MamQueryArgs) -> anyhow::Result<bool> {
     let sh = Rc::new(Shared {
         base,
         measure_from: Duration::from_secs_f64(a.warmup),
-        measure_to: Duration::from_secs_f64(a.warmup + a.seconds),
+        measure_to: Cell::new(Duration::from_secs_f64(a.warmup + a.seconds)),
         done: Cell::new(0),
         in_window: Cell::new(0),
         short: Cell::new(0),
@@ -430,8 +443,26 @@ pub async fn run(ctx: Ctx, a: MamQueryArgs) -> anyhow::Result<bool> {
     }
     tokio::time::sleep_until((base + sh.measure_from).into()).await;
     let s0 = procstat::sample(pid);
-    tokio::time::sleep_until((base + sh.measure_to).into()).await;
+    tokio::time::sleep_until((base + sh.measure_to.get()).into()).await;
+    // Too few queries completed: the interval goes on (and ends) while they come in.
+    let min_queries = a.min_queries.unwrap_or(2 * a.clients as u64);
+    let longest = sh.measure_from + Duration::from_secs_f64(a.max_seconds);
+    if sh.in_window.get() < min_queries {
+        // Open until enough came in, then closed at that moment.
+        sh.measure_to.set(longest);
+        while sh.in_window.get() < min_queries && sh.errors.get() == 0 && base.elapsed() < longest {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sh.measure_to.set(base.elapsed().min(longest));
+    }
     let s1 = procstat::sample(pid);
+    let seconds = (sh.measure_to.get() - sh.measure_from).as_secs_f64();
+    if seconds > a.seconds + 0.05 {
+        println!(
+            "measured {seconds:.1} s instead of {}: fewer than {min_queries} queries completed",
+            a.seconds
+        );
+    }
     stop.set(true);
     // Queries in flight finish (each bounded by the query timeout).
     for task in tasks {
@@ -439,14 +470,13 @@ pub async fn run(ctx: Ctx, a: MamQueryArgs) -> anyhow::Result<bool> {
     }
 
     let measured = sh.in_window.get();
-    let rate = measured as f64 / a.seconds;
+    let rate = measured as f64 / seconds;
     let server_cpu = s1.cpu_s - s0.cpu_s;
     let mut rec = ctx.record("mam-query");
     let lat = report::latency(&sh.lat_us.borrow(), "query", &mut rec);
     println!(
-        "queries: {rate:.1}/s ({measured} in {:.1} s; {} in all, {} messages, {} short pages at \
-         the archive's start), errors {}",
-        a.seconds,
+        "queries: {rate:.1}/s ({measured} in {seconds:.1} s; {} in all, {} messages, {} short pages \
+         at the archive's start), errors {}",
         sh.done.get(),
         sh.messages.get(),
         sh.short.get(),
@@ -463,7 +493,7 @@ pub async fn run(ctx: Ctx, a: MamQueryArgs) -> anyhow::Result<bool> {
     };
     println!(
         "CPU: server {server_cpu:.2} s ({:.0}% of one core), {per_query_ms:.3} ms per query",
-        100.0 * server_cpu / a.seconds
+        100.0 * server_cpu / seconds
     );
     for (k, v) in [
         ("owner", json!(a.owner)),
@@ -477,7 +507,8 @@ pub async fn run(ctx: Ctx, a: MamQueryArgs) -> anyhow::Result<bool> {
         ),
         ("clients", json!(a.clients)),
         ("page", json!(a.page)),
-        ("seconds", json!(a.seconds)),
+        ("seconds", json!(report::round3(seconds))),
+        ("min_queries", json!(min_queries)),
         ("queries_per_s", json!((rate * 10.0).round() / 10.0)),
         ("queries_measured", json!(measured)),
         ("queries", json!(sh.done.get())),
