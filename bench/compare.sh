@@ -69,7 +69,7 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,55p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,60p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
