@@ -20,11 +20,24 @@
 #             times, FANOUT_WINDOW changes in flight: deliveries/s (the target), send to last
 #             delivery p50/p99; then FANOUT_CHANGES_1 changes one at a time (latency)
 #             (both on rosters written into each server's store just before, after the rest)
+#   mam-throughput (issue 19) MAM_PAIRS pairs over ws (window 32) with every message archived
+#             (XEP-0313: weft's [modules.mam] with its defaults; Prosody's mod_mam in its
+#             internal storage, or PROSODY_ARCHIVE=sql; ejabberd's mod_mam in Mnesia, its
+#             default db),
+#             each server right after a run of its own without the archive, in MAM_ROUNDS
+#             rounds; the archive emptied before and its rows counted after every run
+#             (2 × messages sent, or the run fails)
+#   mam-query (issue 19) bench1's archive filled with MAMQ_FILL messages from bench2 through the
+#             server (ejabberd, and Prosody with PROSODY_ARCHIVE=sql: written into their
+#             stores, which archive about 125 and 30 messages/s through the server), then MAMQ_CLIENTS sessions of bench1 page through it with bench2, pages of
+#             MAMQ_PAGE (the last page, then back page by page) for MAMQ_SECONDS: queries/s and
+#             query time p50/p99; each reply must hold a full page and a <fin/>
 # and writes the table to bench/results/<date>-<commit>.md (+ .jsonl, + latest.md).
 #
 #   bench/compare.sh           full run (N=10000, T=10 s, 10 and 500 pairs, scale 19500)
-#   bench/compare.sh --smoke   N=20, 2 s, 20 contacts, all servers and the relay: checks that
-#                              every scenario completes, not how fast (CI; about 3 minutes)
+#   bench/compare.sh --smoke   N=20, 2 s, 20 contacts, a 500-message archive, all servers and
+#                              the relay: checks that
+#                              every scenario completes, not how fast (CI; about 4 minutes)
 #   SCENARIOS="roster fanout" SERVERS="weft prosody ejabberd" bench/compare.sh   only those
 #
 # Exits non-zero if any scenario did not complete (failed logins, lost messages, unanswered
@@ -34,8 +47,11 @@
 # --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
 # FANOUT_N FANOUT_CHANGES FANOUT_CHANGES_1 FANOUT_SECONDS (500, 2000, 200, 30; --smoke 20, 10,
 # 10, 10), ROSTER_ROUNDS (1) and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in
-# flight, 16),
-# SCENARIOS (subset of "connect throughput latency scale roster fanout"; latency needs
+# flight, 16), MAM_PAIRS (PAIRS) and MAM_ROUNDS (3; --smoke 1), MAMQ_FILL (100000; --smoke 500),
+# MAMQ_CLIENTS (10; --smoke 2), MAMQ_PAGE (50), MAMQ_SECONDS (T), MAMQ_FILL_SECONDS (600,
+# the fill's bound), MAMQ_FILL_EJABBERD (10000, see below), PROSODY_ARCHIVE (internal, or sql: SQLite; see below),
+# SCENARIOS (subset of "connect throughput latency scale roster fanout mam-throughput
+# mam-query"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
 # --smoke only), CARGO_TARGET_DIR, and the ports
@@ -53,7 +69,7 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,60p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
@@ -65,6 +81,7 @@ if ((SMOKE)); then
     FANOUT_N=${FANOUT_N:-20} FANOUT_CHANGES=${FANOUT_CHANGES:-10} FANOUT_SECONDS=${FANOUT_SECONDS:-10}
     FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-10}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-1}
+    MAM_ROUNDS=${MAM_ROUNDS:-1} MAMQ_FILL=${MAMQ_FILL:-500} MAMQ_CLIENTS=${MAMQ_CLIENTS:-2}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
@@ -73,8 +90,17 @@ else
     FANOUT_N=${FANOUT_N:-500} FANOUT_CHANGES=${FANOUT_CHANGES:-2000} FANOUT_SECONDS=${FANOUT_SECONDS:-30}
     FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-200}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
+    MAM_ROUNDS=${MAM_ROUNDS:-3} MAMQ_FILL=${MAMQ_FILL:-100000} MAMQ_CLIENTS=${MAMQ_CLIENTS:-10}
 fi
-SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout}
+MAM_PAIRS=${MAM_PAIRS:-$PAIRS} MAMQ_PAGE=${MAMQ_PAGE:-50} MAMQ_SECONDS=${MAMQ_SECONDS:-$T}
+MAMQ_FILL_SECONDS=${MAMQ_FILL_SECONDS:-600}
+# ejabberd's archive_msg is a Mnesia bag keyed by account, on disk a dets file: every write
+# compares the new record with all of that account's records, so a 100k-message archive took
+# far longer to write than any bound (75 records/s at 50k, directly into the table). Its
+# archive holds MAMQ_FILL_EJABBERD messages instead; its queries read all of the account's
+# records, so their rate at 10k is an upper bound of its rate at 100k.
+MAMQ_FILL_EJABBERD=${MAMQ_FILL_EJABBERD:-$((MAMQ_FILL < 10000 ? MAMQ_FILL : 10000))}
+SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout mam-throughput mam-query}
 # Presence changes in flight in the fan-out's rate runs. With one at a time the generator's
 # round trip sets the pace, not the server: the next change waits until the generator has read
 # all FANOUT_N deliveries, and weft's core idled while it did (117k deliveries/s at window 1
@@ -105,8 +131,8 @@ want() { [[ " $SERVERS " == *" $1 "* ]]; }
 scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 for sc in $SCENARIOS; do
     case $sc in
-        connect | throughput | latency | scale | roster | fanout) ;;
-        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout)" ;;
+        connect | throughput | latency | scale | roster | fanout | mam-throughput | mam-query) ;;
+        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout mam-throughput mam-query)" ;;
     esac
 done
 
@@ -117,8 +143,13 @@ if want prosody || want ejabberd; then need_peers=1; fi
 if ((need_peers)); then
     [[ $EUID -eq 0 ]] || die "the peers need root (install, run as the prosody/ejabberd users): sudo, or SERVERS='weft relay'"
     missing=()
-    for p in prosody ejabberd; do
-        want "$p" || continue
+    wanted=()
+    for p in prosody ejabberd; do want "$p" && wanted+=("$p"); done
+    # Prosody's archive in SQLite needs LuaDBI's SQLite driver; the counts need sqlite3.
+    if want prosody && [[ ${PROSODY_ARCHIVE:-internal} == sql ]] && { scenario mam-throughput || scenario mam-query; }; then
+        wanted+=(lua-dbi-sqlite3)
+    fi
+    for p in "${wanted[@]}"; do
         [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -137,7 +168,7 @@ if ((need_peers)); then
         ((made_policy)) && rm -f "$policy"
         ((rc == 0)) || die "apt-get install ${missing[*]} failed"
     fi
-    for c in setpriv ss timeout; do command -v "$c" >/dev/null || die "$c not found (util-linux, iproute2, coreutils)"; done
+    for c in setpriv ss timeout sqlite3; do command -v "$c" >/dev/null || die "$c not found (util-linux, iproute2, coreutils)"; done
 fi
 
 # --- build ----------------------------------------------------------------------------------
@@ -214,16 +245,56 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# --- the message archive switch (issue 19) ----------------------------------------------------
+
+# MAM=1: servers start with their archive on (weft-mam.toml, prosody-mam.cfg.lua,
+# ejabberd-mam.yml, rendered next to the plain configurations, with the same stores).
+MAM=0
+mam_suffix() { if ((MAM)); then echo -mam; fi; }
+# Prosody 0.12's mod_mam archiving every message (default_archive_policy), kept a year as
+# weft's default retention, in PROSODY_ARCHIVE:
+# - internal (the default): Prosody's default storage, as everything else here; one file per
+#   account, appended to per message, read whole for every query. Its cap of 10,000 messages
+#   per account is raised to 1,000,000 (weft's default cap), or the 100k archive could not be.
+# - sql: SQLite through mod_storage_sql (LuaDBI), as Prosody's documentation suggests for large
+#   archives. Prosody 0.12 opens it with SQLite's defaults (rollback journal, synchronous FULL):
+#   every archived message is a transaction with its syncs, about 30 messages/s on this VM's
+#   disk, where a 10-pair window-32 run delivers nothing within 10 s (all 640 messages in
+#   flight go through one pass of Prosody's event loop); its mam-query archive is written
+#   straight into the table (prosody_fill).
+PROSODY_ARCHIVE=${PROSODY_ARCHIVE:-internal}
+case $PROSODY_ARCHIVE in
+    internal) PROSODY_ARCHIVE_STORAGE='storage_archive_item_limit = 1000000' ;;
+    sql) PROSODY_ARCHIVE_STORAGE='default_storage = "internal"
+storage = { archive = "sql" }
+sql = { driver = "SQLite3", database = "prosody.sqlite" }' ;;
+    *) die "PROSODY_ARCHIVE must be internal or sql" ;;
+esac
+PROSODY_MAM_MODULE='
+	"mam";        -- XEP-0313 (bench/compare.sh archive scenarios)'
+PROSODY_MAM_SETTINGS="
+-- The archive scenarios (compare.sh mam-throughput, mam-query), in $PROSODY_ARCHIVE storage.
+default_archive_policy = true
+archive_expires_after = \"1y\"
+$PROSODY_ARCHIVE_STORAGE"
+# ejabberd 23.01's mod_mam, every message archived, in its default db (Mnesia).
+EJABBERD_MAM_MODULE='
+  # The archive scenarios (compare.sh mam-throughput, mam-query): XEP-0313, every message.
+  mod_mam:
+    default: always'
+
 # --- weft -----------------------------------------------------------------------------------
 
 setup_weft() {
     mkdir -p "$WORK/weft"
     weft_config "$WORK/weft/weft.toml" "$WORK/weft/data" "$WEFT_HTTP_PORT" "$WEFT_C2S_PORT" "$WEFT_HTTPS_PORT"
+    # The archive scenarios' configuration: the same store, [modules.mam] on.
+    WEFT_MAM=true weft_config "$WORK/weft/weft-mam.toml" "$WORK/weft/data" "$WEFT_HTTP_PORT" "$WEFT_C2S_PORT" "$WEFT_HTTPS_PORT"
     "$BIN/weft-bench" users --weft-config "$WORK/weft/weft.toml" --n "$WEFT_USERS"
 }
 
 start_weft() {
-    "${SERVER_CPU[@]}" "$BIN/weft" --config "$WORK/weft/weft.toml" >>"$WORK/weft/weft.log" 2>&1 &
+    "${SERVER_CPU[@]}" "$BIN/weft" --config "$WORK/weft/weft$(mam_suffix).toml" >>"$WORK/weft/weft.log" 2>&1 &
     WEFT=$!
     if ! { wait_port "$WEFT_HTTP_PORT" 20 "$WEFT" && wait_port "$WEFT_C2S_PORT" 10 "$WEFT" &&
         wait_port "$WEFT_HTTPS_PORT" 10 "$WEFT"; }; then
@@ -239,7 +310,10 @@ stop_weft() { [[ -z $WEFT ]] || stop_pid "$WEFT" 15; WEFT=""; }
 setup_prosody() {
     local P=$WORK/prosody
     mkdir -p "$P/data" "$P/certs"
-    DIR=$P C2S_PORT=$PROSODY_C2S_PORT HTTP_PORT=$PROSODY_HTTP_PORT render "$PEERS_DIR/prosody.cfg.lua.in" "$P/prosody.cfg.lua"
+    DIR=$P C2S_PORT=$PROSODY_C2S_PORT HTTP_PORT=$PROSODY_HTTP_PORT MAM_MODULE="" MAM_SETTINGS="" \
+        render "$PEERS_DIR/prosody.cfg.lua.in" "$P/prosody.cfg.lua"
+    DIR=$P C2S_PORT=$PROSODY_C2S_PORT HTTP_PORT=$PROSODY_HTTP_PORT MAM_MODULE="$PROSODY_MAM_MODULE" \
+        MAM_SETTINGS="$PROSODY_MAM_SETTINGS" render "$PEERS_DIR/prosody.cfg.lua.in" "$P/prosody-mam.cfg.lua"
     chown -R prosody:prosody "$P"
     # One account through prosodyctl (Prosody's own internal_hashed format, SCRAM-SHA-1 keys at
     # default_iteration_count), then the same file for every other account: 10,000
@@ -262,7 +336,7 @@ start_prosody() {
     local P=$WORK/prosody
     # Prosody refuses to run as root: its own user (setpriv and taskset exec, so $! is Prosody).
     "${SERVER_CPU[@]}" setpriv --reuid=prosody --regid=prosody --init-groups -- \
-        prosody --config "$P/prosody.cfg.lua" -F >>"$P/console.log" 2>&1 &
+        prosody --config "$P/prosody$(mam_suffix).cfg.lua" -F >>"$P/console.log" 2>&1 &
     PROSODY=$!
     if ! { wait_port "$PROSODY_C2S_PORT" 20 "$PROSODY" && wait_port "$PROSODY_HTTP_PORT" 10 "$PROSODY"; }; then
         tail -n 20 "$P/console.log" "$P/prosody.log" >&2 || true
@@ -282,7 +356,7 @@ ejctl() {
     local E=$WORK/ejabberd
     (cd "$E" && HOME=$E/home timeout -k 5 "${EJCTL_TIMEOUT:-60}" "${EJ_PIN[@]}" \
         setpriv --reuid=ejabberd --regid=ejabberd --init-groups -- \
-        ejabberdctl --config-dir "$E" --ctl-config "$E/ejabberdctl.cfg" --config "$E/ejabberd.yml" \
+        ejabberdctl --config-dir "$E" --ctl-config "$E/ejabberdctl.cfg" --config "$E/ejabberd$(mam_suffix).yml" \
         --spool "$E/spool" --logs "$E/logs" "$@")
 }
 
@@ -290,7 +364,10 @@ setup_ejabberd() {
     local E=$WORK/ejabberd
     mkdir -p "$E/spool" "$E/logs" "$E/contrib" "$E/modules.d" "$E/home"
     EJ_COOKIE=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-    DIR=$E C2S_PORT=$EJABBERD_C2S_PORT HTTP_PORT=$EJABBERD_HTTP_PORT render "$PEERS_DIR/ejabberd.yml.in" "$E/ejabberd.yml"
+    DIR=$E C2S_PORT=$EJABBERD_C2S_PORT HTTP_PORT=$EJABBERD_HTTP_PORT MAM_MODULE="" \
+        render "$PEERS_DIR/ejabberd.yml.in" "$E/ejabberd.yml"
+    DIR=$E C2S_PORT=$EJABBERD_C2S_PORT HTTP_PORT=$EJABBERD_HTTP_PORT MAM_MODULE="$EJABBERD_MAM_MODULE" \
+        render "$PEERS_DIR/ejabberd.yml.in" "$E/ejabberd-mam.yml"
     DIR=$E NODE=$EJ_NODE DIST_PORT=$EJABBERD_DIST_PORT COOKIE=$EJ_COOKIE MAX_PORTS=$(($(ulimit -n) + 1000)) \
         SCHED_OPTS=$EJABBERD_SCHED render "$PEERS_DIR/ejabberdctl.cfg.in" "$E/ejabberdctl.cfg"
     printf '%% bench/compare.sh: no resolver settings (loopback only)\n' >"$E/inetrc"
@@ -421,7 +498,7 @@ window_run() {
     [[ $1 != relay || $2 == ws ]] || return 0
     # shellcheck disable=SC2046 # word splitting of the option list is intended
     bench "$1: throughput $4 pairs over $2 (window $5)" throughput $(args "$1" "$2") --tag "$3" \
-        --pairs "$4" --window "$5" --seconds "$T" --warmup "$WARMUP"
+        --pairs "$4" --window "$5" --seconds "$T" --warmup "$WARMUP" ${DRAIN:+--drain "$DRAIN"}
 }
 
 # latency_run SERVER: PAIRS pairs over ws offered half of the server's own few-pair ws peak
@@ -568,6 +645,127 @@ fanout_one_run() {
         --changes "$FANOUT_CHANGES_1" --max-seconds "$FANOUT_SECONDS" --window 1
 }
 
+# --- the archive scenarios (issue 19) --------------------------------------------------------
+
+ejabberd_mam() { # ejabberd_mam count|clear|fill ARGS…: the node's archive_msg table
+    ERL_FLAGS="-name compare-ctl-$$@127.0.0.1 -setcookie $EJ_COOKIE -hidden -dist_listen false -erl_epmd_port $EJABBERD_DIST_PORT -start_epmd false" \
+        HOME=$WORK/ejabberd/home timeout -k 5 600 escript "$PEERS_DIR/ejabberd-mam.escript" "$EJ_NODE" "$@"
+}
+prosody_sqlite() { # prosody_sqlite SQL: on Prosody's archive database, as the prosody user
+    setpriv --reuid=prosody --regid=prosody --init-groups -- sqlite3 "$WORK/prosody/data/prosody.sqlite" "$1"
+}
+
+# archive_clear SERVER: empties its archive, so that every run starts from the same empty one
+# (weft and Prosody while stopped, ejabberd while running).
+archive_clear() {
+    case $1:$PROSODY_ARCHIVE in
+        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "DELETE FROM archive;" ;;
+        prosody:internal) rm -rf "$WORK/prosody/data/localhost/archive" ;;
+        prosody:sql)
+            # The table exists once Prosody has started with the archive on.
+            [[ ! -e $WORK/prosody/data/prosody.sqlite ]] || prosody_sqlite 'DELETE FROM "prosodyarchive";'
+            ;;
+        ejabberd:*) ejabberd_mam clear >/dev/null ;;
+    esac
+}
+
+# archive_count SERVER: archived messages (all accounts); weft and Prosody after they stopped
+# (weft writes what it still queued when it stops), ejabberd while running.
+archive_count() {
+    case $1:$PROSODY_ARCHIVE in
+        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "SELECT COUNT(*) FROM archive;" ;;
+        # One `item(…);` line per archived message (util.datamanager's list files).
+        prosody:internal) cat "$WORK/prosody/data/localhost/archive/"*.list 2>/dev/null | grep -c '^item(' || true ;;
+        prosody:sql) prosody_sqlite 'SELECT COUNT(*) FROM "prosodyarchive";' ;;
+        ejabberd:*) ejabberd_mam count ;;
+    esac
+}
+
+# archived_record TAG SERVER COUNT EXPECTED: the count as a record for the table.
+archived_record() {
+    say "$2: $3 messages archived, $4 expected"
+    printf '{"scenario":"mam-archived","tag":"%s","label":"%s","archived":%s,"expected":%s,"unix_time":%s}\n' \
+        "$1" "$2" "${3:-0}" "${4:-0}" "$(date +%s)" >>"$OUT"
+    [[ $3 == "$4" ]] || FAILED+=("$2: $3 messages archived in $1, $4 expected")
+}
+
+# mam_server_run SERVER RUN ARGS…: RUN SERVER ARGS… on SERVER started with its archive on, the
+# archive emptied before; echoes nothing, leaves the count in ARCHIVED.
+mam_server_run() {
+    local s=$1 fn=$2
+    shift 2
+    MAM=1
+    [[ $s == ejabberd ]] || archive_clear "$s" || die "emptying $s's archive failed"
+    "start_$s"
+    [[ $s != ejabberd ]] || archive_clear "$s" || die "emptying ejabberd's archive failed"
+    "$fn" "$s" "$@"
+    ARCHIVED=""
+    [[ $s != ejabberd ]] || ARCHIVED=$(archive_count "$s") || ARCHIVED=0
+    "stop_$s"
+    [[ $s == ejabberd ]] || ARCHIVED=$(archive_count "$s") || ARCHIVED=0
+    MAM=0
+}
+
+# mam_tput_round SERVER: PAIRS pairs over ws without the archive, then with it on.
+mam_tput_round() {
+    local s=$1 sent
+    MAM=0
+    "start_$s"
+    window_run "$s" ws mam-off-ws "$MAM_PAIRS" 32
+    "stop_$s"
+    # A slow archive holds messages back: up to 2 × pairs × 32 in flight when sending stops.
+    DRAIN=60 mam_server_run "$s" window_run ws mam-tput-ws "$MAM_PAIRS" 32
+    # Every message archived for its sender and its recipient (warm-up and drain included).
+    sent=$(grep -F '"tag":"mam-tput-ws"' "$OUT" | grep -F "\"label\":\"$s\"" | tail -n 1 |
+        sed -n 's/.*"sent":\([0-9]*\).*/\1/p')
+    archived_record mam-tput-archived "$s" "$ARCHIVED" "$((2 * ${sent:-0}))"
+}
+
+# prosody_fill N: N messages from bench2 to bench1 written into Prosody's archive table, for
+# both (bench1's incoming, bench2's outgoing), as mod_mam and mod_storage_sql store them:
+# store 'archive', "with" the other's bare JID, a unique key, type 'xml' and the stanza's
+# text, one second apart and ending now. Through Prosody itself the fill would take the better
+# part of an hour here: every archived message is a SQLite transaction with its syncs.
+prosody_fill() {
+    local sql="" user with from to
+    for user in bench1 bench2; do
+        if [[ $user == bench1 ]]; then with=bench2; else with=bench1; fi
+        from=bench2@localhost/fill to=bench1@localhost/fill
+        sql+="WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $1)
+INSERT INTO \"prosodyarchive\" (\"host\", \"user\", \"store\", \"when\", \"with\", \"key\", \"type\", \"value\")
+SELECT 'localhost', '$user', 'archive', CAST(strftime('%s', 'now') AS INTEGER) - $1 + i,
+    '$with@localhost', printf('fill-$user-%08d', i), 'xml',
+    printf('<message xmlns=\"jabber:client\" from=\"$from\" to=\"$to\" type=\"chat\" id=\"f%d\"><body>%d archived message number %d</body></message>', i, i, i)
+FROM c;
+"
+    done
+    prosody_sqlite "BEGIN; $sql COMMIT;" || die "filling Prosody's archive failed"
+}
+
+mam_query_bench() {
+    local fill=(--fill "$MAMQ_FILL")
+    if [[ $1 == prosody && $PROSODY_ARCHIVE == sql ]]; then
+        prosody_fill "$MAMQ_FILL"
+        fill=(--fill 0 --prefilled "$MAMQ_FILL")
+    elif [[ $1 == ejabberd ]]; then
+        # Through ejabberd the fill ran at about 125 msgs/s (a dets write per archived message).
+        ejabberd_mam fill localhost bench1 bench2 "$MAMQ_FILL_EJABBERD" || die "filling ejabberd's archive failed"
+        fill=(--fill 0 --prefilled "$MAMQ_FILL_EJABBERD")
+    fi
+    # shellcheck disable=SC2046 # word splitting of the option list is intended
+    bench "$1: MAM pages of $MAMQ_PAGE from a $MAMQ_FILL-message archive, $MAMQ_CLIENTS clients over ws" \
+        mam-query $(args "$1" ws) --tag mam-query-ws --owner bench1 --peer bench2 \
+        "${fill[@]}" --max-fill-seconds "$MAMQ_FILL_SECONDS" --clients "$MAMQ_CLIENTS" \
+        --page "$MAMQ_PAGE" --seconds "$MAMQ_SECONDS" --warmup "$WARMUP"
+}
+
+mam_query_run() {
+    local fill=$MAMQ_FILL
+    [[ $1 != ejabberd ]] || fill=$MAMQ_FILL_EJABBERD
+    mam_server_run "$1" mam_query_bench
+    archived_record mam-query-archived "$1" "$ARCHIVED" "$((2 * fill))"
+}
+
 SERVER_PID=""
 # The relay right after weft: weft's fraction of it is the closest pair of figures.
 THROUGHPUT_SERVERS=""
@@ -650,6 +848,22 @@ if scenario roster || scenario fanout; then
     fi
 fi
 
+# The archive scenarios last (issue 19), each run on its server restarted with the archive on.
+# Throughput: each server's run without the archive right before its run with it, so that the
+# ratio compares figures a minute apart; MAM_ROUNDS rounds, judged on the median.
+if scenario mam-throughput; then
+    for ((round = 1; round <= MAM_ROUNDS; round++)); do
+        for s in weft prosody ejabberd; do
+            if want "$s"; then mam_tput_round "$s"; fi
+        done
+    done
+fi
+if scenario mam-query; then
+    for s in weft prosody ejabberd; do
+        if want "$s"; then mam_query_run "$s"; fi
+    done
+fi
+
 # --- the table ------------------------------------------------------------------------------
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -668,6 +882,9 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
     echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW in flight, then $FANOUT_CHANGES_1 one at a time (each bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
+    if scenario mam-throughput || scenario mam-query; then
+        echo "- archive scenarios: weft [modules.mam] defaults (archive always, SQLite); Prosody mod_mam (default_archive_policy = true, archive_expires_after 1y, archive in $PROSODY_ARCHIVE storage$([[ $PROSODY_ARCHIVE == sql ]] && echo ': SQLite via mod_storage_sql with SQLite defaults' || echo ', storage_archive_item_limit 1000000')); ejabberd mod_mam (default: always, Mnesia); throughput $MAM_PAIRS pairs over ws, window 32, archive off then on, in $MAM_ROUNDS round(s), every archive emptied before a run and counted after; queries: $MAMQ_FILL messages from bench2 to bench1 sent through the server first$([[ $PROSODY_ARCHIVE == sql ]] && echo ' (ejabberd and Prosody: written into their stores)' || echo ' (ejabberd: $MAMQ_FILL_EJABBERD written into its Mnesia table, an upper bound of its rate at $MAMQ_FILL)'), then $MAMQ_CLIENTS sessions of bench1 query pages of $MAMQ_PAGE with bench2 (last page, then back) for $MAMQ_SECONDS s"
+    fi
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"
     echo "- raw records: $(basename "$BASE").jsonl"

@@ -26,9 +26,10 @@ render() {
 }
 
 # weft_config OUT DATA_DIR HTTP_PORT C2S_PORT [HTTPS_PORT]: weft's benchmark configuration
-# (bench/weft.toml.in); with HTTPS_PORT, an https listener for wss:// too.
+# (bench/weft.toml.in); with HTTPS_PORT, an https listener for wss:// too. WEFT_MAM=true turns
+# the message archive on (default false).
 weft_config() {
     local https=""
     [[ -z ${5:-} ]] || https="\"127.0.0.1:$5\""
-    DATA_DIR=$2 HTTP_PORT=$3 C2S_PORT=$4 HTTPS=$https render "$(dirname "${BASH_SOURCE[0]}")/weft.toml.in" "$1"
+    MAM=${WEFT_MAM:-false} DATA_DIR=$2 HTTP_PORT=$3 C2S_PORT=$4 HTTPS=$https render "$(dirname "${BASH_SOURCE[0]}")/weft.toml.in" "$1"
 }

@@ -7,7 +7,8 @@
 //!
 //! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
 //! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`, `roster-login-ws`,
-//! `fanout-ws`, `fanout1-ws`; the relay's records are
+//! `fanout-ws`, `fanout1-ws`, and for the message archive (issue 19) `mam-off-ws`, `mam-tput-ws`,
+//! `mam-tput-archived`, `mam-query-ws` and `mam-query-archived`; the relay's records are
 //! `tput-ws-small`, `tput-ws-small-w`, `tput-ws-big` and `latency-ws` (at weft's half-peak rate)
 //! with label `relay`.
 
@@ -135,6 +136,9 @@ fn complete(r: &Value) -> bool {
         Some("fanout") => {
             n("missed") == 0.0 && n("unexpected") == 0.0 && n("measured_changes") > 0.0
         }
+        Some("mam-query") => n("errors") == 0.0 && n("queries_measured") > 0.0,
+        // compare.sh's count of a server's archive after a run: every message archived.
+        Some("mam-archived") => n("expected") > 0.0 && n("archived") == n("expected"),
         _ => true,
     }
 }
@@ -744,7 +748,169 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         );
     }
     rosters(&mut t);
+    archive(&mut t);
     (t.rows, t.incomplete)
+}
+
+/// The message archive (issue 19): PAIRS pairs over ws with every message archived, against
+/// each server's own rate without its archive in the same round; pages of a large archive.
+fn archive(t: &mut Table) {
+    let recs = t.recs;
+    if let Some(any) = recs.any("mam-tput-ws") {
+        let (pairs, window) = (field(Some(any), "pairs"), field(Some(any), "window"));
+        t.versus_rounds(
+            format!("msgs/s, {pairs} pairs over ws (window {window}), every message archived"),
+            "mam-tput-ws",
+            "msgs_per_s",
+            false,
+            "≥10× each peer",
+            Judge::Ratios(|r| r >= 10.0),
+        );
+        t.versus_rounds(
+            "msgs/s, the same without the archive, just before".into(),
+            "mam-off-ws",
+            "msgs_per_s",
+            false,
+            "",
+            Judge::None,
+        );
+        // Each server's archive-on rate over its archive-off rate of the same round.
+        let shares = |label: &str| {
+            per_round_ratios(
+                &recs.rounds("mam-tput-ws", label, "msgs_per_s"),
+                &recs.rounds("mam-off-ws", label, "msgs_per_s"),
+            )
+        };
+        let share = |label: &str| -> String {
+            let v = shares(label);
+            match median(v.clone()) {
+                None => "—".into(),
+                Some(m) if v.len() > 1 => {
+                    format!("{m:.2} ({})", each_round(&v, |s| format!("{s:.2}")))
+                }
+                Some(m) => format!("{m:.2}"),
+            }
+        };
+        t.note(
+            "archive on / off, each server's own msgs/s (median of the rounds, then each)".into(),
+            [
+                share("weft"),
+                share("prosody"),
+                share("ejabberd"),
+                String::new(),
+            ],
+            "weft ≥0.50".into(),
+            Verdict::all(&[
+                median(shares("weft")).map(|s| s >= 0.5),
+                recs.all_complete("mam-tput-ws", "weft"),
+            ]),
+        );
+        for (figure, key) in [
+            (
+                "server CPU s per 1000 msgs, archived",
+                "server_cpu_s_per_1000",
+            ),
+            ("latency p99, archived (ms)", "latency_p99_ms"),
+        ] {
+            t.versus_rounds(
+                format!("{figure}, {pairs} pairs over ws"),
+                "mam-tput-ws",
+                key,
+                false,
+                "",
+                Judge::None,
+            );
+        }
+        archived_row(
+            t,
+            "mam-tput-archived",
+            "messages archived (rows counted in the store after the run) / 2 × sent",
+        );
+    }
+    if let Some(any) = recs.any("mam-query-ws") {
+        let (fill, page, clients) = (
+            field(Some(any), "fill"),
+            field(Some(any), "page"),
+            field(Some(any), "clients"),
+        );
+        let tag = "mam-query-ws";
+        // A peer whose archive could not be filled as far (ejabberd's Mnesia bag) says so.
+        let smaller: Vec<String> = PEERS
+            .iter()
+            .filter_map(|p| {
+                let f = field(recs.get(tag, p), "fill");
+                (f != "?" && f != fill).then(|| format!("{p}'s {f}"))
+            })
+            .collect();
+        let smaller = if smaller.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", smaller.join(", "))
+        };
+        t.versus_rounds(
+            format!(
+                "MAM queries/s, pages of {page} `with` one contact from a {fill}-message \
+                 archive{smaller} (last page, then paging back), {clients} clients over ws"
+            ),
+            tag,
+            "queries_per_s",
+            false,
+            "≥10× each peer",
+            Judge::Ratios(|r| r >= 10.0),
+        );
+        for (figure, key) in [
+            ("MAM query time p50 (ms)", "query_p50_ms"),
+            ("MAM query time p99 (ms)", "query_p99_ms"),
+            ("server CPU ms per MAM query", "server_cpu_ms_per_query"),
+            (
+                "archive fill, msgs/s (1 pair over ws, 64 in flight, archived for both)",
+                "fill_msgs_per_s",
+            ),
+        ] {
+            t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
+        }
+        archived_row(
+            t,
+            "mam-query-archived",
+            "messages archived after the fill / 2 × fill",
+        );
+    }
+}
+
+/// compare.sh's count of each server's archive after each run against what it should hold;
+/// every server must have archived every message, or the comparison means nothing.
+fn archived_row(t: &mut Table, tag: &str, figure: &str) {
+    let recs = t.recs;
+    let cell = |label: &str| -> String {
+        let v = recs.all(tag, label);
+        if v.is_empty() {
+            return "—".into();
+        }
+        v.iter()
+            .map(|r| format!("{}/{}", r["archived"], r["expected"]))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let ok = |label: &str| -> Option<bool> {
+        let v = recs.all(tag, label);
+        (!v.is_empty()).then(|| v.iter().all(|r| complete(r)))
+    };
+    let parts: Vec<Option<bool>> = ["weft", "prosody", "ejabberd"]
+        .iter()
+        .filter(|l| l == &&"weft" || !recs.all(tag, l).is_empty())
+        .map(|l| ok(l))
+        .collect();
+    t.note(
+        figure.into(),
+        [
+            cell("weft"),
+            cell("prosody"),
+            cell("ejabberd"),
+            String::new(),
+        ],
+        "all, on every server".into(),
+        Verdict::all(&parts),
+    );
 }
 
 /// The roster scenarios (issue 18): logins with a full roster of offline contacts, and one
@@ -1464,6 +1630,62 @@ mod tests {
         assert_eq!(f.cells[0], "500,000 (!)");
         assert!(f.verdict == Verdict::Fail);
         assert!(!rows.iter().any(|r| r.figure.starts_with("logins/s with a")));
+    }
+
+    #[test]
+    fn archive_rows() {
+        let tput = |tag: &str, label: &str, rate: f64| {
+            rec(
+                tag,
+                label,
+                serde_json::json!({"pairs": 10, "window": 32, "msgs_per_s": rate}),
+            )
+        };
+        let archived = |label: &str, n: u64| {
+            serde_json::json!({"tag": "mam-tput-archived", "label": label,
+                "scenario": "mam-archived", "archived": n, "expected": 200})
+        };
+        let query = |label: &str, qps: f64, errors: u32| {
+            serde_json::json!({"tag": "mam-query-ws", "label": label, "scenario": "mam-query",
+                "fill": 100000, "page": 50, "clients": 10, "queries_per_s": qps,
+                "queries_measured": 10, "errors": errors})
+        };
+        let recs = Records(vec![
+            tput("mam-off-ws", "weft", 100_000.0),
+            tput("mam-tput-ws", "weft", 60_000.0),
+            archived("weft", 200),
+            tput("mam-off-ws", "prosody", 10_000.0),
+            tput("mam-tput-ws", "prosody", 1_000.0),
+            archived("prosody", 200),
+            tput("mam-off-ws", "ejabberd", 20_000.0),
+            tput("mam-tput-ws", "ejabberd", 5_000.0),
+            archived("ejabberd", 199),
+            query("weft", 2_000.0, 0),
+            query("prosody", 100.0, 0),
+            query("ejabberd", 1.0, 0),
+        ]);
+        let (rows, _) = build(&recs, &args());
+        let r = row(
+            &rows,
+            "msgs/s, 10 pairs over ws (window 32), every message archived",
+        );
+        assert_eq!(r.ratios, ["60×".to_string(), "12×".to_string()]);
+        assert!(r.verdict == Verdict::Pass);
+        let share = row(&rows, "archive on / off");
+        assert_eq!(share.cells[0], "0.60");
+        assert!(share.verdict == Verdict::Pass);
+        // ejabberd lost one: the archive check fails.
+        let a = row(&rows, "messages archived (rows");
+        assert_eq!(a.cells[2], "199/200");
+        assert!(a.verdict == Verdict::Fail);
+        let q = row(&rows, "MAM queries/s");
+        assert_eq!(q.ratios, ["20×".to_string(), "2000×".to_string()]);
+        assert!(q.verdict == Verdict::Pass);
+        // A bad reply marks weft's run and fails the target.
+        let recs = Records(vec![query("weft", 2_000.0, 1), query("prosody", 1.0, 0)]);
+        let (rows, incomplete) = build(&recs, &args());
+        assert!(incomplete);
+        assert!(row(&rows, "MAM queries/s").verdict != Verdict::Pass);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Scenarios are bounded and stop by themselves: `connect` (logins per second and memory per
 //! idle session), `throughput` (messages per second, latency, server CPU per message),
 //! `roster-login` (logins with a roster get and initial presence to a full roster) and `fanout`
-//! (one user's presence changes to many online contacts). `users` creates weft accounts
+//! (one user's presence changes to many online contacts) and `mam-query` (pages of a large
+//! message archive). `users` creates weft accounts
 //! quickly, `rosters` mutual rosters in each server's store. It runs on one thread (pin it with `taskset`) so it
 //! uses exactly one core and the server can have the other.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ mod conn;
 mod connect;
 mod fanout;
 mod login;
+mod mam_query;
 mod procstat;
 mod report;
 mod roster_login;
@@ -53,6 +55,8 @@ enum Command {
     RosterLogin(roster_login::RosterLoginArgs),
     /// One user with many online contacts changes presence: deliveries/s, latency to the last.
     Fanout(fanout::FanoutArgs),
+    /// Fills an account's message archive (XEP-0313), then pages through it: queries/s.
+    MamQuery(mam_query::MamQueryArgs),
     /// Writes mutual rosters into weft's store, Prosody's files, or a list for ejabberd.
     Rosters(rosters::RostersArgs),
     /// Creates benchmark accounts directly in a (stopped or running) weft's SQLite store.
@@ -240,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             Command::Throughput(a) => throughput::run(Ctx::new(a.common.clone())?, a).await,
             Command::RosterLogin(a) => roster_login::run(Ctx::new(a.common.clone())?, a).await,
             Command::Fanout(a) => fanout::run(Ctx::new(a.common.clone())?, a).await,
+            Command::MamQuery(a) => mam_query::run(Ctx::new(a.common.clone())?, a).await,
             Command::Rosters(a) => rosters::run(a).await.map(|()| true),
             Command::Users(a) => users::run(a).await.map(|()| true),
             Command::Summary { file } => report::summary(&file).map(|()| true),

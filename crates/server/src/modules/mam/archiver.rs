@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use weft_storage::{ArchiveEntry, ArchiveStore};
 
-/// Entries written per transaction at most.
-const BATCH: usize = 2048;
+/// Entries written per transaction at most. Each commit writes the index pages it touched to
+/// the WAL again, so fewer, larger batches write fewer pages per message when the store is
+/// busy; while it keeps up, a batch is whatever was queued.
+const BATCH: usize = 8192;
 
 enum Job {
     Write(ArchiveEntry),
