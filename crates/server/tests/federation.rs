@@ -334,42 +334,18 @@ async fn xrd_only_host_meta(
     ca: &TestCa,
     wss_url: String,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = ca.issue(&["b.test".to_string()]);
-    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![pki.server_cert.clone()], pki.server_key())
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                continue;
-            };
-            let mut buf = vec![0u8; 4096];
-            let n = tls.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let response = if request.starts_with("GET /.well-known/host-meta ") {
-                let body = format!(
-                    "<?xml version='1.0'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
-                     <Link rel='urn:xmpp:alt-connections:s2s-websocket' href='{wss_url}'/>\n</XRD>\n"
-                );
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/xrd+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string()
-            };
-            let _ = tls.write_all(response.as_bytes()).await;
-            let _ = tls.shutdown().await;
-        }
-    });
-    (addr, task)
+    let body = format!(
+        "<?xml version='1.0'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
+         <Link rel='urn:xmpp:alt-connections:s2s-websocket' href='{wss_url}'/>\n</XRD>\n"
+    );
+    weft_testkit::web::https_document(
+        ca,
+        "b.test",
+        "/.well-known/host-meta",
+        "application/xrd+xml",
+        body,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! them.
 
 use minidom::Element;
-use weft_testkit::clients::{drain, error_condition, iq, login, show};
+use weft_testkit::clients::{befriend, drain, error_condition, iq, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 
 const CARBONS: &str = "urn:xmpp:carbons:2";
@@ -408,31 +408,6 @@ async fn last_activity_and_caps() {
         Some("off to lunch".into())
     );
     server.stop().await;
-}
-
-/// Alice and Bob each subscribe to the other (RFC 6121 §3), both online afterwards.
-async fn befriend<A: Client, B: Client>(a: &mut A, a_bare: &str, b: &mut B, b_bare: &str) {
-    a.send(&format!(
-        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribe'/>"
-    ))
-    .await;
-    drain(b).await;
-    b.send(&format!(
-        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribed'/>"
-    ))
-    .await;
-    b.send(&format!(
-        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribe'/>"
-    ))
-    .await;
-    drain(b).await;
-    drain(a).await;
-    a.send(&format!(
-        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribed'/>"
-    ))
-    .await;
-    drain(a).await;
-    drain(b).await;
 }
 
 fn presence_from<'a>(got: &'a [Element], from: &str) -> Vec<&'a Element> {

@@ -4,7 +4,7 @@
 //! node configuration and the service's disco.
 
 use minidom::Element;
-use weft_testkit::clients::{drain, error_condition, iq, login, show};
+use weft_testkit::clients::{befriend, drain, error_condition, iq, login, show};
 use weft_testkit::{Client, Login, TestServer, PASSWORD};
 use xmpp_parsers::caps::{compute_disco, hash_caps};
 use xmpp_parsers::disco::{DiscoInfoResult, Identity};
@@ -50,59 +50,39 @@ fn presence(features: &[&str]) -> String {
     )
 }
 
+/// When `el` is the server's disco#info query for our caps, answers it with `features`.
+async fn answer_caps_query<C: Client>(c: &mut C, el: &Element, features: &[&str]) -> bool {
+    if el.name() != "iq" || el.attr("type") != Some("get") || !el.has_child("query", INFO) {
+        return false;
+    }
+    let mut result = info(features);
+    result.node = el
+        .get_child("query", INFO)
+        .unwrap()
+        .attr("node")
+        .map(String::from);
+    c.send(&format!(
+        "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{}</iq>",
+        el.attr("id").unwrap(),
+        el.attr("from").unwrap(),
+        String::from(&Element::from(result))
+    ))
+    .await;
+    true
+}
+
 /// Sends an available presence with caps for `features` and answers the server's disco#info
 /// query if one comes; returns every other stanza that arrived meanwhile.
 async fn announce<C: Client>(c: &mut C, features: &[&str]) -> Vec<Element> {
     c.send(&presence(features)).await;
     let mut others = Vec::new();
     for el in drain(c).await {
-        if el.name() == "iq" && el.attr("type") == Some("get") && el.has_child("query", INFO) {
-            let mut result = info(features);
-            result.node = el
-                .get_child("query", INFO)
-                .unwrap()
-                .attr("node")
-                .map(String::from);
-            c.send(&format!(
-                "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{}</iq>",
-                el.attr("id").unwrap(),
-                el.attr("from").unwrap(),
-                String::from(&Element::from(result))
-            ))
-            .await;
-        } else {
+        if !answer_caps_query(c, &el, features).await {
             others.push(el);
         }
     }
     others.extend(drain(c).await);
     others
-}
-
-async fn befriend<A: Client, B: Client>(a: &mut A, a_bare: &str, b: &mut B, b_bare: &str) {
-    // Each sender's own drain first: its session has handled what it sent (in order) before
-    // the other side answers.
-    a.send(&format!(
-        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribe'/>"
-    ))
-    .await;
-    drain(a).await;
-    drain(b).await;
-    b.send(&format!(
-        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribed'/>"
-    ))
-    .await;
-    b.send(&format!(
-        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribe'/>"
-    ))
-    .await;
-    drain(b).await;
-    drain(a).await;
-    a.send(&format!(
-        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribed'/>"
-    ))
-    .await;
-    drain(a).await;
-    drain(b).await;
 }
 
 fn publish(id: &str, node: &str, item: &str, payload: &str, options: &[(&str, &str)]) -> String {
@@ -902,20 +882,7 @@ async fn until<C: Client>(
 ) -> Element {
     for _ in 0..200 {
         let el = c.recv().await;
-        if el.name() == "iq" && el.attr("type") == Some("get") && el.has_child("query", INFO) {
-            let mut result = info(features);
-            result.node = el
-                .get_child("query", INFO)
-                .unwrap()
-                .attr("node")
-                .map(String::from);
-            c.send(&format!(
-                "<iq xmlns='jabber:client' type='result' id='{}' to='{}'>{}</iq>",
-                el.attr("id").unwrap(),
-                el.attr("from").unwrap(),
-                String::from(&Element::from(result))
-            ))
-            .await;
+        if answer_caps_query(c, &el, features).await {
             continue;
         }
         if wanted(&el) {

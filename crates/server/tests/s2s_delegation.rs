@@ -4,7 +4,6 @@
 //! widens what an incoming certificate counts for. Also the host-meta's priorities.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use weft_testkit::clients::show;
 use weft_testkit::federation::{auth_counts, client, exchange};
@@ -17,19 +16,6 @@ async fn host_meta_site(
     cert_for: &str,
     sni: &str,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = ca.issue(&[cert_for.to_string()]);
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![pki.server_cert.clone()], pki.server_key())
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let body = serde_json::json!({
         "xmpp": {"ttl": 300},
         "links": [{
@@ -39,25 +25,14 @@ async fn host_meta_site(
         }]
     })
     .to_string();
-    let task = tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                continue;
-            };
-            let mut buf = vec![0u8; 4096];
-            let n = tls.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let response = if request.starts_with("GET /.well-known/host-meta.json ") {
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string()
-            };
-            let _ = tls.write_all(response.as_bytes()).await;
-            let _ = tls.shutdown().await;
-        }
-    });
-    (addr, task)
+    weft_testkit::web::https_document(
+        ca,
+        cert_for,
+        "/.well-known/host-meta.json",
+        "application/json",
+        body,
+    )
+    .await
 }
 
 /// a.test's service runs with a certificate for hosting.test only; b.test (no dialback)

@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod federation;
 mod pki;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -223,6 +223,34 @@ pub async fn drain<C: Client>(c: &mut C) -> Vec<Element> {
     }
 }
 
+/// Makes two logged-in users contacts with subscription 'both' (RFC 6121 §3). Each sender's
+/// own drain comes first: its session has handled what it sent (in order) before the other
+/// side answers, so no answer overtakes the request it answers.
+pub async fn befriend<A: Client, B: Client>(a: &mut A, a_bare: &str, b: &mut B, b_bare: &str) {
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(a).await;
+    drain(b).await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribed'/>"
+    ))
+    .await;
+    b.send(&format!(
+        "<presence xmlns='jabber:client' to='{a_bare}' type='subscribe'/>"
+    ))
+    .await;
+    drain(b).await;
+    drain(a).await;
+    a.send(&format!(
+        "<presence xmlns='jabber:client' to='{b_bare}' type='subscribed'/>"
+    ))
+    .await;
+    drain(a).await;
+    drain(b).await;
+}
+
 /// An element as XML text, for assertion messages.
 pub fn show(el: &Element) -> String {
     let mut out = Vec::new();
