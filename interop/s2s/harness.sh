@@ -17,6 +17,8 @@
 # and keeps DIR for its logs unless --purge. Modes:
 #   external  peers and weft trust the test CA (peers require valid certificates): SASL EXTERNAL
 #   dialback  everyone trusts only a decoy CA: TLS still, certificates unverifiable, dialback
+# --bidi (or S2S_BIDI=1): Prosody loads mod_s2s_bidi (XEP-0288), so its links with weft.test
+#   carry both directions
 # --direct-tls (or S2S_DIRECT_TLS=1): weft.test's links use XEP-0368 Direct TLS on port 5270
 # both ways (an _xmpps-server SRV record for weft.test, Direct TLS listeners on the peers, tls://
 # routes in weft); Prosody <-> ejabberd stay on STARTTLS.
@@ -374,6 +376,11 @@ cmd_up() {
     dialback) PROSODY_SECURE_AUTH=false ;;
     *) die "--mode must be external or dialback, not '$MODE'" ;;
   esac
+  if [[ -n "$BIDI" ]]; then
+    PROSODY_EXTRA_MODULES='"s2s_bidi";  -- XEP-0288 (--bidi)'
+  else
+    PROSODY_EXTRA_MODULES=""
+  fi
   if [[ -n "$DIRECT_TLS" ]]; then
     TRANSPORT=direct-tls PEER_DIRECT_TLS_PORTS=5270
     EJABBERD_DIRECT_TLS_LISTENER="  -
@@ -473,6 +480,7 @@ cmd_status() {
 CMD="${1:-}"; shift || true
 MODE=${S2S_MODE:-external} RUN="" PURGE="" WEFT_OPT="" NO_WEFT="" WEFT_BIN=${WEFT_BIN:-} PEER=""
 DIRECT_TLS=${S2S_DIRECT_TLS:-}
+BIDI=${S2S_BIDI:-}
 if [[ "$CMD" == drop-links ]]; then PEER=${1:-}; shift || true; fi
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -482,6 +490,7 @@ while [[ $# -gt 0 ]]; do
     --weft) WEFT_OPT=$2; shift 2 ;;
     --no-weft) NO_WEFT=1; shift ;;
     --direct-tls) DIRECT_TLS=1; shift ;;
+    --bidi) BIDI=1; shift ;;
     *) die "unknown argument $1" ;;
   esac
 done

@@ -20,11 +20,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 unset S2S_DIRECT_TLS S2S_MODE # chosen per mode below
 INTEROP="$(cd "$HERE/.." && pwd)"
-read -r -a MODES <<<"${S2S_MODES:-external dialback external+direct-tls dialback+direct-tls}"
+read -r -a MODES <<<"${S2S_MODES:-external dialback external+direct-tls dialback+direct-tls external+bidi}"
 for mode in "${MODES[@]}"; do
   case "$mode" in
-    external | dialback | external+direct-tls | dialback+direct-tls) ;;
-    *) echo "run.sh: unknown mode '$mode' (external, dialback, external+direct-tls, dialback+direct-tls)" >&2; exit 2 ;;
+    external | dialback | external+direct-tls | dialback+direct-tls | external+bidi) ;;
+    *) echo "run.sh: unknown mode '$mode' (external, dialback, external+direct-tls, dialback+direct-tls, external+bidi)" >&2; exit 2 ;;
   esac
 done
 
@@ -71,6 +71,10 @@ for mode in "${MODES[@]}"; do
   t0=$SECONDS
   up_args=(--mode "${mode%%+*}" --dir "$RUN" "${WEFT_ARGS[@]}")
   [[ $mode != *+direct-tls ]] || up_args+=(--direct-tls)
+  # external+bidi: Prosody with mod_s2s_bidi, and only the tests of bidirectional links (the
+  # others count one link per direction).
+  tests=("$HERE"/test/*.test.js)
+  if [[ $mode == *+bidi ]]; then up_args+=(--bidi); tests=("$HERE"/test-bidi/*.test.js); fi
   if ! "$HERE/harness.sh" up "${up_args[@]}"; then
     FAILED=$((FAILED + 1))
     log "mode $mode: harness did not come up (counted as one failure); logs in $RUN"
@@ -84,7 +88,7 @@ for mode in "${MODES[@]}"; do
   S2S_RUN_DIR="$RUN" NODE_EXTRA_CA_CERTS="$RUN/certs/ca.pem" \
     timeout -k 10 300 node --test --test-concurrency=1 \
     --test-reporter="$reporter" --test-reporter-destination=stdout \
-    --test-reporter=tap --test-reporter-destination="$TAP" "$HERE"/test/*.test.js || rc=$?
+    --test-reporter=tap --test-reporter-destination="$TAP" "${tests[@]}" || rc=$?
   t_test=$((SECONDS - t0 - t_up))
   pass="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$TAP" | tail -1)"
   fail="$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$TAP" | tail -1)"
