@@ -522,6 +522,32 @@ async fn node_configuration_and_max_items() {
     // The default configuration.
     let r = iq(&mut alice, "df", &format!("<iq xmlns='jabber:client' type='get' id='df'><pubsub xmlns='{OWNER}'><default/></pubsub></iq>")).await;
     ok(&r);
+    // A refused first publish leaves no node behind.
+    let r = iq(
+        &mut alice,
+        "e",
+        &format!("<iq xmlns='jabber:client' type='set' id='e'><pubsub xmlns='{PUBSUB}'><publish node='empty'><item id='x'/></publish></pubsub></iq>"),
+    )
+    .await;
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("bad-request"),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(app_error(&r).as_deref(), Some("payload-required"));
+    let r = iq(
+        &mut alice,
+        "e2",
+        &get_items("e2", "alice@localhost", "empty"),
+    )
+    .await;
+    assert_eq!(
+        error_condition(&r).as_deref(),
+        Some("item-not-found"),
+        "{}",
+        show(&r)
+    );
     // Create: a second create of one node conflicts; purge empties it.
     ok(&iq(&mut alice, "n1", &format!("<iq xmlns='jabber:client' type='set' id='n1'><pubsub xmlns='{PUBSUB}'><create node='fresh'/></pubsub></iq>")).await);
     let r = iq(&mut alice, "n2", &format!("<iq xmlns='jabber:client' type='set' id='n2'><pubsub xmlns='{PUBSUB}'><create node='fresh'/></pubsub></iq>")).await;

@@ -11,6 +11,7 @@ use super::link::{self, Link};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::framing::Incoming;
 use crate::ns;
+use crate::session::rate::StanzaBudget;
 use crate::state::ServerState;
 
 /// Stanzas written per flush.
@@ -50,6 +51,9 @@ pub(super) async fn run(
         }
     };
     let idle = state.config.s2s.idle_timeout.0;
+    // What a bidirectional link's peer sends us is paced like an incoming link's stanzas.
+    let limits = &state.config.limits;
+    let mut budget = StanzaBudget::new(limits.s2s_stanza_rate, limits.s2s_stanza_burst);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
@@ -83,6 +87,9 @@ pub(super) async fn run(
                     if !from_peer(&state, &local, &remote, el).await {
                         tracing::info!(%local, %remote, "the peer sent <{name}/> it may not send on this link; closing it");
                         break;
+                    }
+                    if let Some(until) = budget.spend() {
+                        tokio::time::sleep_until(until).await;
                     }
                 }
                 Ok(Incoming::Element(el)) => tracing::debug!(%remote, "ignored on outgoing stream: {}", el.name()),

@@ -205,7 +205,7 @@ impl Module for Pep {
         state: &Arc<ServerState>,
         req: &IqRequest<'_>,
     ) -> Option<IqOutcome> {
-        requests::disco(self, state, req).await
+        requests::disco(state, req).await
     }
 
     async fn stanza(
@@ -305,7 +305,7 @@ impl Pep {
                     Learned::Key(learned) => key.as_ref() == Some(learned),
                     Learned::Entity(learned) => *learned == jid,
                 };
-                if concerned && (delivered.is_none() || *delivered != key) {
+                if concerned && *delivered != key {
                     *delivered = key;
                     due.push((owner.clone(), entity.clone()));
                 }

@@ -38,6 +38,20 @@ fn storage(e: StorageError) -> StanzaError {
     StanzaError::new(Cond::InternalServerError)
 }
 
+/// A node's configuration; `item-not-found` when the account has no such node.
+async fn existing_node(
+    state: &ServerState,
+    owner: &BareJid,
+    node: &str,
+) -> Result<NodeConfig, StanzaError> {
+    let (domain, user) = account_parts(owner);
+    match state.storage.pep.pep_node(domain, user, node).await {
+        Ok(Some(stored)) => Ok(NodeConfig::decode(&stored)),
+        Ok(None) => Err(error(Cond::ItemNotFound, None, "no such node")),
+        Err(e) => Err(storage(e)),
+    }
+}
+
 fn unsupported(feature: &'static str) -> StanzaError {
     StanzaError::new(Cond::FeatureNotImplemented).with_app_element(
         Element::builder("unsupported", NS_ERRORS)
@@ -178,7 +192,7 @@ async fn pubsub(
         }
         PubSub::Items(items) => {
             need(req, false)?;
-            items_of(pep, state, req, owner, items).await
+            items_of(state, req, owner, items).await
         }
         PubSub::Create { create, configure } => {
             need(req, true)?;
@@ -256,7 +270,6 @@ fn apply(config: &mut NodeConfig, form: &DataForm) -> Result<(), StanzaError> {
 
 /// XEP-0060 §6.5: items of a node, for whoever its access model admits.
 async fn items_of(
-    pep: &Pep,
     state: &Arc<ServerState>,
     req: &IqRequest<'_>,
     owner: &BareJid,
@@ -265,10 +278,7 @@ async fn items_of(
     let node = request.node.0;
     let (domain, user) = account_parts(owner);
     let store = &state.storage.pep;
-    let Some(config) = store.pep_node(domain, user, &node).await.map_err(storage)? else {
-        return Err(error(Cond::ItemNotFound, None, "no such node"));
-    };
-    let config = NodeConfig::decode(&config);
+    let config = existing_node(state, owner, &node).await?;
     may_read(state, req, owner, &config).await?;
     let wanted: Vec<String> = request
         .items
@@ -286,7 +296,6 @@ async fn items_of(
     if !wanted.is_empty() {
         items.retain(|i| wanted.contains(&i.id));
     }
-    let _ = pep;
     let mut list = Element::builder("items", NS_PUBSUB).attr(xml_ncname!("node").into(), node);
     // Newest first, as Prosody and ejabberd give them.
     for item in items.iter().rev() {
@@ -367,10 +376,7 @@ async fn owner_request(
                     "name the node",
                 ));
             };
-            let Some(stored) = store.pep_node(domain, user, &node).await.map_err(storage)? else {
-                return Err(error(Cond::ItemNotFound, None, "no such node"));
-            };
-            let mut config = NodeConfig::decode(&stored);
+            let mut config = existing_node(state, owner, &node).await?;
             if !req.is_set {
                 return Ok(wrap(
                     Element::builder("configure", NS_OWNER)
@@ -401,18 +407,11 @@ async fn owner_request(
         }
         OwnerPayload::Purge { node } => {
             need(req, true)?;
-            let Some(stored) = store
-                .pep_node(domain, user, &node.0)
-                .await
-                .map_err(storage)?
-            else {
-                return Err(error(Cond::ItemNotFound, None, "no such node"));
-            };
+            let config = existing_node(state, owner, &node.0).await?;
             store
                 .purge_pep_node(domain, user, &node.0)
                 .await
                 .map_err(storage)?;
-            let config = NodeConfig::decode(&stored);
             let event = Event {
                 payload: Element::builder("purge", NS_EVENT)
                     .attr(xml_ncname!("node").into(), node.0.as_str())
@@ -426,11 +425,7 @@ async fn owner_request(
             if req.is_set {
                 return Err(unsupported("modify-affiliations"));
             }
-            store
-                .pep_node(domain, user, &node.0)
-                .await
-                .map_err(storage)?
-                .ok_or_else(|| error(Cond::ItemNotFound, None, "no such node"))?;
+            existing_node(state, owner, &node.0).await?;
             Ok(wrap(
                 Element::builder("affiliations", NS_OWNER)
                     .attr(xml_ncname!("node").into(), node.0)
@@ -495,9 +490,23 @@ impl Pep {
                 "name the node",
             ));
         }
+        // Before anything is created: a refused item leaves no node behind.
+        let payload_xml = payload.as_ref().map(String::from).unwrap_or_default();
+        if payload_xml.len() > self.settings.max_item_size.as_usize() {
+            return Err(error(
+                Cond::NotAcceptable,
+                Some("payload-too-big"),
+                &format!(
+                    "larger than {} bytes",
+                    self.settings.max_item_size.as_usize()
+                ),
+            ));
+        }
         let (domain, user) = account_parts(owner);
         let store = &state.storage.pep;
-        let config = match store.pep_node(domain, user, node).await.map_err(storage)? {
+        let stored = store.pep_node(domain, user, node).await.map_err(storage)?;
+        let new_node = stored.is_none();
+        let config = match stored {
             Some(stored) => {
                 let config = NodeConfig::decode(&stored);
                 if let Some(options) = options {
@@ -524,11 +533,9 @@ impl Pep {
                             )
                         })?;
                 }
-                self.create(state, owner, node, &config).await?;
                 config
             }
         };
-        let payload_xml = payload.as_ref().map(String::from).unwrap_or_default();
         if payload_xml.is_empty() && (config.persist_items || config.deliver_payloads) {
             return Err(error(
                 Cond::BadRequest,
@@ -536,15 +543,8 @@ impl Pep {
                 "the item has no payload",
             ));
         }
-        if payload_xml.len() > self.settings.max_item_size.as_usize() {
-            return Err(error(
-                Cond::NotAcceptable,
-                Some("payload-too-big"),
-                &format!(
-                    "larger than {} bytes",
-                    self.settings.max_item_size.as_usize()
-                ),
-            ));
+        if new_node {
+            self.create(state, owner, node, &config).await?;
         }
         let id = id
             .filter(|id| !id.is_empty())
@@ -613,10 +613,7 @@ impl Pep {
     ) -> Result<(), StanzaError> {
         let (domain, user) = account_parts(owner);
         let store = &state.storage.pep;
-        let Some(stored) = store.pep_node(domain, user, node).await.map_err(storage)? else {
-            return Err(error(Cond::ItemNotFound, None, "no such node"));
-        };
-        let config = NodeConfig::decode(&stored);
+        let config = existing_node(state, owner, node).await?;
         for id in ids {
             if !store
                 .retract_pep_item(domain, user, node, id)
@@ -654,10 +651,7 @@ impl Pep {
     ) -> Result<(), StanzaError> {
         let (domain, user) = account_parts(owner);
         let store = &state.storage.pep;
-        let Some(stored) = store.pep_node(domain, user, node).await.map_err(storage)? else {
-            return Err(error(Cond::ItemNotFound, None, "no such node"));
-        };
-        let config = NodeConfig::decode(&stored);
+        let config = existing_node(state, owner, node).await?;
         if config.notify_delete {
             let event = Event {
                 node: node.to_string(),
@@ -684,11 +678,7 @@ impl Pep {
 }
 
 /// disco#items of an account (its nodes the requester may read) and disco#info of one node.
-pub(super) async fn disco(
-    _pep: &Pep,
-    state: &Arc<ServerState>,
-    req: &IqRequest<'_>,
-) -> Option<IqOutcome> {
+pub(super) async fn disco(state: &Arc<ServerState>, req: &IqRequest<'_>) -> Option<IqOutcome> {
     let owner = req.to.to_bare();
     let (domain, user) = account_parts(&owner);
     let store = &state.storage.pep;
@@ -696,10 +686,7 @@ pub(super) async fn disco(
     let info = req.payload.is("query", ns::DISCO_INFO);
     let outcome = async {
         if let Some(node) = node {
-            let stored = store.pep_node(domain, user, node).await.map_err(storage)?;
-            let Some(config) = stored.map(|s| NodeConfig::decode(&s)) else {
-                return Err(error(Cond::ItemNotFound, None, "no such node"));
-            };
+            let config = existing_node(state, &owner, node).await?;
             may_read(state, req, &owner, &config).await?;
             if !info {
                 let items = store
