@@ -659,7 +659,7 @@ prosody_sqlite() { # prosody_sqlite SQL: on Prosody's archive database, as the p
 # (weft and Prosody while stopped, ejabberd while running).
 archive_clear() {
     case $1:$PROSODY_ARCHIVE in
-        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "DELETE FROM archive;" ;;
+        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "DELETE FROM archive_chunks;" ;;
         prosody:internal) rm -rf "$WORK/prosody/data/localhost/archive" ;;
         prosody:sql)
             # The table exists once Prosody has started with the archive on.
@@ -673,7 +673,7 @@ archive_clear() {
 # (weft writes what it still queued when it stops), ejabberd while running.
 archive_count() {
     case $1:$PROSODY_ARCHIVE in
-        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "SELECT COUNT(*) FROM archive;" ;;
+        weft:*) sqlite3 "$WORK/weft/data/weft.sqlite" "SELECT COALESCE(SUM(count), 0) FROM archive_chunks;" ;;
         # One `item(…);` line per archived message (util.datamanager's list files).
         prosody:internal) cat "$WORK/prosody/data/localhost/archive/"*.list 2>/dev/null | grep -c '^item(' || true ;;
         prosody:sql) prosody_sqlite 'SELECT COUNT(*) FROM "prosodyarchive";' ;;

@@ -135,14 +135,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Free ports, chosen by the kernel (bind to port 0, read it back, release).
-read -r HTTP_PORT HTTPS_PORT C2S_PORT C2S_TLS_PORT < <(node -e '
+read -r HTTP_PORT HTTPS_PORT C2S_PORT C2S_TLS_PORT COMPONENT_PORT < <(node -e '
   const net = require("node:net");
-  const servers = [0, 1, 2, 3].map(() => net.createServer().listen(0, "127.0.0.1"));
+  const servers = [0, 1, 2, 3, 4].map(() => net.createServer().listen(0, "127.0.0.1"));
   Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
     console.log(servers.map((s) => s.address().port).join(" "));
     servers.forEach((s) => s.close());
   });')
-[[ -n "${C2S_TLS_PORT:-}" ]] || die "could not pick free ports"
+[[ -n "${COMPONENT_PORT:-}" ]] || die "could not pick free ports"
+# The XEP-0114 component of python/test_slixmpp_component.py.
+COMPONENT_DOMAIN="component.localhost"
+COMPONENT_SECRET="component-$RANDOM$RANDOM"
 
 MAX_STANZA_SIZE=10240
 cat >"$TMP/weft.toml" <<EOF
@@ -159,6 +162,7 @@ c2s_direct_tls = ["127.0.0.1:$C2S_TLS_PORT"]
 # No federation here: the defaults (5269, 5270) would collide with any other weft running.
 s2s = []
 s2s_direct_tls = []
+component = ["127.0.0.1:$COMPONENT_PORT"]
 
 [c2s]
 # The defaults, spelled out because tests depend on them: PLAIN only over TLS.
@@ -168,6 +172,10 @@ allow_plain_on_loopback = false
 [limits]
 # Small, so the oversize test needs only a small message.
 max_stanza_size = "10 KiB"
+
+[[components]]
+domain = "$COMPONENT_DOMAIN"
+secret = "$COMPONENT_SECRET"
 
 [log]
 # weft's own debug lines (stream errors and why) without the SQL chatter.
@@ -184,11 +192,13 @@ PASSWORD="interop-$RANDOM$RANDOM"
 USERS=(ws-alice ws-bob tcp-carol tcp-dave mix-erin mix-frank tls-olivia strophe-grace strophe-heidi
   rfc-ivan rfc-judy py-peggy py-quentin py-rupert converse-sam converse-trent converse-uma
   converse-vera converse-walt converse-xena converse-hall converse-yara converse-zeno converse-abel converse-bria
+  converse-cato converse-dora
   im-alma im-boris im-cleo im-dario im-ezra im-fiona im-gwen im-hugo im-iris im-jonas im-kira
   im-lev im-nadia im-olga im-pavel im-rita im-sven im-tara im-ugo
   jsim-mona jsim-omar jsim-petra jsim-quinn jsim-rhea
   sm-ada sm-bea sm-cyd sm-dina jssm-ana jssm-ben jssm-cas mam-ana mam-ben
-  push-amy push-app push-ben omemo-ana omemo-ben)
+  push-amy push-app push-ben omemo-ana omemo-ben comp-ana muc-ana muc-ben muc-cyd
+  bosh-anna bosh-bert bosh-cara bosh-dan bosh-cleo bosh-dora)
 log "weft $("$WEFT" --version) in $TMP; adding ${#USERS[@]} users"
 for u in "${USERS[@]}"; do
   printf '%s\n' "$PASSWORD" | "$WEFT" --config "$TMP/weft.toml" user add --create "$u@localhost" >/dev/null
@@ -200,7 +210,8 @@ WEFT_PID=$!
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for _ in $(seq 100); do
   kill -0 "$WEFT_PID" 2>/dev/null || die "weft exited during startup"
-  if port_open "$HTTP_PORT" && port_open "$HTTPS_PORT" && port_open "$C2S_PORT" && port_open "$C2S_TLS_PORT"; then
+  if port_open "$HTTP_PORT" && port_open "$HTTPS_PORT" && port_open "$C2S_PORT" && port_open "$C2S_TLS_PORT" &&
+    port_open "$COMPONENT_PORT"; then
     break
   fi
   sleep 0.1
@@ -213,6 +224,8 @@ CERT="$TMP/data/self-signed-cert.pem"
 export WEFT_DOMAIN=localhost WEFT_PASSWORD="$PASSWORD" WEFT_MAX_STANZA_SIZE="$MAX_STANZA_SIZE"
 export WEFT_HTTP_PORT="$HTTP_PORT" WEFT_HTTPS_PORT="$HTTPS_PORT"
 export WEFT_C2S_PORT="$C2S_PORT" WEFT_C2S_TLS_PORT="$C2S_TLS_PORT"
+export WEFT_COMPONENT_PORT="$COMPONENT_PORT" WEFT_COMPONENT_DOMAIN="$COMPONENT_DOMAIN"
+export WEFT_COMPONENT_SECRET="$COMPONENT_SECRET"
 export WEFT_CA_FILE="$CERT"
 # Screenshots and logs of failed browser tests; emptied so they are always this run's.
 export WEFT_ARTIFACTS_DIR="$HERE/artifacts"

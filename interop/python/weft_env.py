@@ -18,6 +18,10 @@ PASSWORD = _need("WEFT_PASSWORD")
 C2S_PORT = int(_need("WEFT_C2S_PORT"))
 # weft's generated self-signed certificate, valid for the DNS name `localhost` (= DOMAIN).
 CA_FILE = _need("WEFT_CA_FILE")
+# The XEP-0114 component run.sh configures: its listener, domain and shared secret.
+COMPONENT_PORT = int(_need("WEFT_COMPONENT_PORT"))
+COMPONENT_DOMAIN = _need("WEFT_COMPONENT_DOMAIN")
+COMPONENT_SECRET = _need("WEFT_COMPONENT_SECRET")
 
 
 def jid_of(user: str) -> str:

@@ -39,6 +39,11 @@ WEFT_IP=${S2S_WEFT_IP:-127.0.0.4}
 PROSODY_DOMAIN=prosody.test
 EJABBERD_DOMAIN=ejabberd.test
 WEFT_DOMAIN=weft.test
+# XEP-0045 services, one per server, federating under their own names (DNS, certificates).
+MUC_PREFIX=conference
+PROSODY_MUC=$MUC_PREFIX.$PROSODY_DOMAIN
+EJABBERD_MUC=$MUC_PREFIX.$EJABBERD_DOMAIN
+WEFT_MUC=$MUC_PREFIX.$WEFT_DOMAIN
 EJABBERD_DIST_PORT=5210
 PROSODY_USER=alice
 EJABBERD_USER=bob
@@ -106,7 +111,8 @@ prosodyctl_run() { timeout -k 5 60 prosodyctl --config "$RUN/prosody/prosody.cfg
 # DNS answers as the peers will see them (Node's resolver, pointed at the harness DNS).
 dns_check() {
   command -v node >/dev/null || { echo "(node not found: DNS not checked)"; return 0; }
-  timeout 20 node - "$DNS_IP" "$PROSODY_DOMAIN" "$EJABBERD_DOMAIN" "$WEFT_DOMAIN" <<'EOF'
+  timeout 20 node - "$DNS_IP" "$PROSODY_DOMAIN" "$EJABBERD_DOMAIN" "$WEFT_DOMAIN" \
+    "$PROSODY_MUC" "$EJABBERD_MUC" "$WEFT_MUC" <<'EOF'
 const { Resolver } = require('node:dns').promises;
 const [server, ...names] = process.argv.slice(2);
 const r = new Resolver({ timeout: 2000, tries: 2 });
@@ -115,8 +121,10 @@ r.setServers([server]);
   for (const n of names) {
     const a = await r.resolve4(n);
     const srv = await r.resolveSrv(`_xmpp-server._tcp.${n}`);
-    const c2s = await r.resolveSrv(`_xmpp-client._tcp.${n}`);
-    console.log(`${n} A ${a.join(',')}; _xmpp-server ${srv.map((s) => `${s.name}:${s.port}`)}; _xmpp-client ${c2s.map((s) => `${s.name}:${s.port}`)}`);
+    // MUC services (conference.*) are server-to-server names only: no _xmpp-client.
+    const c2s = n.startsWith('conference.') ? null : await r.resolveSrv(`_xmpp-client._tcp.${n}`);
+    console.log(`${n} A ${a.join(',')}; _xmpp-server ${srv.map((s) => `${s.name}:${s.port}`)}` +
+      (c2s ? `; _xmpp-client ${c2s.map((s) => `${s.name}:${s.port}`)}` : ''));
   }
   const nx = await r.resolve4('nowhere.test').then(() => 'answered', (e) => e.code);
   console.log(`nowhere.test ${nx}`);
@@ -152,10 +160,12 @@ preflight() {
 }
 
 make_certs() {
-  say "test CA and certificates ($PROSODY_DOMAIN, $EJABBERD_DOMAIN, $WEFT_DOMAIN)"
+  say "test CA and certificates ($PROSODY_DOMAIN, $EJABBERD_DOMAIN, $WEFT_DOMAIN; each also for its $MUC_PREFIX.*)"
   certs_ca "$RUN/certs"
   local n
-  for n in "$PROSODY_DOMAIN" "$EJABBERD_DOMAIN" "$WEFT_DOMAIN"; do certs_issue "$RUN/certs" "$n"; done
+  # The MUC service of each server federates under its own domain (SASL EXTERNAL as
+  # conference.NAME), so the server's one certificate names it too.
+  for n in "$PROSODY_DOMAIN" "$EJABBERD_DOMAIN" "$WEFT_DOMAIN"; do certs_issue "$RUN/certs" "$n" 30 "$MUC_PREFIX.$n"; done
   mkdir -p "$RUN/certs/empty-capath"
   chmod 755 "$RUN/certs"
   chmod 644 "$RUN/certs"/*.crt "$RUN/certs"/*.fullchain.pem "$RUN/certs"/ca.pem "$RUN/certs"/decoy-ca.pem
@@ -167,18 +177,21 @@ start_dns() {
   render "$HERE/templates/resolv.conf.in" "$RUN/dns/resolv.conf"
   local args=() d ip
   local prio
-  for d in "$PROSODY_DOMAIN:$PROSODY_IP" "$EJABBERD_DOMAIN:$EJABBERD_IP" "$WEFT_DOMAIN:$WEFT_IP"; do
+  for d in "$PROSODY_DOMAIN:$PROSODY_IP" "$EJABBERD_DOMAIN:$EJABBERD_IP" "$WEFT_DOMAIN:$WEFT_IP" \
+    "$PROSODY_MUC:$PROSODY_IP" "$EJABBERD_MUC:$EJABBERD_IP" "$WEFT_MUC:$WEFT_IP"; do
     ip=${d#*:} d=${d%%:*} prio=0
-    # XEP-0368: with --direct-tls, weft.test's _xmpps-server record (5270) comes first by
-    # priority. ejabberd merges both SRV sets and orders them by priority only (equal
-    # priorities: either one); Prosody asks _xmpps-server first whatever the priorities.
-    [[ -z "$DIRECT_TLS" || $d != "$WEFT_DOMAIN" ]] || {
+    # XEP-0368: with --direct-tls, weft.test's (and its MUC service's) _xmpps-server record
+    # (5270) comes first by priority. ejabberd merges both SRV sets and orders them by
+    # priority only (equal priorities: either one); Prosody asks _xmpps-server first whatever
+    # the priorities.
+    [[ -z "$DIRECT_TLS" || ( $d != "$WEFT_DOMAIN" && $d != "$WEFT_MUC" ) ]] || {
       prio=10
       args+=(--srv-host="_xmpps-server._tcp.$d,$d,5270,0,5")
     }
+    # Each MUC service has its own A and s2s SRV records, at its server's address; no c2s.
     args+=(--host-record="$d,$ip"
-      --srv-host="_xmpp-server._tcp.$d,$d,5269,$prio,5"
-      --srv-host="_xmpp-client._tcp.$d,$d,5222,0,5")
+      --srv-host="_xmpp-server._tcp.$d,$d,5269,$prio,5")
+    [[ $d == "$MUC_PREFIX".* ]] || args+=(--srv-host="_xmpp-client._tcp.$d,$d,5222,0,5")
   done
   # -C /dev/null: no /etc/dnsmasq.conf; --local=/test/: NXDOMAIN for any other *.test name
   # and no upstream at all (--no-resolv); --bind-interfaces: this address only, no wildcard.
@@ -326,11 +339,13 @@ S2S_PASSWORD='$PASSWORD'
 S2S_PROSODY_DOMAIN='$PROSODY_DOMAIN'
 S2S_PROSODY_IP='$PROSODY_IP'
 S2S_PROSODY_USER='$PROSODY_USER'
+S2S_PROSODY_MUC='$PROSODY_MUC'
 S2S_PROSODY_LOG='$RUN/prosody/prosody.log'
 S2S_PROSODY_VERSION='$PROSODY_VERSION'
 S2S_EJABBERD_DOMAIN='$EJABBERD_DOMAIN'
 S2S_EJABBERD_IP='$EJABBERD_IP'
 S2S_EJABBERD_USER='$EJABBERD_USER'
+S2S_EJABBERD_MUC='$EJABBERD_MUC'
 S2S_EJABBERD_LOG='$RUN/ejabberd/logs/ejabberd.log'
 S2S_EJABBERD_VERSION='$EJABBERD_VERSION'
 S2S_DNSMASQ_VERSION='$DNSMASQ_VERSION'
@@ -341,6 +356,7 @@ S2S_WEFT_KEY='$RUN/certs/$WEFT_DOMAIN.key'
 S2S_WEFT_RUNNING='${WEFT_BIN:+1}'
 S2S_WEFT_BIN='$WEFT_BIN'
 S2S_WEFT_USER='$WEFT_USER'
+S2S_WEFT_MUC='$WEFT_MUC'
 S2S_WEFT_CONFIG='$RUN/weft/weft.toml'
 S2S_WEFT_LOG='$RUN/weft/weft.log'
 EOF
@@ -356,14 +372,14 @@ EOF
   "password": "$PASSWORD",
   "peers": {
     "prosody": { "domain": "$PROSODY_DOMAIN", "ip": "$PROSODY_IP", "c2sPort": 5222, "s2sPort": 5269,
-      "user": "$PROSODY_USER", "log": "$RUN/prosody/prosody.log", "version": "$PROSODY_VERSION" },
+      "user": "$PROSODY_USER", "muc": "$PROSODY_MUC", "log": "$RUN/prosody/prosody.log", "version": "$PROSODY_VERSION" },
     "ejabberd": { "domain": "$EJABBERD_DOMAIN", "ip": "$EJABBERD_IP", "c2sPort": 5222, "s2sPort": 5269,
-      "user": "$EJABBERD_USER", "log": "$RUN/ejabberd/logs/ejabberd.log", "version": "$EJABBERD_VERSION" }
+      "user": "$EJABBERD_USER", "muc": "$EJABBERD_MUC", "log": "$RUN/ejabberd/logs/ejabberd.log", "version": "$EJABBERD_VERSION" }
   },
   "dnsmasqVersion": "$DNSMASQ_VERSION",
   "weft": { "domain": "$WEFT_DOMAIN", "ip": "$WEFT_IP", "cert": "$RUN/certs/$WEFT_DOMAIN.fullchain.pem",
     "key": "$RUN/certs/$WEFT_DOMAIN.key", "running": $([[ -n "$WEFT_BIN" ]] && echo true || echo false),
-    "bin": "$WEFT_BIN", "user": "$WEFT_USER", "c2sPort": 5222, "s2sPort": 5269, "httpPort": 5280,
+    "bin": "$WEFT_BIN", "user": "$WEFT_USER", "muc": "$WEFT_MUC", "c2sPort": 5222, "s2sPort": 5269, "httpPort": 5280,
     "config": "$RUN/weft/weft.toml", "log": "$RUN/weft/weft.log",
     "unreachableDomain": "$UNREACHABLE_DOMAIN" }
 }

@@ -3,7 +3,8 @@
 // it, answers through its own UI. A second test lets Converse find weft by itself (XEP-0156
 // host-meta, fetched cross-origin, so weft's CORS header is exercised) and connect over wss://.
 // A third reloads Converse on a fresh origin (no local storage) and gets the conversation back
-// from weft's archive (XEP-0313).
+// from weft's archive (XEP-0313). Then bookmarks, avatars, upload (issue 19), and a room of
+// weft's MUC service entered, autojoined from its bookmark and read back from its archive.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, createHash } from 'node:crypto';
@@ -253,7 +254,8 @@ async function openBookmarksList(page) {
   await page.locator('converse-bookmark-list-modal converse-bookmarks .list-container--bookmarks').waitFor({ timeout: 10000 });
 }
 
-// A stand-in for a groupchat, because weft has no MUC service yet: an xmpp.js client logged in
+// A stand-in for a groupchat (the bookmark test is about PEP, and was written before weft had
+// rooms; weft's own MUC service is tested at the end of this file): an xmpp.js client logged in
 // as `user` with the resource `nick`, so that the room JID is user@domain and Converse's
 // occupant JID user@domain/nick is this client's full JID. It answers a MUC join presence
 // with the self-presence of XEP-0045 §7.2.3 (status 110, owner/moderator): enough for Converse
@@ -449,4 +451,67 @@ test('Converse.js: a file sent with the chat\'s upload button is shown to the co
     t.diagnostic(`screenshot: ${await keepScreenshot('upload - recipient', bria.page)}`);
   });
   t.diagnostic(`screenshot: ${await keepScreenshot('upload - sender', abel.page)}`);
+});
+
+// --- issue 20: a room of weft's own MUC service (XEP-0045) -----------------------------------
+
+test('Converse.js enters a weft room and talks in it; another browser autojoins it from the bookmark and shows the history from the room archive (XEP-0045, XEP-0313, XEP-0402)', { timeout: 120000 }, async (t) => {
+  const roomJid = `weft-${randomUUID().slice(0, 8)}@conference.${domain}`;
+  // The room's owner, an xmpp.js client: it creates the room, accepts it as an instant room
+  // (XEP-0045 §10.1.2: a new room stays locked until then) and greets.
+  const cato = await startClient({ service: wsUrl, username: 'converse-cato', resource: 'owner' });
+  cleanups.push(() => stopAll(cato));
+  await goOnline(cato);
+  const entered = nextStanza(cato, (el) => el.is('message') && el.getChild('subject'), 5000,
+    'the subject that ends entering the new room');
+  await cato.send(xml('presence', { to: `${roomJid}/Cato` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+  await entered;
+  await cato.iqCaller.request(xml('iq', { type: 'set', to: roomJid },
+    xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' }))), 5000);
+  const hello = `hello room ${randomUUID()}`;
+  await cato.send(xml('message', { to: roomJid, type: 'groupchat' }, xml('body', {}, hello)));
+
+  const settings = wsSettings('converse-dora');
+  const first = await openConverse(t, settings);
+  const reply = `hello Cato ${randomUUID()}`;
+  await withArtifacts(t.name, first.page, first.rec, async () => {
+    await waitInPage(first.page, () => window.weftProbe.bookmarksInitialized, null, 'Converse\'s bookmarks');
+    await first.page.locator('converse-rooms-list converse-dropdown button.dropdown-toggle').click();
+    await first.page.locator('converse-rooms-list a.show-add-muc-modal').click();
+    const form = first.page.locator('converse-add-muc-modal form');
+    await form.locator('input[name="chatroom"]').fill(roomJid);
+    await form.locator('input[name="nickname"]').fill('Dora');
+    await form.locator('input[type="submit"][name="join"]').click();
+    // The other occupant in the sidebar, and the greeting (from the room's archive: Converse
+    // asks no join history of a room that has one).
+    await first.page.locator('.occupant-list .occupant-nick', { hasText: 'Cato' }).first().waitFor({ timeout: 15000 });
+    await first.page.locator('.chat-msg__text', { hasText: hello }).waitFor({ timeout: 15000 });
+    // Converse → the room → xmpp.js, from Dora's occupant JID with the room's stanza-id.
+    const got = nextStanza(cato, (el) => el.is('message') && el.getChildText('body') === reply, 10000, 'Dora\'s message');
+    const box = first.page.locator('converse-muc textarea.chat-textarea');
+    await box.fill(reply);
+    await box.press('Enter');
+    const msg = await got;
+    assert.equal(msg.attrs.from, `${roomJid}/Dora`);
+    assert.equal(msg.attrs.type, 'groupchat');
+    assert.equal(msg.getChild('stanza-id', 'urn:xmpp:sid:0')?.attrs.by, roomJid, `${msg}`);
+    t.diagnostic(`screenshot: ${await keepScreenshot('room - first browser', first.page)}`);
+  });
+  await first.page.close();
+
+  // Another browser, nothing shared but the account: Converse finds the bookmark (autojoin),
+  // enters the room by itself and shows both messages from the room's archive.
+  const other = await launchChromium({ trustSpki: spkiHash(ca) });
+  cleanups.push(() => other.close());
+  const second = await openConverse(t, settings, other.context);
+  await withArtifacts(t.name, second.page, second.rec, async () => {
+    for (const body of [hello, reply]) {
+      await second.page.locator('.chat-msg__text', { hasText: body }).waitFor({ timeout: 20000 });
+    }
+    assert.ok(second.rec.sent.some((f) => /^<presence[\s>]/.test(f) && f.includes(`${roomJid}/Dora`)),
+      'Converse entered the room by itself (bookmark autojoin)');
+    assert.ok(second.rec.sent.some((f) => /^<iq[\s>]/.test(f) && f.includes('urn:xmpp:mam:2') && f.includes(roomJid)),
+      'Converse asked the room\'s archive');
+    t.diagnostic(`screenshot: ${await keepScreenshot('room - second browser, autojoined', second.page)}`);
+  });
 });

@@ -2,6 +2,8 @@
 //! error names the exact key path that is wrong.
 #![forbid(unsafe_code)]
 
+mod bosh;
+mod component;
 mod s2s;
 mod units;
 
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use bosh::BoshConfig;
+pub use component::{ComponentConfig, ComponentConflict};
 pub use s2s::{S2sConfig, S2sTransport};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
 
@@ -47,10 +51,14 @@ pub struct Config {
     pub listen: ListenConfig,
     pub c2s: C2sConfig,
     pub websocket: WebSocketConfig,
+    /// `[bosh]`: XEP-0124 / XEP-0206 BOSH.
+    pub bosh: BoshConfig,
     pub limits: LimitsConfig,
     pub host_meta: HostMetaConfig,
     pub s2s: S2sConfig,
     pub log: LogConfig,
+    /// `[[components]]`: XEP-0114 external components, each with its domain and secret.
+    pub components: Vec<ComponentConfig>,
     /// `[modules.NAME]`: each feature module's own section, read and validated by the module
     /// itself (weft-server's `modules`), which names the keys of its typed settings. Every
     /// section takes `enabled = false` to turn the module off.
@@ -112,6 +120,8 @@ pub struct ListenConfig {
     pub s2s: Vec<SocketAddr>,
     /// Server-to-server Direct TLS (XEP-0368).
     pub s2s_direct_tls: Vec<SocketAddr>,
+    /// XEP-0114 external components (plain TCP, `jabber:component:accept`); off by default.
+    pub component: Vec<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -124,6 +134,7 @@ impl Default for ListenConfig {
             c2s_direct_tls: lo(5223),
             s2s: lo(5269),
             s2s_direct_tls: lo(5270),
+            component: Vec::new(),
         }
     }
 }
@@ -148,7 +159,8 @@ pub struct C2sConfig {
     pub allow_plain_on_loopback: bool,
     /// Failed SASL attempts allowed on one stream before it is closed.
     pub max_auth_attempts: u32,
-    /// Streams that have not authenticated within this time are closed.
+    /// Streams that have not authenticated within this time are closed: client streams, and
+    /// XEP-0114 component streams that have not completed their handshake.
     pub unauthenticated_timeout: HumanDuration,
     /// PBKDF2 iterations for newly stored SCRAM credentials.
     pub scram_iterations: u32,
@@ -270,6 +282,9 @@ pub struct HostMetaConfig {
     /// Public WebSocket URLs to advertise. Empty: derived from the listeners
     /// (wss://DOMAIN:PORT/path for each HTTPS listener, and ws:// for plain HTTP on loopback).
     pub websocket_urls: Vec<String>,
+    /// Public BOSH URLs (XEP-0206) to advertise. Empty: derived from the listeners like the
+    /// WebSocket ones (https:// per HTTPS listener, http:// for plain HTTP on loopback).
+    pub bosh_urls: Vec<String>,
     /// Public wss:// URLs for XEP-0468 s2s. Empty: the wss:// URLs derived from the listeners.
     pub s2s_websocket_urls: Vec<String>,
     /// Public IP addresses for the XEP-0487 `ips` field. Empty: the HTTPS listeners' addresses
@@ -293,6 +308,7 @@ impl Default for HostMetaConfig {
     fn default() -> Self {
         HostMetaConfig {
             websocket_urls: Vec::new(),
+            bosh_urls: Vec::new(),
             s2s_websocket_urls: Vec::new(),
             ips: Vec::new(),
             ttl: HumanDuration(Duration::from_secs(300)),
@@ -435,6 +451,14 @@ impl Config {
                 );
             }
         }
+        if self.host_meta.ttl.0 > Duration::from_secs(u64::from(u16::MAX)) {
+            // xmpp-proxy reads `xmpp.ttl` as a 16-bit number and, above it, drops the whole
+            // document silently (found by hand against its 1.1.0): then it never uses wss.
+            bad(
+                "host_meta.ttl",
+                "must be at most 65535s (18h12m15s): some peers read it as 16 bits and ignore host-meta.json above",
+            );
+        }
         for (i, url) in self.host_meta.websocket_urls.iter().enumerate() {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
                 bad(
@@ -469,6 +493,20 @@ impl Config {
             bad("limits.session_queue", "must be at least 1");
         }
         for (key, message) in self.s2s.problems() {
+            out.push(ConfigError::Invalid { key, message });
+        }
+        for (key, message) in self.bosh.problems(&self.websocket.path) {
+            out.push(ConfigError::Invalid { key, message });
+        }
+        for (i, url) in self.host_meta.bosh_urls.iter().enumerate() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                out.push(ConfigError::invalid(
+                    &format!("host_meta.bosh_urls[{i}]"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        for (key, message) in component::problems(&self.components, &self.server.domains) {
             out.push(ConfigError::Invalid { key, message });
         }
         out
@@ -614,6 +652,12 @@ mod tests {
     }
 
     #[test]
+    fn host_meta_ttl_fits_sixteen_bits() {
+        assert_eq!(err_key("[host_meta]\nttl = \"1d\"\n"), "host_meta.ttl");
+        assert!(Config::parse("[host_meta]\nttl = \"18h\"\n").is_ok());
+    }
+
+    #[test]
     fn empty_file_is_the_default() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.server.domains, vec!["localhost".to_string()]);
@@ -666,6 +710,16 @@ mod tests {
             "websocket.see_other_uri"
         );
         assert_eq!(
+            err_key("[bosh]\nsee_other_uri = \"wss://x\"\n"),
+            "bosh.see_other_uri"
+        );
+        assert_eq!(err_key("[bosh]\nmax_hold = 2\n"), "bosh.max_hold");
+        assert_eq!(err_key("[bosh]\npolling = \"90s\"\n"), "bosh.polling");
+        assert_eq!(
+            err_key("[host_meta]\nbosh_urls = [\"wss://x/y\"]\n"),
+            "host_meta.bosh_urls[0]"
+        );
+        assert_eq!(
             err_key("[c2s]\nresource_conflict = \"maybe\"\n"),
             "c2s.resource_conflict"
         );
@@ -681,6 +735,46 @@ mod tests {
         assert_eq!(
             err_key("[host_meta]\ns2s_websocket_urls = [\"ws://x/y\"]\n"),
             "host_meta.s2s_websocket_urls[0]"
+        );
+    }
+
+    #[test]
+    fn components_are_checked_by_key() {
+        let ok = Config::parse(
+            "[listen]\ncomponent = ['127.0.0.1:5347']\n\
+             [[components]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n\
+             [[components]]\ndomain = 'other.example'\nsecret = 'x'\nname = 'Other'\nconflict = 'replace'\n",
+        )
+        .unwrap();
+        assert_eq!(ok.components.len(), 2);
+        assert_eq!(ok.components[1].conflict, ComponentConflict::Replace);
+        assert_eq!(ok.components[0].conflict, ComponentConflict::Reject);
+        assert!(!format!("{:?}", ok.components[0]).contains("s3cret"));
+        assert!(Config::parse("").unwrap().listen.component.is_empty());
+        let one = |body: &str| err_key(&format!("[[components]]\n{body}"));
+        assert_eq!(
+            one("domain = 'localhost'\nsecret = 'x'\n"),
+            "components[0].domain"
+        );
+        assert_eq!(
+            one("domain = 'Gw.x'\nsecret = 'x'\n"),
+            "components[0].domain"
+        );
+        assert_eq!(
+            one("domain = 'gw.x'\nsecret = ''\n"),
+            "components[0].secret"
+        );
+        assert_eq!(
+            one("domain = 'gw.x'\nsecret = 'x'\nsecrte = 'y'\n"),
+            "components[0].secrte"
+        );
+        assert_eq!(
+            one("domain = 'gw.x'\nsecret = 'x'\nconflict = 'kick'\n"),
+            "components[0].conflict"
+        );
+        assert_eq!(
+            err_key("[[components]]\ndomain = 'gw.x'\nsecret = 'a'\n[[components]]\ndomain = 'gw.x'\nsecret = 'b'\n"),
+            "components[1].domain"
         );
     }
 

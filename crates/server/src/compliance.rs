@@ -86,6 +86,9 @@ pub const CORE: &[Claim] = &[
     Claim::xep(220, "1.1.1", "dialback, when a peer's certificate does not authenticate it"),
     Claim::xep(178, "1.2", "SASL EXTERNAL between servers"),
     Claim::xep(468, "0.1.0", "server-to-server over WebSocket, both directions"),
+    Claim::xep(124, "1.11", "framing::bosh, http::bosh: long polling with wait/hold/requests, rid window with retransmission of kept responses, acks, polling and inactivity limits, terminate conditions, CORS; no pause, no report/time, no Content-Encoding").partial(),
+    Claim::xep(206, "1.4", "c2s over BOSH at /http-bind: the same negotiation and session as TCP and WebSocket (SASL, xmpp:restart, bind, stream management with resumption onto any transport); stream errors as remote-stream-error"),
+    Claim::xep(114, "1.6", "component: external components (jabber:component:accept) on listen.component, routed and federated under their own domains; XEP-0225 is not implemented"),
 ];
 
 /// The categories of XEP-0479.
@@ -310,7 +313,7 @@ mod tests {
         let verdicts = suite(&core_only);
         let core = &verdicts[0];
         assert_eq!(core.category, Category::Core);
-        assert_eq!(core.server, [Spec::Xep(30), Spec::Xep(114)]);
+        assert_eq!(core.server, [Spec::Xep(30)]);
         assert!(core.advanced.contains(&Spec::Xep(163)));
         let mut all: Vec<Claim> = core_only.clone();
         for spec in [30, 114, 115, 163] {

@@ -151,6 +151,7 @@ pub enum StanzaErrorCondition {
     NotAuthorized,
     PolicyViolation,
     RecipientUnavailable,
+    RegistrationRequired,
     RemoteServerNotFound,
     RemoteServerTimeout,
     ResourceConstraint,
@@ -175,6 +176,7 @@ impl StanzaErrorCondition {
             NotAuthorized => "not-authorized",
             PolicyViolation => "policy-violation",
             RecipientUnavailable => "recipient-unavailable",
+            RegistrationRequired => "registration-required",
             RemoteServerNotFound => "remote-server-not-found",
             RemoteServerTimeout => "remote-server-timeout",
             ResourceConstraint => "resource-constraint",
@@ -189,7 +191,7 @@ impl StanzaErrorCondition {
         use StanzaErrorCondition::*;
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation => ErrorType::Modify,
-            Forbidden | NotAuthorized => ErrorType::Auth,
+            Forbidden | NotAuthorized | RegistrationRequired => ErrorType::Auth,
             InternalServerError | RecipientUnavailable | RemoteServerTimeout
             | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
             _ => ErrorType::Cancel,

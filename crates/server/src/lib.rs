@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod compliance;
+pub mod component;
 pub mod error;
 pub mod framing;
 pub mod http;
@@ -38,6 +39,8 @@ pub struct RunningServer {
     pub c2s_direct_tls: Vec<SocketAddr>,
     pub s2s: Vec<SocketAddr>,
     pub s2s_direct_tls: Vec<SocketAddr>,
+    /// XEP-0114 external components.
+    pub component: Vec<SocketAddr>,
 }
 
 /// Binds every configured listener (port 0 picks a free port) and starts serving.
@@ -60,6 +63,7 @@ pub async fn start(
     };
     let s2s = bind_all(&s2s_addrs, "s2s").await?;
     let s2s_direct_tls = bind_all(&s2s_tls_addrs, "s2s_direct_tls").await?;
+    let component = bind_all(&config.listen.component, "component").await?;
     // From here on the configuration names the bound addresses (host-meta derives URLs from them).
     let addrs = |ls: &[TcpListener]| {
         ls.iter()
@@ -72,6 +76,7 @@ pub async fn start(
     config.listen.c2s_direct_tls = addrs(&c2s_direct_tls)?;
     config.listen.s2s = addrs(&s2s)?;
     config.listen.s2s_direct_tls = addrs(&s2s_direct_tls)?;
+    config.listen.component = addrs(&component)?;
     let state = ServerState::new(config, storage, Arc::new(tls))?;
     state.modules.start(&state).await?;
     let listen = &state.config.listen;
@@ -83,6 +88,7 @@ pub async fn start(
         c2s_direct_tls: listen.c2s_direct_tls.clone(),
         s2s: listen.s2s.clone(),
         s2s_direct_tls: listen.s2s_direct_tls.clone(),
+        component: listen.component.clone(),
     };
     for l in http {
         state.tracker.spawn(http::serve(state.clone(), l, None));
@@ -99,6 +105,7 @@ pub async fn start(
         (c2s_direct_tls, Role::C2s, true),
         (s2s, Role::S2s, false),
         (s2s_direct_tls, Role::S2s, true),
+        (component, Role::Component, false),
     ] {
         for l in listeners {
             state

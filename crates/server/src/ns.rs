@@ -3,6 +3,8 @@
 pub const STREAM: &str = "http://etherx.jabber.org/streams";
 pub const CLIENT: &str = "jabber:client";
 pub const SERVER: &str = "jabber:server";
+/// XEP-0114: the content namespace of external component streams.
+pub const COMPONENT: &str = "jabber:component:accept";
 /// RFC 7395 §3.3: the WebSocket framing namespace for c2s.
 pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 /// XEP-0468: the WebSocket framing namespace for s2s.

@@ -89,6 +89,11 @@ async fn route_parsed(
     };
     let domain = to.domain().as_str();
     if !state.is_local_domain(domain) && state.modules.service(state, domain).is_none() {
+        if state.components.serves(domain) {
+            return crate::component::deliver(state, domain, stanza)
+                .into_iter()
+                .collect();
+        }
         let local = from.domain().as_str().to_string();
         return match crate::s2s::S2s::send(state, &local, to.domain().as_str(), stanza) {
             Ok(()) => Vec::new(),
@@ -171,6 +176,16 @@ async fn to_local(
     from: &Jid,
     to: Jid,
 ) -> Vec<Element> {
+    let domain = to.domain().as_str();
+    if !state.is_local_domain(domain) {
+        // A module's service entity (this function is reached only for local domains and
+        // services): one that takes every stanza under its domain (XEP-0045 rooms) gets it.
+        if let Some(service) = state.modules.service(state, domain) {
+            if service.spec().service_stanzas {
+                return service.service_stanza(state, stanza, kind, from, &to).await;
+            }
+        }
+    }
     if to.node().is_none() {
         return to_server(state, &stanza, kind, from, &to).await;
     }
@@ -191,8 +206,9 @@ async fn to_local(
     joined(extra, replies)
 }
 
-/// Delivers a stanza that did not come from a local client — from a peer server, or a bounce —
-/// and routes its replies (locally or back over s2s). Its 'to' must be local.
+/// Delivers a stanza that did not come from a local client — from a peer server, a component,
+/// or a bounce — and routes its replies (locally or back over s2s). Its 'to' must be local: a
+/// hosted domain, a module's service, or a component (XEP-0114), which gets it.
 pub fn deliver_local(
     state: &Arc<ServerState>,
     stanza: Element,
@@ -206,8 +222,17 @@ pub fn deliver_local(
         else {
             return;
         };
-        if !state.is_local_domain(to.domain().as_str()) {
-            return;
+        let domain = to.domain().as_str();
+        if !state.is_local_domain(domain) {
+            if state.components.serves(domain) {
+                if let Some(reply) = crate::component::deliver(state, domain, stanza) {
+                    dispatch(state, reply).await;
+                }
+                return;
+            }
+            if state.modules.service(state, domain).is_none() {
+                return;
+            }
         }
         for reply in to_local(state, stanza, kind, &from, to).await {
             dispatch(state, reply).await;
@@ -252,6 +277,11 @@ pub async fn send_presence_addressed(
         }
         return;
     }
+    if state.serves_domain(to.domain().as_str()) {
+        // A component or a module's service (a room's occupant leaving with its session).
+        deliver_local(state, stanza).await;
+        return;
+    }
     if let Err(refused) =
         crate::s2s::S2s::send(state, from.domain().as_str(), to.domain().as_str(), stanza)
     {
@@ -260,12 +290,13 @@ pub async fn send_presence_addressed(
 }
 
 /// Sends a server-generated stanza (from a module: a roster push, a subscription answer)
-/// wherever its 'to' points: a local session or account, or a remote domain over s2s.
+/// wherever its 'to' points: a local session or account, a component, or a remote domain over
+/// s2s.
 pub async fn dispatch(state: &Arc<ServerState>, stanza: Element) {
     let Ok(Some(to)) = stanza::to_jid(&stanza) else {
         return;
     };
-    if state.is_local_domain(to.domain().as_str()) {
+    if state.serves_domain(to.domain().as_str()) {
         deliver_local(state, stanza).await;
         return;
     }

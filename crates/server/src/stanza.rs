@@ -100,6 +100,25 @@ pub fn worth_storing(message: &Element) -> bool {
         })
 }
 
+/// XEP-0313 §5 for a room's archive: a groupchat message with a body, a subject, or a payload
+/// of its own (not a chat state alone, nothing marked no-store).
+pub fn worth_storing_in_room(message: &Element) -> bool {
+    const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+    const HINTS: &str = "urn:xmpp:hints";
+    if message.has_child("no-store", HINTS) || message.has_child("no-permanent-store", HINTS) {
+        return false;
+    }
+    message.has_child("body", crate::ns::CLIENT)
+        || message.has_child("subject", crate::ns::CLIENT)
+        || message.has_child("store", HINTS)
+        || message.children().any(|c| {
+            !c.has_ns(crate::ns::CLIENT)
+                && !c.has_ns(CHATSTATES)
+                && !c.has_ns(HINTS)
+                && !c.is("occupant-id", "urn:xmpp:occupant-id:0")
+        })
+}
+
 /// XEP-0203: marks `stanza` as delayed since `at` by `from`, unless it already carries a delay
 /// (then its first time stands: a message kept twice, held for a lost session and then
 /// offline, is stamped once).

@@ -37,6 +37,10 @@ pub struct ServerState {
     pub s2s: crate::s2s::S2s,
     /// XEP-0198: resumable c2s sessions by SM-ID.
     pub resumption: ResumptionTable<crate::session::c2s::TakeoverSlot>,
+    /// XEP-0114: the external components' domains and their connections.
+    pub components: crate::component::Components,
+    /// XEP-0124: the BOSH sessions by sid.
+    pub bosh: crate::framing::bosh::Sessions,
 }
 
 impl ServerState {
@@ -76,9 +80,29 @@ impl ServerState {
         );
         // An ended session's count answers resumption attempts for as long again as it waited.
         let remember = config.c2s.stream_management.resume_timeout.0 * 2;
+        // A component cannot take a module's service JID (upload.DOMAIN): the one would hide
+        // the other.
+        for c in &config.components {
+            for hosted in &config.server.domains {
+                if let Some((_, name)) = modules
+                    .service_items(hosted)
+                    .into_iter()
+                    .find(|(jid, _)| *jid == c.domain)
+                {
+                    anyhow::bail!(
+                        "components: {} is the JID of the module service '{name}'; give the component another domain",
+                        c.domain
+                    );
+                }
+            }
+        }
+        let components =
+            crate::component::Components::new(&config.components, config.limits.session_queue);
         Ok(Arc::new(ServerState {
             s2s,
             resumption: ResumptionTable::new(remember),
+            components,
+            bosh: Default::default(),
             domains: config.server.domains.iter().cloned().collect(),
             limiter: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             see_other_uri: RwLock::new(config.websocket.see_other_uri.clone()),
@@ -108,6 +132,14 @@ impl ServerState {
 
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.domains.contains(domain)
+    }
+
+    /// A domain this server answers for on s2s: a hosted domain or an external component's
+    /// (XEP-0114), which federates through this server.
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        self.is_local_domain(domain)
+            || self.components.serves(domain)
+            || self.modules.service(self, domain).is_some()
     }
 
     /// The redirect for a stream closing now, if one is set and it does not lower security:

@@ -164,7 +164,12 @@ async fn disco_finds_the_service_and_its_max_file_size() {
         .children()
         .filter_map(|i| i.attr("jid"))
         .collect();
-    assert_eq!(jids, ["upload.localhost"], "{}", show(&items));
+    assert_eq!(
+        jids,
+        ["upload.localhost", "conference.localhost"],
+        "{}",
+        show(&items)
+    );
 
     let info = iq(
         &mut c,

@@ -66,6 +66,21 @@ async fn open_is_answered_with_open_and_features_without_starttls() {
 }
 
 #[tokio::test]
+async fn starttls_asked_for_on_websocket_fails_and_the_server_lives_on() {
+    let server = TestServer::start().await;
+    let mut c = server.ws().await;
+    c.open_stream("localhost").await;
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await;
+    let failure = c.recv().await;
+    assert!(failure.is("failure", "urn:ietf:params:xml:ns:xmpp-tls"));
+    // The session task ended cleanly (it used to panic): the server takes the next client.
+    let mut next = server.ws().await;
+    next.login("alice", weft_testkit::Login::ScramSha256).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn wss_offers_plus_plain_and_channel_binding_types() {
     let server = TestServer::start().await;
     let mut c = server.wss().await;

@@ -28,11 +28,14 @@ pub struct ArchivedMessage {
     pub stanza: String,
 }
 
-/// A message to append to an account's archive.
+/// A message to append to an account's archive, or to a room's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveEntry {
     pub domain: String,
     pub username: String,
+    /// The archive of an XEP-0045 room (domain: its service, username: its node), which no
+    /// account stands behind; else an account's, written only while the account exists.
+    pub of_room: bool,
     pub message: ArchivedMessage,
 }
 
@@ -163,6 +166,10 @@ pub trait ArchiveStore: Send + Sync + 'static {
 
     /// Every account with stored preferences, as (domain, username, prefs).
     async fn all_archive_prefs(&self) -> Result<Vec<(String, String, ArchivePrefs)>, StorageError>;
+
+    /// Removes the whole archive of `domain`/`username` (a destroyed room); returns how many
+    /// messages went. An account's goes with the account.
+    async fn remove_archive(&self, domain: &str, username: &str) -> Result<u64, StorageError>;
 
     /// The highest id in any archive (0 for none): ids given after a restart stay above it.
     async fn archive_last_id(&self) -> Result<i64, StorageError>;

@@ -2,7 +2,7 @@
 //!
 //! Every feature that keeps state across restarts reaches it through a trait in this crate
 //! ([`AccountStore`], [`RosterStore`], [`OfflineStore`], [`PrivateXmlStore`],
-//! [`ArchiveStore`], [`PepStore`], [`PushStore`]), never through a
+//! [`ArchiveStore`], [`PepStore`], [`PushStore`], [`MucStore`]), never through a
 //! concrete database. The embedded SQLite backend ([`SqliteStore`]) is the default; a
 //! PostgreSQL backend can later implement the same traits without callers noticing.
 //!
@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 mod accounts;
 mod archive;
+mod archive_chunk;
 mod disk_files;
 mod files;
+mod muc;
 mod offline;
 mod pep;
 pub mod private;
@@ -32,6 +34,7 @@ pub use archive::{
 };
 pub use disk_files::DiskFileStore;
 pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};
+pub use muc::{MucStore, StoredRoom};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{PepItem, PepStore};
 pub use private_xml::PrivateXmlStore;
@@ -141,6 +144,8 @@ pub struct Storage {
     pub pep: Arc<dyn PepStore>,
     /// Push notification registrations (XEP-0357).
     pub push: Arc<dyn PushStore>,
+    /// Persistent multi-user chat rooms (XEP-0045).
+    pub muc: Arc<dyn MucStore>,
 }
 
 impl Storage {
@@ -167,7 +172,8 @@ impl From<SqliteStore> for Storage {
             private_xml: store.clone(),
             archive: store.clone(),
             pep: store.clone(),
-            push: store,
+            push: store.clone(),
+            muc: store,
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod web;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use clients::{tcp::TcpClient, ws::WsClient, Client, Login};
+pub use clients::{bosh::BoshClient, tcp::TcpClient, ws::WsClient, Client, Login};
 pub use minidom::Element;
 pub use pki::{TestCa, TestPki};
 use weft_config::Config;
@@ -220,6 +220,11 @@ impl TestServer {
         self.running.c2s_direct_tls[0]
     }
 
+    /// A BOSH client (XEP-0206) over http:// on the first HTTP listener; no request yet.
+    pub fn bosh(&self) -> BoshClient {
+        BoshClient::new(self.http_addr(), &self.running.state.config.bosh.path)
+    }
+
     /// A WebSocket client over ws:// offering the `xmpp` subprotocol.
     pub async fn ws(&self) -> WsClient {
         WsClient::connect(&self.ws_url(), None)
@@ -248,5 +253,21 @@ impl TestServer {
 
     pub async fn stop(self) {
         self.running.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// Stops the server and starts it again on the same configuration, storage and
+    /// certificate (listeners on new ports): what outlives a restart.
+    pub async fn restart(self) -> TestServer {
+        let config = self.running.state.config.clone();
+        let storage = self.running.state.storage.clone();
+        let pki = self.pki;
+        self.running.shutdown(Duration::from_secs(5)).await;
+        let tls =
+            weft_server::TlsSetup::from_parts(vec![pki.server_cert.clone()], pki.server_key())
+                .expect("TLS setup");
+        let running = weft_server::start(config, storage, tls)
+            .await
+            .expect("server restarts");
+        TestServer { running, pki }
     }
 }

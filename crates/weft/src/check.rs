@@ -142,11 +142,50 @@ fn check_config_files(config: &Config) -> Vec<Finding> {
             }
         }
     }
-    if let Err(problems) = weft_server::modules::load(config) {
-        out.extend(problems.into_iter().map(from_config_error));
+    match weft_server::modules::load(config) {
+        Err(problems) => out.extend(problems.into_iter().map(from_config_error)),
+        Ok(modules) => out.extend(check_components(config, &modules)),
     }
     out.extend(check_data_dir(config));
     out.extend(check_listeners(config));
+    out
+}
+
+/// XEP-0114 components: a domain a module's service already has, a listener missing or open
+/// beyond this machine (the stream is plain TCP).
+fn check_components(config: &Config, modules: &weft_server::modules::Modules) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, c) in config.components.iter().enumerate() {
+        let taken = config
+            .server
+            .domains
+            .iter()
+            .flat_map(|d| modules.service_items(d))
+            .find(|(jid, _)| *jid == c.domain);
+        if let Some((_, name)) = taken {
+            out.push(Finding::error(
+                format!("components[{i}].domain"),
+                format!("{} is the JID of the module service '{name}'", c.domain),
+            ));
+        }
+    }
+    if !config.components.is_empty() && config.listen.component.is_empty() {
+        out.push(Finding::warning(
+            "listen.component",
+            "components are configured but no listener for them: they cannot connect",
+        ));
+    }
+    for (i, a) in config.listen.component.iter().enumerate() {
+        if !a.ip().is_loopback() {
+            out.push(Finding::warning(
+                format!("listen.component[{i}]"),
+                format!(
+                    "{a} is reachable from other machines; component streams are plain TCP \
+                     (XEP-0114), keep them on loopback or a private network"
+                ),
+            ));
+        }
+    }
     out
 }
 
@@ -225,6 +264,7 @@ fn check_listeners(config: &Config) -> Vec<Finding> {
         add("s2s", &l.s2s);
         add("s2s_direct_tls", &l.s2s_direct_tls);
     }
+    add("component", &l.component);
     let mut out = Vec::new();
     for (i, (key, a)) in all.iter().enumerate() {
         if a.port() == 0 {
@@ -306,6 +346,34 @@ mod tests {
         ] {
             assert!(errors.contains(&key), "{key} not in {errors:?}");
         }
+    }
+
+    #[test]
+    fn components_are_checked() {
+        // The upload module's service is upload.localhost; the component listener collides
+        // with c2s and is open to the network; and [[components]] without a listener.
+        let found = keys(
+            "[listen]\nc2s = ['127.0.0.1:5222']\ncomponent = ['0.0.0.0:5222']\n\
+             [[components]]\ndomain = 'upload.localhost'\nsecret = 'x'\n",
+        );
+        assert!(
+            found.contains(&("components[0].domain".into(), true)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("listen.component[0]".into(), true)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("listen.component[0]".into(), false)),
+            "{found:?}"
+        );
+        let found = keys("[[components]]\ndomain = 'gw.localhost'\nsecret = 'x'\n");
+        assert!(
+            found.contains(&("listen.component".into(), false)),
+            "{found:?}"
+        );
+        assert!(!found.iter().any(|(_, e)| *e), "{found:?}");
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub fn summary(f: &Facts<'_>) -> Vec<String> {
     for a in &r.s2s_direct_tls {
         row("s2s TCP", format!("{} (Direct TLS)", host(a)));
     }
+    let components: Vec<&str> = config
+        .components
+        .iter()
+        .map(|c| c.domain.as_str())
+        .collect();
+    for a in &r.component {
+        row(
+            "components",
+            format!("{a} (XEP-0114: {})", components.join(", ")),
+        );
+    }
     if config.s2s.enabled {
         for a in &r.https {
             row("s2s WebSocket", format!("wss://{}{ws_path}", host(a)));

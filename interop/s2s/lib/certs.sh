@@ -3,10 +3,12 @@
 # decoy CA that signed nothing (the trust anchor of the "untrusted" dialback mode).
 #
 #   lib/certs.sh ca    DIR                 # DIR/ca.{key,pem}, DIR/decoy-ca.{key,pem}
-#   lib/certs.sh issue DIR NAME [DAYS]     # DIR/NAME.{key,crt,fullchain.pem,pem}
+#   lib/certs.sh issue DIR NAME [DAYS [ALTNAME...]]   # DIR/NAME.{key,crt,fullchain.pem,pem}
 #
-# Leaf certificates carry subjectAltName DNS:NAME only (ejabberd 23.01 crashes in s2s SASL
-# EXTERNAL on an id-on-xmppAddr SAN) and both serverAuth and clientAuth extended key usages
+# Leaf certificates carry subjectAltName DNS:NAME, plus DNS:ALTNAME for each further name (the
+# harness adds each server's MUC service, conference.NAME, which federates under its own
+# domain), and no other kind of name (ejabberd 23.01 crashes in s2s SASL EXTERNAL on an
+# id-on-xmppAddr SAN). They have both serverAuth and clientAuth extended key usages
 # (a server's certificate is also its client certificate on s2s; xmpp-proxy checks it as a
 # server certificate). Keys are EC P-256. NAME.pem is key + certificate + CA, for ejabberd.
 # Sourced by harness.sh, or run on its own (e.g. by weft's tests for extra certificates).
@@ -30,6 +32,9 @@ certs_ca() {
 
 certs_issue() {
   local dir=$1 name=$2 days=${3:-30}
+  shift 3 2>/dev/null || shift $#
+  local alt sans="DNS:$name"
+  for alt in "$@"; do sans+=",DNS:$alt"; done
   [[ -f "$dir/ca.key" ]] || { echo "certs: no CA in $dir (run: certs.sh ca $dir)" >&2; return 1; }
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=$name" 2>/dev/null
@@ -40,7 +45,7 @@ certs_issue() {
       "basicConstraints=critical,CA:FALSE" \
       "keyUsage=critical,digitalSignature" \
       "extendedKeyUsage=serverAuth,clientAuth" \
-      "subjectAltName=DNS:$name" \
+      "subjectAltName=$sans" \
       "subjectKeyIdentifier=hash" \
       "authorityKeyIdentifier=keyid") 2>/dev/null
   rm -f "$dir/$name.csr"
@@ -49,13 +54,15 @@ certs_issue() {
   # Prove what we made: chains to the CA, right name, right purposes (both of them).
   openssl verify -CAfile "$dir/ca.pem" -purpose sslserver "$dir/$name.crt" >/dev/null
   openssl verify -CAfile "$dir/ca.pem" -purpose sslclient "$dir/$name.crt" >/dev/null
-  openssl x509 -in "$dir/$name.crt" -noout -checkhost "$name" | grep -q 'does match'
+  for alt in "$name" "$@"; do
+    openssl x509 -in "$dir/$name.crt" -noout -checkhost "$alt" | grep -q 'does match'
+  done
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   case "${1:-}" in
     ca) shift; certs_ca "$@" ;;
     issue) shift; certs_issue "$@" ;;
-    *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
   esac
 fi

@@ -21,9 +21,12 @@ local function add_raw_log(session)
 	end, -10000);
 end
 
-filters.add_filter_hook(add_raw_log);
+-- The filter hook is process-wide: installed by the VirtualHost only, so that loading this
+-- module on the MUC component as well (for its auth lines) logs each byte once.
+local raw = module:get_host_type() ~= "component";
+if raw then filters.add_filter_hook(add_raw_log); end
 function module.unload()
-	filters.remove_filter_hook(add_raw_log);
+	if raw then filters.remove_filter_hook(add_raw_log); end
 end
 
 module:hook("s2s-authenticated", function (event)

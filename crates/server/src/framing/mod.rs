@@ -2,6 +2,7 @@
 //! (RFC 6120 streaming XML) and WebSocket (RFC 7395 / XEP-0468, one element per message) differ
 //! only here; everything above sees the same `Incoming` events.
 
+pub mod bosh;
 pub mod tcp;
 pub mod websocket;
 
@@ -11,6 +12,7 @@ use weft_xml::{StreamHeader, XmlError};
 use crate::error::StreamError;
 use crate::transport::shared::{Refused, SharedWriter};
 
+pub use bosh::BoshFraming;
 pub use tcp::TcpFraming;
 pub use websocket::WsFraming;
 
@@ -109,6 +111,8 @@ fn trace_xml(peer: &str, dir: &str, el: &Element) {
 pub enum Framed {
     Tcp(Box<TcpFraming>),
     WebSocket(WsFraming),
+    /// XEP-0124 / XEP-0206: c2s only.
+    Bosh(BoshFraming),
 }
 
 impl Framed {
@@ -116,6 +120,7 @@ impl Framed {
         let r = match self {
             Framed::Tcp(f) => f.recv().await,
             Framed::WebSocket(f) => f.recv().await,
+            Framed::Bosh(f) => f.recv().await,
         };
         if let (Some(peer), Ok(event)) = (self.trace(), &r) {
             match event {
@@ -136,6 +141,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.trace = label,
             Framed::WebSocket(f) => f.trace = label,
+            Framed::Bosh(f) => f.trace = label,
         }
     }
 
@@ -143,6 +149,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.trace.clone(),
             Framed::WebSocket(f) => f.trace.clone(),
+            Framed::Bosh(f) => f.trace.clone(),
         }
     }
 
@@ -152,6 +159,8 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.share_writer(limit).map(|w| (w, Wire::TcpClient)),
             Framed::WebSocket(f) => f.shared_writer().map(|w| (w, Wire::WebSocket)),
+            // Responses are made by the requests that take them.
+            Framed::Bosh(_) => None,
         }
     }
 
@@ -159,11 +168,27 @@ impl Framed {
         matches!(self, Framed::WebSocket(_))
     }
 
+    /// Where a stream this server closes is sent (RFC 7395 §3.6.1 `see-other-uri`, XEP-0124
+    /// §17.3), never to a less secure scheme; TCP has no redirect.
+    pub fn redirect_for(&self, state: &crate::state::ServerState, tls: bool) -> Option<String> {
+        match self {
+            Framed::Tcp(_) => None,
+            Framed::WebSocket(_) => state.redirect_for(tls),
+            Framed::Bosh(_) => state
+                .config
+                .bosh
+                .see_other_uri
+                .clone()
+                .filter(|uri| !tls || uri.starts_with("https://")),
+        }
+    }
+
     /// Queues our stream header (`<stream:stream>` or `<open/>`).
     pub fn queue_header(&mut self, h: &HeaderOut<'_>) {
         match self {
             Framed::Tcp(f) => f.queue_header(h),
             Framed::WebSocket(f) => f.queue_header(h),
+            Framed::Bosh(f) => f.queue_header(h),
         }
     }
 
@@ -175,6 +200,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.queue_stream_element(el),
             Framed::WebSocket(f) => f.queue_stream_element(el),
+            Framed::Bosh(f) => f.queue_stream_element(el),
         }
     }
 
@@ -186,6 +212,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.queue(el),
             Framed::WebSocket(f) => f.queue(el),
+            Framed::Bosh(f) => f.queue(el),
         }
     }
 
@@ -194,6 +221,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.flush().await,
             Framed::WebSocket(f) => f.flush().await,
+            Framed::Bosh(f) => f.flush().await,
         }
     }
 
@@ -202,6 +230,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.restart(),
             Framed::WebSocket(f) => f.restart(),
+            Framed::Bosh(_) => {}
         }
     }
 
@@ -212,6 +241,7 @@ impl Framed {
         match self {
             Framed::Tcp(f) => f.close(peer_closed).await,
             Framed::WebSocket(f) => f.close(peer_closed, see_other_uri).await,
+            Framed::Bosh(f) => f.close(peer_closed, see_other_uri).await,
         }
     }
 

@@ -12,6 +12,8 @@ use crate::state::ServerState;
 
 /// XEP-0156 link relation for RFC 7395 endpoints.
 pub const REL_WEBSOCKET: &str = "urn:xmpp:alt-connections:websocket";
+/// XEP-0156 link relation for XEP-0206 BOSH endpoints.
+pub const REL_BOSH: &str = "urn:xmpp:alt-connections:xbosh";
 /// XEP-0468 / XEP-0487 link relation for s2s WebSocket endpoints.
 pub const REL_S2S_WEBSOCKET: &str = "urn:xmpp:alt-connections:s2s-websocket";
 /// XEP-0487 link relation for s2s Direct TLS (XEP-0368).
@@ -43,21 +45,41 @@ pub fn websocket_urls(state: &ServerState, domain: &str) -> Vec<String> {
     if !cfg.host_meta.websocket_urls.is_empty() {
         return cfg.host_meta.websocket_urls.clone();
     }
-    let path = &cfg.websocket.path;
-    let mut urls: Vec<String> = cfg
-        .listen
+    listener_urls(state, domain, ("wss", "ws"), &cfg.websocket.path)
+}
+
+/// The BOSH URLs to advertise for `domain`, chosen like the WebSocket ones (https:// per
+/// HTTPS listener, http:// only on loopback); none while BOSH is off.
+pub fn bosh_urls(state: &ServerState, domain: &str) -> Vec<String> {
+    let cfg = &state.config;
+    if !cfg.bosh.enabled {
+        return Vec::new();
+    }
+    if !cfg.host_meta.bosh_urls.is_empty() {
+        return cfg.host_meta.bosh_urls.clone();
+    }
+    listener_urls(state, domain, ("https", "http"), &cfg.bosh.path)
+}
+
+/// One URL per HTTPS listener with the secure scheme, and one per loopback HTTP listener
+/// (local development) with the plain one.
+fn listener_urls(
+    state: &ServerState,
+    domain: &str,
+    (secure, plain): (&str, &str),
+    path: &str,
+) -> Vec<String> {
+    let listen = &state.config.listen;
+    let secure_urls = listen
         .https
         .iter()
-        .map(|a| format!("wss://{domain}:{}{path}", a.port()))
-        .collect();
-    urls.extend(
-        cfg.listen
-            .http
-            .iter()
-            .filter(|a| a.ip().is_loopback())
-            .map(|a| format!("ws://{domain}:{}{path}", a.port())),
-    );
-    urls
+        .map(|a| format!("{secure}://{domain}:{}{path}", a.port()));
+    let plain_urls = listen
+        .http
+        .iter()
+        .filter(|a| a.ip().is_loopback())
+        .map(|a| format!("{plain}://{domain}:{}{path}", a.port()));
+    secure_urls.chain(plain_urls).collect()
 }
 
 /// XEP-0468 endpoints: configured, else wss:// per HTTPS listener (never ws://: wss is
@@ -117,6 +139,12 @@ pub async fn xrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
             weft_xml::escape(&url)
         ));
     }
+    for url in bosh_urls(&state, &domain) {
+        body.push_str(&format!(
+            "  <Link rel='{REL_BOSH}' href='{}'/>\n",
+            weft_xml::escape(&url)
+        ));
+    }
     for url in s2s_websocket_urls(&state, &domain) {
         body.push_str(&format!(
             "  <Link rel='{REL_S2S_WEBSOCKET}' href='{}'/>\n",
@@ -133,6 +161,11 @@ pub async fn jrd(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> R
         .into_iter()
         .map(|href| serde_json::json!({ "rel": REL_WEBSOCKET, "href": href }))
         .collect();
+    links.extend(
+        bosh_urls(&state, &domain)
+            .into_iter()
+            .map(|href| serde_json::json!({ "rel": REL_BOSH, "href": href })),
+    );
     // XEP-0487 fields make the s2s links usable by peers that require them (xmpp-proxy picks
     // wss only when they are present); they need the addresses to connect to.
     let ips = advertised_ips(&state);

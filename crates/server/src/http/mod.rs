@@ -1,5 +1,7 @@
-//! The HTTP and HTTPS listeners: XEP-0156 host-meta, the RFC 7395 WebSocket endpoint, health.
+//! The HTTP and HTTPS listeners: XEP-0156 host-meta, the RFC 7395 WebSocket endpoint, the
+//! XEP-0206 BOSH endpoint, health.
 
+mod bosh;
 mod host_meta;
 mod websocket;
 
@@ -38,6 +40,15 @@ pub fn router(state: Arc<ServerState>) -> Router {
     // Routes of feature modules (XEP-0363 uploads).
     for routes in state.modules.http_routes() {
         app = app.merge(routes);
+    }
+    if state.config.bosh.enabled {
+        // XEP-0206 on both listeners.
+        app = app.route(
+            &state.config.bosh.path,
+            axum::routing::post(bosh::post)
+                .options(bosh::preflight)
+                .get(bosh::info),
+        );
     }
     app.route("/.well-known/host-meta", get(host_meta::xrd))
         .route("/.well-known/host-meta.json", get(host_meta::jrd))

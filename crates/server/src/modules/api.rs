@@ -151,6 +151,10 @@ pub struct ModuleSpec {
     /// Whether it wants [`Module::away_delivery`] for stanzas handed to sessions whose client
     /// is away (XEP-0357 push notifications).
     pub away_deliveries: bool,
+    /// Whether its service entity ([`Module::service`]) takes every stanza to its domain and
+    /// the JIDs under it (XEP-0045 rooms and occupants), through
+    /// [`Module::service_stanza`], rather than IQs to the domain alone.
+    pub service_stanzas: bool,
 }
 
 impl ModuleSpec {
@@ -168,6 +172,7 @@ impl ModuleSpec {
             nonzas: &[],
             specs: &[],
             away_deliveries: false,
+            service_stanzas: false,
         }
     }
 }
@@ -335,6 +340,21 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
     /// it. Asked for each IQ to a subdomain, so it may change once `start` ran.
     fn service(&self) -> Option<(&str, &str)> {
         None
+    }
+
+    /// A stanza to the module's service domain or a JID under it, when its spec sets
+    /// `service_stanzas`: from a local client, another server or a module, its 'from' checked.
+    /// Returns the stanzas for the sender (in order, before anything else the sender is sent
+    /// for it); the module sends everything else itself (`crate::router::dispatch`).
+    async fn service_stanza(
+        &self,
+        _state: &Arc<ServerState>,
+        _stanza: Element,
+        _kind: Kind,
+        _from: &Jid,
+        _to: &Jid,
+    ) -> Vec<Element> {
+        Vec::new()
     }
 
     /// Routes the module serves on the HTTP and HTTPS listeners, asked once when they start.

@@ -139,13 +139,13 @@ impl Module for Disco {
             let mut items = Element::builder("query", ns::DISCO_ITEMS);
             // XEP-0030 §4.1: the server lists the services on its subdomains.
             if req.to.node().is_none() {
-                for (jid, name) in state.modules.service_items(req.to.domain().as_str()) {
-                    items = items.append(
-                        Element::builder("item", ns::DISCO_ITEMS)
-                            .attr(xml_ncname!("jid").into(), jid)
-                            .attr(xml_ncname!("name").into(), name)
-                            .build(),
-                    );
+                let domain = req.to.domain().as_str();
+                for (jid, name) in state.modules.service_items(domain) {
+                    items = items.append(item(&jid, Some(&name)));
+                }
+                // XEP-0114 components, as Prosody and ejabberd list them.
+                for (jid, name) in state.components.disco_items(state, domain) {
+                    items = items.append(item(&jid, name.as_deref()));
                 }
             }
             return IqOutcome::Result(Some(items.build()));
@@ -175,6 +175,14 @@ impl Module for Disco {
         }
         IqOutcome::Result(Some(query.build()))
     }
+}
+
+fn item(jid: &str, name: Option<&str>) -> Element {
+    let mut b = Element::builder("item", ns::DISCO_ITEMS).attr(xml_ncname!("jid").into(), jid);
+    if let Some(name) = name {
+        b = b.attr(xml_ncname!("name").into(), name);
+    }
+    b.build()
 }
 
 fn identity(category: &str, kind: &str, name: &str) -> Element {

@@ -20,6 +20,7 @@ pub mod disco;
 pub mod external_services;
 pub mod last;
 pub mod mam;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod ping;
@@ -57,6 +58,7 @@ pub const ALL: &[ModuleDef] = &[
     mam::DEF,
     pep::DEF,
     upload::DEF,
+    muc::DEF,
     external_services::DEF,
     contact_info::DEF,
     push::DEF,

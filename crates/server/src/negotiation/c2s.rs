@@ -16,12 +16,15 @@ pub enum Transport {
     Tcp { tls: bool },
     /// RFC 7395; `tls` when weft itself terminates wss://.
     WebSocket { tls: bool },
+    /// XEP-0206 over https:// (`tls`) or http://; no channel binding (a session spans
+    /// several connections).
+    Bosh { tls: bool },
 }
 
 impl Transport {
     pub fn is_tls(self) -> bool {
         match self {
-            Transport::Tcp { tls } | Transport::WebSocket { tls } => tls,
+            Transport::Tcp { tls } | Transport::WebSocket { tls } | Transport::Bosh { tls } => tls,
         }
     }
 }

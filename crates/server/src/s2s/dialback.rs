@@ -85,6 +85,23 @@ pub fn result_answer(from: &str, to: &str, valid: bool) -> Element {
         .build()
 }
 
+/// `<db:result type='error'>` (XEP-0220 §2.4): the key could not be checked, for a reason that
+/// says nothing about its validity (the authoritative server unreachable, or it answered
+/// nonsense); non-fatal for the stream, and the initiating server bounces its queue.
+pub fn result_error(from: &str, to: &str, condition: &str) -> Element {
+    Element::builder("result", NS)
+        .attr(xml_ncname!("from").into(), from)
+        .attr(xml_ncname!("to").into(), to)
+        .attr(xml_ncname!("type").into(), "error")
+        .append(
+            Element::builder("error", crate::ns::SERVER)
+                .attr(xml_ncname!("type").into(), "cancel")
+                .append(Element::builder(condition, "urn:ietf:params:xml:ns:xmpp-stanzas").build())
+                .build(),
+        )
+        .build()
+}
+
 /// `<db:verify from to id>key</db:verify>`, the receiving server asking the authoritative one.
 pub fn verify_request(from: &str, to: &str, id: &str, key: &str) -> Element {
     Element::builder("verify", NS)
@@ -157,6 +174,21 @@ mod tests {
             keys.key("montague.example", "capulet.example", "D60000229F"),
             "b4835385f37fe2895af6c196b59097b16862406db80559900d96bf6fa7d23df3"
         );
+    }
+
+    #[test]
+    fn an_unchecked_key_is_a_dialback_error_as_in_xep_0220() {
+        let e = result_error(
+            "capulet.example",
+            "montague.example",
+            "remote-server-not-found",
+        );
+        let want: Element = "<db:result xmlns:db='jabber:server:dialback' xmlns='jabber:server' \
+            from='capulet.example' to='montague.example' type='error'><error type='cancel'>\
+            <remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></db:result>"
+            .parse()
+            .unwrap();
+        assert_eq!(e, want);
     }
 
     #[test]

@@ -263,7 +263,8 @@ impl S2sIn {
             ));
         }
         let to = h.attr("to").unwrap_or("").to_ascii_lowercase();
-        if !self.state.is_local_domain(&to) {
+        // Components (XEP-0114) federate through us under their own domains.
+        if !self.state.serves_domain(&to) {
             return Err(error(
                 StreamErrorCondition::HostUnknown,
                 "this server does not host that domain",
@@ -344,8 +345,9 @@ impl S2sIn {
 
     /// Whether the peer's certificate is valid for the domain it claims: for the domain
     /// itself, or (XEP-0468 §5, XEP-0487) for a host the domain's own host-meta, fetched over
-    /// verified HTTPS, names as the `sni` or host of one of its s2s links. Checked once per
-    /// stream and logged either way.
+    /// verified HTTPS, names as the `sni` of one of its s2s links (`s2s/delegation.rs`; the
+    /// host of a link's URL alone delegates nothing here: it is where weft connects to, not
+    /// whom the peer's operator vouches for). Checked once per stream and logged either way.
     async fn check_certificate(&mut self) -> bool {
         if let Some(outcome) = &self.cert_accepts {
             return outcome.is_ok();
@@ -532,7 +534,7 @@ impl S2sIn {
             ));
         };
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
-        if !self.state.is_local_domain(&to) {
+        if !self.state.serves_domain(&to) {
             return Err(error(
                 StreamErrorCondition::HostUnknown,
                 "this server does not host that domain",
@@ -551,6 +553,18 @@ impl S2sIn {
         )
         .await;
         let valid = matches!(verified, Ok(Ok(true)));
+        // XEP-0220 §2.4: a key that could not be checked is an error, not invalid.
+        let unchecked = match &verified {
+            Err(_) => Some("remote-server-timeout"),
+            Ok(Err(_)) => Some("remote-server-not-found"),
+            Ok(Ok(_)) => None,
+        };
+        if let Some(condition) = unchecked {
+            tracing::info!(peer = %self.peer.addr, %from, condition, "dialback could not be checked: {verified:?}");
+            self.framed
+                .queue(&dialback::result_error(&to, &from, condition));
+            return self.flush().await;
+        }
         if !valid {
             tracing::info!(peer = %self.peer.addr, %from, "dialback failed: {verified:?}");
         } else {
@@ -579,7 +593,7 @@ impl S2sIn {
         };
         // `from` is the receiving server asking, `to` is us, the originating server.
         let valid =
-            self.state.is_local_domain(to) && self.state.s2s.keys.verify(from, to, id, &el.text());
+            self.state.serves_domain(to) && self.state.s2s.keys.verify(from, to, id, &el.text());
         self.framed
             .queue(&dialback::verify_answer(to, from, id, valid));
         self.flush().await
@@ -624,7 +638,7 @@ impl S2sIn {
                 "'to' is not a JID",
             ));
         };
-        if !self.state.is_local_domain(to.domain().as_str()) {
+        if !self.state.serves_domain(to.domain().as_str()) {
             return Err(error(
                 StreamErrorCondition::HostUnknown,
                 "'to' is not a domain hosted here",

@@ -1,4 +1,5 @@
-//! TCP listeners for c2s: STARTTLS (RFC 6120 §5) on one port, Direct TLS (XEP-0368) on another.
+//! TCP listeners for c2s and s2s: STARTTLS (RFC 6120 §5) on one port, Direct TLS (XEP-0368) on
+//! another; and for XEP-0114 components, plain TCP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum Role {
     C2s,
     S2s,
+    /// XEP-0114 external components (no TLS: they are expected on loopback or a private link).
+    Component,
 }
 
 /// Accepts c2s or s2s connections until shutdown. `direct_tls` selects XEP-0368 on this port.
@@ -77,6 +80,15 @@ pub async fn serve(state: Arc<ServerState>, listener: TcpListener, role: Role, d
                     // Boxed: the s2s future is large and incoming s2s links are few.
                     tracker.spawn(Box::pin(session).map(move |()| drop(guard)));
                 }
+                Role::Component => {
+                    let framed = Framed::Tcp(Box::new(TcpFraming::new(
+                        io,
+                        state2.limits,
+                        crate::ns::COMPONENT,
+                    )));
+                    let session = crate::component::session::serve(state2, framed, peer);
+                    tracker.spawn(Box::pin(session).map(move |()| drop(guard)));
+                }
             }
         });
     }
@@ -94,7 +106,8 @@ async fn handshake(
     }
     let config = match role {
         Role::C2s => state.tls.direct_tls.clone(),
-        Role::S2s => state.tls.s2s_server.clone(),
+        // Never asked: component listeners have no Direct TLS.
+        Role::S2s | Role::Component => state.tls.s2s_server.clone(),
     };
     let acceptor = TlsAcceptor::from(config);
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -116,10 +129,10 @@ async fn handshake(
 /// Over the per-IP cap: a stream error without waiting for the client's header
 /// (RFC 6120 §4.9.1.3 lets the server open the stream to report it).
 async fn refuse_over_limit(mut stream: TcpStream, role: Role) {
-    let content = if role == Role::C2s {
-        "jabber:client"
-    } else {
-        "jabber:server"
+    let content = match role {
+        Role::C2s => "jabber:client",
+        Role::S2s => "jabber:server",
+        Role::Component => crate::ns::COMPONENT,
     };
     let msg = concat!(
         "<?xml version='1.0'?><stream:stream xmlns='CONTENT' ",

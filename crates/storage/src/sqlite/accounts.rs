@@ -84,11 +84,19 @@ impl AccountStore for SqliteStore {
     }
 
     async fn remove_account(&self, domain: &str, username: &str) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The archive has no foreign key (rooms have archives too): its chunks go here.
+        sqlx::query("DELETE FROM archive_chunks WHERE domain = $1 AND username = $2")
+            .bind(domain)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
         let removed = sqlx::query("DELETE FROM accounts WHERE domain = $1 AND username = $2")
             .bind(domain)
             .bind(username)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         let removed = removed.rows_affected() > 0;
         if removed {
             tracing::debug!(domain, username, "account removed");

@@ -1,11 +1,10 @@
-//! [`ArchiveStore`] on SQLite: the `archive` and `archive_prefs` tables (schema 0005;
-//! XEP-0313).
+//! [`ArchiveStore`] on SQLite: the `archive_chunks` and `archive_prefs` tables (schemas 0005
+//! and 0008; XEP-0313). Messages are stored in chunks (`archive_chunk.rs`): one row holds what
+//! one batch archived for one account with one other party.
 //!
 //! Appends come in batches from the server's archive writer. On a file database they run on
-//! a blocking thread through one rusqlite connection kept for them, with a cached prepared
-//! statement, in one transaction per batch: through sqlx every row would be a round trip to
-//! its worker thread, which at tens of thousands of messages per second cost more than the
-//! inserts. Reads go through the pool.
+//! a blocking thread through one rusqlite connection kept for them, with cached prepared
+//! statements, in one transaction per batch; reads go through the pool.
 //!
 //! That connection leaves foreign keys off and checks each account of a batch once, in the
 //! batch's transaction, instead of SQLite looking the account up for every row; and it
@@ -17,29 +16,27 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use futures_util::TryStreamExt;
+use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStore;
+use crate::archive_chunk::{self, Chunk, Group, Page, MAX_SPAN};
 use crate::{
     ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
     ArchivedMessage, StorageError,
 };
 
-/// `OR IGNORE` skips an id already archived (a retried batch).
-const INSERT: &str = "INSERT OR IGNORE INTO archive \
-     (domain, username, id, with_jid, with_resource, outgoing, stanza) \
+/// `OR IGNORE` skips a chunk already stored (a retried batch makes the same chunks).
+const INSERT: &str = "INSERT OR IGNORE INTO archive_chunks \
+     (domain, username, with_jid, first_id, last_id, count, messages) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
-const COLUMNS: &str = "id, with_jid, with_resource, outgoing, stanza";
 
 /// Whether an account exists: once per account of a batch, in its transaction.
 const ACCOUNT_EXISTS: &str = "SELECT 1 FROM accounts WHERE domain = ?1 AND username = ?2";
 
 /// WAL pages after which the writer's commit checkpoints (SQLite's default: 1000, 4 MiB).
-/// Appends at tens of thousands of rows per second rewrite the same index pages in every
-/// batch; with the default, each checkpoint copied them again a few batches later (9% of
-/// weft's CPU at 10 pairs with everything archived).
+/// Appends at tens of thousands of messages per second rewrite the same index pages in every
+/// batch; with the default, each checkpoint copied them again a few batches later.
 const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// The connection batched appends use on a file database.
@@ -78,36 +75,34 @@ impl ArchiveWriter {
                 let mut exists = tx.prepare_cached(ACCOUNT_EXISTS)?;
                 let mut insert = tx.prepare_cached(INSERT)?;
                 let mut checked: HashMap<(&str, &str), bool> = HashMap::new();
-                for e in entries {
-                    let key = (e.domain.as_str(), e.username.as_str());
-                    let known = match checked.get(&key) {
-                        Some(known) => *known,
-                        None => {
-                            let known = exists.exists(key)?;
-                            if !known {
-                                tracing::debug!(
-                                    domain = key.0,
-                                    user = key.1,
-                                    "not archived: no such account"
-                                );
+                for g in archive_chunk::groups(entries) {
+                    let key = (g.domain, g.username);
+                    let known = g.of_room
+                        || match checked.get(&key) {
+                            Some(known) => *known,
+                            None => {
+                                let known = exists.exists(key)?;
+                                if !known {
+                                    not_archived(&g);
+                                }
+                                checked.insert(key, known);
+                                known
                             }
-                            checked.insert(key, known);
-                            known
-                        }
-                    };
+                        };
                     if !known {
                         continue;
                     }
-                    let m = &e.message;
-                    insert.execute((
-                        &e.domain,
-                        &e.username,
-                        m.id,
-                        &m.with,
-                        &m.with_resource,
-                        m.outgoing,
-                        &m.stanza,
-                    ))?;
+                    for c in archive_chunk::chunks(&g) {
+                        insert.execute((
+                            g.domain,
+                            g.username,
+                            g.with,
+                            c.first_id,
+                            c.last_id,
+                            c.count,
+                            &c.messages,
+                        ))?;
+                    }
                 }
             }
             tx.commit()
@@ -120,14 +115,345 @@ impl ArchiveWriter {
     }
 }
 
-fn message_from(row: &SqliteRow) -> Result<ArchivedMessage, sqlx::Error> {
-    Ok(ArchivedMessage {
-        id: row.try_get("id")?,
-        with: row.try_get("with_jid")?,
-        with_resource: row.try_get("with_resource")?,
-        outgoing: row.try_get("outgoing")?,
-        stanza: row.try_get("stanza")?,
-    })
+fn not_archived(g: &Group<'_>) {
+    tracing::debug!(
+        domain = g.domain,
+        user = g.username,
+        messages = g.messages.len(),
+        "not archived: no such account"
+    );
+}
+
+/// Appends through sqlx (the in-memory database of tests, and the schema migration), skipping
+/// the groups of accounts that do not exist.
+async fn append_with(
+    conn: &mut SqliteConnection,
+    entries: &[ArchiveEntry],
+) -> Result<(), sqlx::Error> {
+    /// One group of the batch, owned before the first await: a future holding the batch's
+    /// borrowed groups across sqlx calls is not provably Send (rust-lang/rust#102211).
+    struct Owned {
+        domain: String,
+        username: String,
+        with: String,
+        of_room: bool,
+        chunks: Vec<Chunk>,
+    }
+    let groups: Vec<Owned> = archive_chunk::groups(entries)
+        .iter()
+        .map(|g| Owned {
+            domain: g.domain.to_owned(),
+            username: g.username.to_owned(),
+            with: g.with.to_owned(),
+            of_room: g.of_room,
+            chunks: archive_chunk::chunks(g),
+        })
+        .collect();
+    let mut checked: HashMap<(String, String), bool> = HashMap::new();
+    for g in groups {
+        let (with, chunks) = (g.with, g.chunks);
+        let key = (g.domain, g.username);
+        let known = g.of_room
+            || match checked.get(&key) {
+                Some(known) => *known,
+                None => {
+                    let known: Option<i64> = sqlx::query_scalar(
+                        "SELECT 1 FROM accounts WHERE domain = $1 AND username = $2",
+                    )
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if known.is_none() {
+                        tracing::debug!(
+                            domain = key.0,
+                            user = key.1,
+                            "not archived: no such account"
+                        );
+                    }
+                    *checked.entry(key.clone()).or_insert(known.is_some())
+                }
+            };
+        if !known {
+            continue;
+        }
+        for c in chunks {
+            sqlx::query(INSERT)
+                .bind(&key.0)
+                .bind(&key.1)
+                .bind(&with)
+                .bind(c.first_id)
+                .bind(c.last_id)
+                .bind(c.count)
+                .bind(c.messages)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Schema 0008's Rust step: the rows of schema 0005's `archive` table, taken in id order a
+/// batch at a time as the archive writer would have written them, become chunks; then the
+/// table goes.
+pub(super) async fn move_rows_into_chunks(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    const BATCH: i64 = 8192;
+    let mut after = i64::MIN;
+    let mut moved = 0usize;
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, domain, username, with_jid, with_resource, outgoing, stanza \
+                 FROM archive WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(BATCH)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("id")?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(ArchiveEntry {
+                    domain: r.try_get("domain")?,
+                    username: r.try_get("username")?,
+                    of_room: false,
+                    message: ArchivedMessage {
+                        id: r.try_get("id")?,
+                        with: r.try_get("with_jid")?,
+                        with_resource: r.try_get("with_resource")?,
+                        outgoing: r.try_get("outgoing")?,
+                        stanza: r.try_get("stanza")?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        moved += entries.len();
+        append_with(&mut *conn, &entries).await?;
+    }
+    sqlx::raw_sql("DROP TABLE archive")
+        .execute(&mut *conn)
+        .await?;
+    if moved > 0 {
+        tracing::info!("moved {moved} archived messages into chunks");
+    }
+    Ok(())
+}
+
+/// The chunks a query reads, in the order [`Page`] wants them: the account's (or only those
+/// with one party) starting at or after `$3` by first id, ascending, when going forward; ending
+/// at or before `$4` by last id, descending, when going backward.
+fn scan_sql(with: bool, from_end: bool) -> String {
+    let with = if with { " AND with_jid = $5" } else { "" };
+    if from_end {
+        format!(
+            "SELECT with_jid, first_id, last_id, messages FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND last_id >= $3 AND last_id <= $4{with} \
+             ORDER BY last_id DESC"
+        )
+    } else {
+        format!(
+            "SELECT with_jid, first_id, last_id, messages FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND first_id >= $3 AND first_id <= $4{with} \
+             ORDER BY first_id ASC"
+        )
+    }
+}
+
+/// The chunks a query's bound falls inside of, which [`scan_sql`] leaves out: going forward,
+/// those starting before `$3` and ending at or after it (within MAX_SPAN: `$4` = `$3` +
+/// MAX_SPAN); going backward, those ending after `$4` and starting at or before it (`$3` =
+/// `$4` - MAX_SPAN).
+fn straddling_sql(with: bool, from_end: bool) -> String {
+    let with = if with { " AND with_jid = $5" } else { "" };
+    if from_end {
+        format!(
+            "SELECT with_jid, first_id, last_id, messages FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND first_id >= $3 AND first_id <= $4 \
+             AND last_id > $4{with}"
+        )
+    } else {
+        format!(
+            "SELECT with_jid, first_id, last_id, messages FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND last_id >= $3 AND last_id <= $4 \
+             AND first_id < $3{with}"
+        )
+    }
+}
+
+/// The chunks that may hold `id`.
+fn probe_sql(with: bool) -> String {
+    format!(
+        "SELECT chunk, with_jid, first_id, messages FROM archive_chunks \
+         WHERE domain = $1 AND username = $2 AND first_id >= $3 AND first_id <= $4 \
+         AND last_id >= $4{}",
+        if with { " AND with_jid = $5" } else { "" }
+    )
+}
+
+impl SqliteStore {
+    async fn query_chunks(
+        &self,
+        domain: &str,
+        username: &str,
+        q: &ArchiveQuery,
+    ) -> Result<ArchivePage, StorageError> {
+        let mut page = Page::new(q);
+        let with = q.with.as_ref().map(|(w, _)| w.as_str());
+        if let Some(ids) = &q.ids {
+            // Each id on its own: the ids of one query may lie far apart.
+            let sql = probe_sql(with.is_some());
+            let mut seen = Vec::new();
+            for &id in ids {
+                let mut query = sqlx::query(&sql)
+                    .bind(domain)
+                    .bind(username)
+                    .bind(id.saturating_sub(MAX_SPAN))
+                    .bind(id);
+                if let Some(w) = with {
+                    query = query.bind(w);
+                }
+                for row in query.fetch_all(&self.pool).await? {
+                    let chunk: i64 = row.try_get("chunk")?;
+                    if seen.contains(&chunk) {
+                        continue;
+                    }
+                    seen.push(chunk);
+                    page.take(
+                        row.try_get("with_jid")?,
+                        row.try_get("first_id")?,
+                        row.try_get("messages")?,
+                    )?;
+                }
+            }
+            return Ok(page.finish());
+        }
+        let (lo, hi) = archive_chunk::id_range(q);
+        if lo > hi {
+            return Ok(page.finish());
+        }
+        fn bind<'q>(
+            sql: &'q str,
+            names: (&'q str, &'q str, Option<&'q str>),
+            a: i64,
+            b: i64,
+        ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+            let mut query = sqlx::query(sql).bind(names.0).bind(names.1).bind(a).bind(b);
+            if let Some(w) = names.2 {
+                query = query.bind(w);
+            }
+            query
+        }
+        let names = (domain, username, with);
+        // The chunks the bound falls inside of first, then the rest in order.
+        let (edge, span) = if q.from_end {
+            (hi, (hi.saturating_sub(MAX_SPAN), hi))
+        } else {
+            (lo, (lo, lo.saturating_add(MAX_SPAN)))
+        };
+        if edge != i64::MIN && edge != i64::MAX {
+            let sql = straddling_sql(with.is_some(), q.from_end);
+            for row in bind(&sql, names, span.0, span.1)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                page.take(
+                    row.try_get("with_jid")?,
+                    row.try_get("first_id")?,
+                    row.try_get("messages")?,
+                )?;
+            }
+        }
+        let sql = scan_sql(with.is_some(), q.from_end);
+        let mut rows = bind(&sql, names, lo, hi).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let (first_id, last_id): (i64, i64) =
+                (row.try_get("first_id")?, row.try_get("last_id")?);
+            if page.done(first_id, last_id) {
+                break;
+            }
+            page.take(row.try_get("with_jid")?, first_id, row.try_get("messages")?)?;
+        }
+        Ok(page.finish())
+    }
+
+    /// Rewrites `chunk` with only the messages `keep` accepts (deleting it when none is
+    /// left); returns how many went.
+    async fn cut_chunk(
+        conn: &mut SqliteConnection,
+        chunk: i64,
+        first_id: i64,
+        count: i64,
+        blob: &[u8],
+        keep: impl Fn(i64) -> bool,
+    ) -> Result<u64, StorageError> {
+        match archive_chunk::rewrite(first_id, blob, keep)? {
+            Some(c) => {
+                let left = c.count;
+                sqlx::query(
+                    "UPDATE archive_chunks SET first_id = $1, last_id = $2, count = $3, \
+                     messages = $4 WHERE chunk = $5",
+                )
+                .bind(c.first_id)
+                .bind(c.last_id)
+                .bind(c.count)
+                .bind(c.messages)
+                .bind(chunk)
+                .execute(&mut *conn)
+                .await?;
+                Ok(u64::try_from(count - left).unwrap_or(0))
+            }
+            None => {
+                sqlx::query("DELETE FROM archive_chunks WHERE chunk = $1")
+                    .bind(chunk)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            }
+        }
+    }
+
+    /// Removes the account's messages with an id at or below `cutoff`.
+    async fn cut_account(
+        conn: &mut SqliteConnection,
+        domain: &str,
+        username: &str,
+        cutoff: i64,
+    ) -> Result<u64, StorageError> {
+        let (whole,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(count), 0) FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND last_id <= $3",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(cutoff)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM archive_chunks WHERE domain = $1 AND username = $2 AND last_id <= $3",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?;
+        let mut removed = u64::try_from(whole).unwrap_or(0);
+        let straddling: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT chunk, first_id, count, messages FROM archive_chunks \
+             WHERE domain = $1 AND username = $2 AND first_id >= $3 AND first_id <= $4",
+        )
+        .bind(domain)
+        .bind(username)
+        .bind(cutoff.saturating_sub(MAX_SPAN))
+        .bind(cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (chunk, first_id, count, blob) in straddling {
+            removed += Self::cut_chunk(&mut *conn, chunk, first_id, count, &blob, |id| id > cutoff)
+                .await?;
+        }
+        Ok(removed)
+    }
 }
 
 fn lines(list: &[String]) -> String {
@@ -162,30 +488,9 @@ impl ArchiveStore for SqliteStore {
                 .await
                 .map_err(|e| StorageError::Task(e.to_string()))?;
         }
-        // In memory (tests): through the pool, skipping rows of accounts that are gone.
+        // In memory (tests): through the pool.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for e in entries.iter() {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM accounts WHERE domain = $1 AND username = $2")
-                    .bind(&e.domain)
-                    .bind(&e.username)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if known.is_none() {
-                continue;
-            }
-            let m = &e.message;
-            sqlx::query(INSERT)
-                .bind(&e.domain)
-                .bind(&e.username)
-                .bind(m.id)
-                .bind(&m.with)
-                .bind(&m.with_resource)
-                .bind(m.outgoing)
-                .bind(&m.stanza)
-                .execute(&mut *tx)
-                .await?;
-        }
+        append_with(&mut tx, &entries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -202,67 +507,7 @@ impl ArchiveStore for SqliteStore {
                 complete: true,
             });
         }
-        // The conditions, numbered as they are bound below.
-        let mut sql = format!("SELECT {COLUMNS} FROM archive WHERE domain = $1 AND username = $2");
-        let mut n = 2;
-        let mut next = |sql: &mut String, cond: &str| {
-            n += 1;
-            sql.push_str(&cond.replace('?', &format!("${n}")));
-        };
-        if let Some((_, resource)) = &q.with {
-            next(&mut sql, " AND with_jid = ?");
-            if resource.is_some() {
-                next(&mut sql, " AND with_resource = ?");
-            }
-        }
-        for (value, cond) in [
-            (q.start, " AND id >= ?"),
-            (q.end, " AND id <= ?"),
-            (q.after, " AND id > ?"),
-            (q.before, " AND id < ?"),
-        ] {
-            if value.is_some() {
-                next(&mut sql, cond);
-            }
-        }
-        if let Some(ids) = &q.ids {
-            sql.push_str(" AND id IN (");
-            for i in 0..ids.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                next(&mut sql, "?");
-            }
-            sql.push(')');
-        }
-        let order = if q.from_end { "DESC" } else { "ASC" };
-        // One more than the page: whether it exists says if the page is the last one.
-        sql.push_str(&format!(" ORDER BY id {order} LIMIT {}", q.max as u64 + 1));
-
-        let mut query = sqlx::query(&sql).bind(domain).bind(username);
-        if let Some((with, resource)) = &q.with {
-            query = query.bind(with);
-            if let Some(r) = resource {
-                query = query.bind(r);
-            }
-        }
-        for value in [q.start, q.end, q.after, q.before].into_iter().flatten() {
-            query = query.bind(value);
-        }
-        for id in q.ids.iter().flatten() {
-            query = query.bind(*id);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let complete = rows.len() <= q.max;
-        let mut messages = rows
-            .iter()
-            .take(q.max)
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        if q.from_end {
-            messages.reverse();
-        }
-        Ok(ArchivePage { messages, complete })
+        self.query_chunks(domain, username, q).await
     }
 
     async fn archive_has(
@@ -271,15 +516,18 @@ impl ArchiveStore for SqliteStore {
         username: &str,
         id: i64,
     ) -> Result<bool, StorageError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM archive WHERE domain = $1 AND username = $2 AND id = $3",
-        )
-        .bind(domain)
-        .bind(username)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        let page = self
+            .query_chunks(
+                domain,
+                username,
+                &ArchiveQuery {
+                    ids: Some(vec![id]),
+                    max: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(!page.messages.is_empty())
     }
 
     async fn archive_bounds(
@@ -287,58 +535,95 @@ impl ArchiveStore for SqliteStore {
         domain: &str,
         username: &str,
     ) -> Result<Option<(ArchivedMessage, ArchivedMessage)>, StorageError> {
-        let end = |order: &str| {
-            format!(
-                "SELECT {COLUMNS} FROM archive WHERE domain = $1 AND username = $2 \
-                 ORDER BY id {order} LIMIT 1"
-            )
+        let end = |from_end| ArchiveQuery {
+            max: 1,
+            from_end,
+            ..Default::default()
         };
-        let first = sqlx::query(&end("ASC"))
-            .bind(domain)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        let last = sqlx::query(&end("DESC"))
-            .bind(domain)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        match (first, last) {
-            (Some(f), Some(l)) => Ok(Some((message_from(&f)?, message_from(&l)?))),
+        let first = self.query_chunks(domain, username, &end(false)).await?;
+        let last = self.query_chunks(domain, username, &end(true)).await?;
+        match (
+            first.messages.into_iter().next(),
+            last.messages.into_iter().next(),
+        ) {
+            (Some(f), Some(l)) => Ok(Some((f, l))),
             _ => Ok(None),
         }
     }
 
     async fn expire_archive(&self, before: i64) -> Result<u64, StorageError> {
-        let done = sqlx::query("DELETE FROM archive WHERE id < $1")
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (whole,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(SUM(count), 0) FROM archive_chunks WHERE last_id < $1")
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM archive_chunks WHERE last_id < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected())
+        let mut removed = u64::try_from(whole).unwrap_or(0);
+        // Chunks holding messages on both sides of `before` end less than MAX_SPAN after it.
+        let straddling: Vec<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT chunk, first_id, count, messages FROM archive_chunks \
+             WHERE last_id >= $1 AND last_id <= $2 AND first_id < $1",
+        )
+        .bind(before)
+        .bind(before.saturating_add(MAX_SPAN))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (chunk, first_id, count, blob) in straddling {
+            removed +=
+                Self::cut_chunk(&mut tx, chunk, first_id, count, &blob, |id| id >= before).await?;
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 
     async fn trim_archives(&self, keep: u64) -> Result<u64, StorageError> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let over: Vec<(String, String)> = sqlx::query_as(
-            "SELECT domain, username FROM archive GROUP BY domain, username HAVING COUNT(*) > $1",
+        let over: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT domain, username, SUM(count) FROM archive_chunks \
+             GROUP BY domain, username HAVING SUM(count) > $1",
         )
         .bind(keep)
         .fetch_all(&self.pool)
         .await?;
         let mut removed = 0;
-        for (domain, username) in over {
-            // Everything older than the keep-th newest message.
-            let done = sqlx::query(
-                "DELETE FROM archive WHERE domain = $1 AND username = $2 AND id <= \
-                 (SELECT id FROM archive WHERE domain = $1 AND username = $2 \
-                  ORDER BY id DESC LIMIT 1 OFFSET $3)",
+        for (domain, username, total) in over {
+            let excess = usize::try_from(total - keep).unwrap_or(0);
+            // The id of the excess-th oldest message: it and everything older go. Chunks come
+            // by first id; one starting after the highest of the oldest found so far holds
+            // none older.
+            let mut oldest: Vec<i64> = Vec::new();
+            let mut rows = sqlx::query(
+                "SELECT first_id, messages FROM archive_chunks \
+                 WHERE domain = $1 AND username = $2 ORDER BY first_id",
             )
             .bind(&domain)
             .bind(&username)
-            .bind(keep)
-            .execute(&self.pool)
-            .await?;
-            removed += done.rows_affected();
+            .fetch(&self.pool);
+            while let Some(row) = rows.try_next().await? {
+                let first_id: i64 = row.try_get("first_id")?;
+                if oldest.len() == excess && oldest.last().is_some_and(|&m| first_id > m) {
+                    break;
+                }
+                let records = archive_chunk::records(row.try_get("messages")?)?;
+                oldest.extend(
+                    archive_chunk::decode(first_id, &records)?
+                        .iter()
+                        .map(|m| m.id),
+                );
+                oldest.sort_unstable();
+                oldest.truncate(excess);
+            }
+            drop(rows);
+            let Some(&cutoff) = oldest.last() else {
+                continue;
+            };
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            removed += Self::cut_account(&mut tx, &domain, &username, cutoff).await?;
+            tx.commit().await?;
         }
         Ok(removed)
     }
@@ -392,8 +677,26 @@ impl ArchiveStore for SqliteStore {
             .collect()
     }
 
+    async fn remove_archive(&self, domain: &str, username: &str) -> Result<u64, StorageError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(count), 0) FROM archive_chunks WHERE domain = $1 AND username = $2",
+        )
+        .bind(domain)
+        .bind(username)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM archive_chunks WHERE domain = $1 AND username = $2")
+            .bind(domain)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn archive_last_id(&self) -> Result<i64, StorageError> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM archive")
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(last_id) FROM archive_chunks")
             .fetch_one(&self.pool)
             .await?;
         Ok(last.unwrap_or(0))

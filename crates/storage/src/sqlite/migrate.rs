@@ -19,6 +19,24 @@ pub(crate) struct Migration {
     pub(crate) name: &'static str,
     /// The SQL script; may hold several statements.
     pub(crate) sql: &'static str,
+    /// Work SQL alone cannot do, run after the script in the same transaction (moving data
+    /// into a format of weft's own).
+    pub(crate) then: Option<Step>,
+}
+
+/// A migration's Rust step.
+#[derive(Clone, Copy)]
+pub(crate) enum Step {
+    /// Schema 0008: archive rows into chunks.
+    ArchiveChunks,
+}
+
+impl Step {
+    async fn run(self, conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+        match self {
+            Step::ArchiveChunks => super::archive::move_rows_into_chunks(conn).await,
+        }
+    }
 }
 
 /// Every migration this build knows, in order.
@@ -27,36 +45,55 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "accounts",
         sql: include_str!("../../migrations/sqlite/0001_accounts.sql"),
+        then: None,
     },
     Migration {
         version: 2,
         name: "roster",
         sql: include_str!("../../migrations/sqlite/0002_roster.sql"),
+        then: None,
     },
     Migration {
         version: 3,
         name: "offline",
         sql: include_str!("../../migrations/sqlite/0003_offline.sql"),
+        then: None,
     },
     Migration {
         version: 4,
         name: "private_xml",
         sql: include_str!("../../migrations/sqlite/0004_private_xml.sql"),
+        then: None,
     },
     Migration {
         version: 5,
         name: "archive",
         sql: include_str!("../../migrations/sqlite/0005_archive.sql"),
+        then: None,
     },
     Migration {
         version: 6,
         name: "pep",
         sql: include_str!("../../migrations/sqlite/0006_pep.sql"),
+        then: None,
     },
     Migration {
         version: 7,
         name: "push",
         sql: include_str!("../../migrations/sqlite/0007_push.sql"),
+        then: None,
+    },
+    Migration {
+        version: 8,
+        name: "archive_chunks",
+        sql: include_str!("../../migrations/sqlite/0008_archive_chunks.sql"),
+        then: Some(Step::ArchiveChunks),
+    },
+    Migration {
+        version: 9,
+        name: "muc",
+        sql: include_str!("../../migrations/sqlite/0009_muc.sql"),
+        then: None,
     },
 ];
 
@@ -124,6 +161,15 @@ pub(crate) async fn run_known(
                 name: migration.name,
                 message: e.to_string(),
             })?;
+        if let Some(step) = migration.then {
+            step.run(&mut tx)
+                .await
+                .map_err(|e| StorageError::Migration {
+                    version: migration.version,
+                    name: migration.name,
+                    message: e.to_string(),
+                })?;
+        }
         sqlx::query(
             "INSERT INTO weft_schema_version (version, name, applied_at) VALUES ($1, $2, $3)",
         )

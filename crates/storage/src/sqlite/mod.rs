@@ -20,6 +20,7 @@ mod accounts;
 mod archive;
 mod inline;
 mod migrate;
+mod muc;
 mod offline;
 mod pep;
 mod private_xml;

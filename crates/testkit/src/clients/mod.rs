@@ -1,5 +1,6 @@
 //! Scripted XMPP clients for tests. Each speaks one framing; `login` works over any of them.
 
+pub mod bosh;
 pub mod tcp;
 pub mod ws;
 

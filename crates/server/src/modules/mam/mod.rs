@@ -223,13 +223,16 @@ impl Module for Mam {
         };
         let incoming = hook == StanzaHook::MessageToLocal;
         let (owner, other) = if incoming { (to, from) } else { (from, to) };
-        let owner = owner.to_bare();
+        // Bare JIDs as slices of the full ones: Jid::to_bare formats a new string, and this
+        // runs twice for every message (its sender's archive and its recipient's).
+        let owner_bare = bare(owner);
+        let other_bare = bare(other);
         if incoming {
             // XEP-0359 §4: only this server says which ids it gave for the account.
-            strip_stanza_ids(&mut stanza, owner.as_str());
+            strip_stanza_ids(&mut stanza, owner_bare);
         }
         if !crate::stanza::worth_storing(&stanza)
-            || !self.archives(state, &owner, &other.to_bare()).await
+            || !self.archives(state, owner_bare, other_bare).await
         {
             return Flow::Continue(stanza);
         }
@@ -238,18 +241,19 @@ impl Module for Mam {
             stanza.append_child(
                 Element::builder("stanza-id", NS_SID)
                     .attr(xml_ncname!("id").into(), id.to_string())
-                    .attr(xml_ncname!("by").into(), owner.as_str())
+                    .attr(xml_ncname!("by").into(), owner_bare)
                     .build(),
             );
         }
-        let (domain, node) = account_parts(&owner);
+        let (node, domain) = bare_parts(owner_bare);
         archiver
             .write(ArchiveEntry {
                 domain: domain.to_owned(),
                 username: node.to_owned(),
+                of_room: false,
                 message: ArchivedMessage {
                     id,
-                    with: other.to_bare().to_string(),
+                    with: other_bare.to_owned(),
                     with_resource: other.resource().map(|r| r.as_str().to_owned()),
                     outgoing: !incoming,
                     stanza: serialise(&stanza),
@@ -257,6 +261,67 @@ impl Module for Mam {
             })
             .await;
         Flow::Continue(stanza)
+    }
+}
+
+/// XEP-0313 for XEP-0045 rooms (`modules::muc`): a room's archive is kept under its service
+/// domain and node, without preferences; `with` is the room and the sender's nick.
+impl Mam {
+    /// Archives a message the room `room` sends to everyone (its 'from' the sender's occupant
+    /// JID, no 'to'); returns the id, for the `<stanza-id by='room'/>` of every copy.
+    pub async fn archive_room_message(
+        &self,
+        room: &BareJid,
+        nick: &str,
+        message: &Element,
+    ) -> Option<i64> {
+        let archiver = self.archiver.get()?;
+        let id = archiver.next_id();
+        let (node, domain) = bare_parts(room.as_str());
+        archiver
+            .write(ArchiveEntry {
+                domain: domain.to_owned(),
+                username: node.to_owned(),
+                of_room: true,
+                message: ArchivedMessage {
+                    id,
+                    with: room.to_string(),
+                    with_resource: Some(nick.to_owned()),
+                    outgoing: false,
+                    stanza: serialise(message),
+                },
+            })
+            .await;
+        Some(id)
+    }
+
+    /// A query of the room's archive; the room decided that the requester may read it.
+    pub async fn query_room(
+        &self,
+        state: &Arc<ServerState>,
+        req: &IqRequest<'_>,
+        room: &BareJid,
+    ) -> IqOutcome {
+        match (req.payload.name(), req.is_set) {
+            ("query", false) => IqOutcome::Result(Some(query::form())),
+            ("query", true) => self.query(state, req, room).await,
+            ("metadata", false) => self.metadata(state, room).await,
+            _ => IqOutcome::error(
+                StanzaErrorCondition::FeatureNotImplemented,
+                "rooms keep no archive preferences",
+            ),
+        }
+    }
+
+    /// Forgets a destroyed room's archive.
+    pub async fn remove_room_archive(&self, state: &ServerState, room: &BareJid) {
+        if let Some(archiver) = self.archiver.get() {
+            archiver.flushed().await;
+        }
+        let (node, domain) = bare_parts(room.as_str());
+        if let Err(e) = state.storage.archive.remove_archive(domain, node).await {
+            tracing::warn!(%room, "removing the room's archive failed: {e}");
+        }
     }
 }
 
@@ -279,12 +344,12 @@ impl Mam {
         }
     }
 
-    /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other`.
-    async fn archives(&self, state: &ServerState, owner: &BareJid, other: &BareJid) -> bool {
-        let prefs = self.prefs.get(owner.as_str()).map(|p| p.clone());
+    /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other` (bare JIDs).
+    async fn archives(&self, state: &ServerState, owner: &str, other: &str) -> bool {
+        let prefs = self.prefs.get(owner).map(|p| p.clone());
         let default = match prefs.as_deref() {
-            Some(p) if p.never.iter().any(|j| j == other.as_str()) => return false,
-            Some(p) if p.always.iter().any(|j| j == other.as_str()) => return true,
+            Some(p) if p.never.iter().any(|j| j == other) => return false,
+            Some(p) if p.always.iter().any(|j| j == other) => return true,
             Some(p) => p.default,
             None => self.default,
         };
@@ -292,9 +357,9 @@ impl Mam {
             ArchiveDefault::Always => true,
             ArchiveDefault::Never => false,
             ArchiveDefault::Roster => {
-                let (domain, node) = account_parts(owner);
+                let (node, domain) = bare_parts(owner);
                 matches!(
-                    state.storage.roster.roster_item(domain, node, other.as_str()).await,
+                    state.storage.roster.roster_item(domain, node, other).await,
                     Ok(Some(item)) if item.listed
                 )
             }
@@ -432,6 +497,18 @@ async fn sweep(store: &dyn weft_storage::ArchiveStore, retention: Duration, keep
     }
 }
 
+/// The bare part of a JID's text: up to the resource's `/` (neither a node nor a domain holds
+/// one).
+fn bare(jid: &Jid) -> &str {
+    let s = jid.as_str();
+    s.split_once('/').map_or(s, |(bare, _)| bare)
+}
+
+/// A bare JID's node (empty for a domain) and domain (a domain holds no `@`).
+fn bare_parts(bare: &str) -> (&str, &str) {
+    bare.split_once('@').unwrap_or(("", bare))
+}
+
 /// The stanza's text for the archive, by weft's own writer (the one the transports use):
 /// minidom's, through rxml's namespace-tracking encoder, took about 5% of weft's CPU at 10
 /// pairs with every message archived, twice a message.
@@ -465,6 +542,22 @@ mod tests {
 
     fn msg(xml: &str) -> Element {
         xml.parse().unwrap()
+    }
+
+    #[test]
+    fn bare_slices_agree_with_jid() {
+        for s in [
+            "a@b.example/r/x@y",
+            "b.example/r@s",
+            "a@b.example",
+            "b.example",
+        ] {
+            let jid = Jid::new(s).unwrap();
+            let want = jid.to_bare();
+            assert_eq!(bare(&jid), want.as_str());
+            let (node, domain) = bare_parts(bare(&jid));
+            assert_eq!((domain, node), account_parts(&want));
+        }
     }
 
     #[test]

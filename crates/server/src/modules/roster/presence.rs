@@ -117,6 +117,12 @@ impl Subscribers {
 /// `<presence type='unavailable'/>` (RFC 6121 §4.3.2 says SHOULD; ejabberd does not send it
 /// either), after reading the contact's roster item, which the client already assumes. Not
 /// probed: a 200-contact login read 200 roster items for it. Remote contacts are probed.
+/// Whether `jid` can be a contact in a roster: an account, or a domain other than ours (a
+/// component, a remote gateway), as Prosody and ejabberd allow.
+fn contact_jid(state: &ServerState, jid: &Jid) -> bool {
+    jid.node().is_some() || !state.is_local_domain(jid.domain().as_str())
+}
+
 fn offline_here(state: &ServerState, contact: &str) -> bool {
     let domain = contact.rsplit_once('@').map_or(contact, |(_, d)| d);
     state.is_local_domain(domain) && !state.sessions.is_available(contact)
@@ -187,8 +193,10 @@ impl RosterModule {
         let user = full.to_bare();
         let kind = stanza.attr("type").map(str::to_owned);
         if let Some(sub) = kind.as_deref().and_then(SubKind::parse) {
-            // §3.1.2: a subscription stanza goes to the contact's bare JID from the user's.
-            let Some(contact) = to.filter(|t| t.node().is_some()).map(Jid::to_bare) else {
+            // §3.1.2: a subscription stanza goes to the contact's bare JID from the user's. A
+            // contact may be a domain (a XEP-0114 component, a gateway elsewhere: XEP-0100
+            // §4.1), but not a domain of this server.
+            let Some(contact) = to.filter(|t| contact_jid(state, t)).map(Jid::to_bare) else {
                 return Ok(Flow::Done(Vec::new()));
             };
             self.outbound_subscription(state, &user, &contact, sub, stanza)
@@ -234,7 +242,7 @@ impl RosterModule {
         };
         let kind = stanza.attr("type").map(str::to_owned);
         if let Some(sub) = kind.as_deref().and_then(SubKind::parse) {
-            if from.node().is_some() {
+            if contact_jid(state, from) {
                 self.inbound_subscription(state, &user, &from.to_bare(), sub, stanza)
                     .await?;
             }

@@ -341,9 +341,7 @@ impl C2s {
             End::Shutdown => {
                 let redirect = self
                     .framed
-                    .is_websocket()
-                    .then(|| self.state.redirect_for(self.transport.is_tls()))
-                    .flatten();
+                    .redirect_for(&self.state, self.transport.is_tls());
                 if redirect.is_some() && !header_missing {
                     self.framed.close(false, redirect.as_deref()).await;
                 } else {
@@ -467,7 +465,11 @@ impl C2s {
     /// RFC 6120 §5.4.2.
     async fn starttls(&mut self, offer: &PreAuthOffer) -> Result<(), End> {
         let Framed::Tcp(tcp) = &mut self.framed else {
-            unreachable!("STARTTLS is never offered on WebSocket");
+            // Never offered on WebSocket or BOSH (TLS is the HTTP connection's): §5.4.2.2's
+            // failure, and the stream ends.
+            self.framed
+                .queue(&Element::builder("failure", ns::TLS).build());
+            return Err(End::PeerClosed);
         };
         if !offer.starttls || tcp.is_tls() {
             tcp.queue(&Element::builder("failure", ns::TLS).build());

@@ -1,0 +1,624 @@
+//! XEP-0045 multi-user chat: a service entity `conference.<domain>` (listed in the server's
+//! disco#items) whose rooms live in memory, persistent ones also in storage. Rooms are
+//! sans-IO (`room.rs`, `admin.rs`, `config.rs`); this file routes stanzas into them, one at a
+//! time per room (its lock is held while what it answers is sent, so every occupant gets a
+//! room's stanzas in the order the room made them), and keeps their storage.
+
+mod admin;
+mod config;
+mod extras;
+mod messages;
+mod room;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use jid::{BareJid, FullJid, Jid};
+use minidom::Element;
+use rxml::xml_ncname;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use weft_storage::{StorageError, StoredRoom};
+use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+
+use super::{Module, ModuleDef, ModuleSpec, Section};
+use crate::compliance::Claim;
+use crate::error::StanzaErrorCondition;
+use crate::ns;
+use crate::stanza::{self, Kind};
+use crate::state::ServerState;
+use admin::{NS_ADMIN, NS_OWNER};
+use room::{error, Ctx, Out, Room, NS_MUC, NS_OCCUPANT_ID, NS_USER};
+
+pub const DEF: ModuleDef = ModuleDef {
+    name: "muc",
+    default_enabled: true,
+    spec: &SPEC,
+    build,
+};
+
+const NS_PING: &str = "urn:xmpp:ping";
+const NS_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
+const NS_CONFERENCE: &str = "jabber:x:conference";
+const NS_MAM: &str = "urn:xmpp:mam:2";
+const NS_SID: &str = "urn:xmpp:sid:0";
+
+static SPEC: ModuleSpec = ModuleSpec {
+    service_stanzas: true,
+    server_features: &[],
+    specs: &[
+        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration, affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars); no registered nicks, no presence-broadcast filter").partial(),
+        Claim::xep(249, "1.2", "routed between clients; modules::muc passes a room's password along"),
+        Claim::xep(410, "1.1.0", "modules::muc: self-pings answered by the room"),
+        Claim::xep(421, "0.2.0", "modules::muc: occupant ids in presence and messages"),
+        Claim::xep(486, "0.1.0", "modules::muc: room vCards set by owners, the photo hash in the room's presence and disco#info"),
+    ],
+    ..ModuleSpec::named("muc")
+};
+
+/// `[modules.muc]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MucSettings {
+    /// The service's JID is `SUBDOMAIN.<domain>` for each hosted domain.
+    pub subdomain: String,
+    /// Its name in disco.
+    pub name: String,
+    /// Who may create rooms: "local" (accounts of this server), "anyone", or "admins".
+    pub create: String,
+    /// Bare JIDs that own every room.
+    pub admins: Vec<String>,
+    /// A new room waits for its owner's configuration (or an instant-room acceptance) before
+    /// anyone else may enter (XEP-0045 §10.1.2).
+    pub lock_new_rooms: bool,
+    /// Messages of discussion history a room may keep at most.
+    pub max_history: usize,
+    /// Occupants of one room at most.
+    pub max_occupants: usize,
+    /// New rooms are listed in the directory.
+    pub rooms_public: bool,
+    /// New rooms outlive their occupants.
+    pub rooms_persistent: bool,
+}
+
+impl Default for MucSettings {
+    fn default() -> Self {
+        MucSettings {
+            subdomain: "conference".into(),
+            name: "Chatrooms".into(),
+            create: "local".into(),
+            admins: Vec::new(),
+            lock_new_rooms: true,
+            max_history: 100,
+            max_occupants: 1000,
+            rooms_public: true,
+            rooms_persistent: false,
+        }
+    }
+}
+
+fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<weft_config::ConfigError>> {
+    let settings: MucSettings = section.parse()?;
+    let mut problems = Vec::new();
+    if !matches!(settings.create.as_str(), "local" | "anyone" | "admins") {
+        problems.push(section.error("create", "must be \"local\", \"anyone\" or \"admins\""));
+    }
+    if settings.subdomain.is_empty() || settings.subdomain.contains(['.', '@', '/']) {
+        problems.push(section.error("subdomain", "must be one DNS label, like \"conference\""));
+    }
+    for a in &settings.admins {
+        if BareJid::new(a).is_err() {
+            problems.push(section.error("admins", format!("'{a}' is not a bare JID")));
+        }
+    }
+    if settings.max_occupants == 0 {
+        problems.push(section.error("max_occupants", "must be at least 1"));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Arc::new(Muc {
+        settings,
+        rooms: DashMap::new(),
+    }))
+}
+
+pub struct Muc {
+    settings: MucSettings,
+    /// Room bare JID → room.
+    rooms: DashMap<String, Arc<Mutex<Room>>>,
+}
+
+#[async_trait::async_trait]
+impl Module for Muc {
+    fn spec(&self) -> &'static ModuleSpec {
+        &SPEC
+    }
+
+    fn service(&self) -> Option<(&str, &str)> {
+        Some((
+            self.settings.subdomain.as_str(),
+            self.settings.name.as_str(),
+        ))
+    }
+
+    async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
+        for domain in &state.config.server.domains {
+            let service = format!("{}.{domain}", self.settings.subdomain);
+            for stored in state.storage.muc.muc_rooms(&service).await? {
+                let jid = match BareJid::new(&format!("{}@{service}", stored.name)) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        tracing::warn!(room = stored.name, "stored room skipped: {e}");
+                        continue;
+                    }
+                };
+                match serde_json::from_str::<room::Saved>(&stored.data) {
+                    Ok(saved) => {
+                        self.rooms.insert(
+                            jid.to_string(),
+                            Arc::new(Mutex::new(Room::restore(jid, saved))),
+                        );
+                    }
+                    Err(e) => tracing::warn!(room = %jid, "stored room unreadable, skipped: {e}"),
+                }
+            }
+        }
+        if !self.rooms.is_empty() {
+            tracing::info!(rooms = self.rooms.len(), "loaded persistent MUC rooms");
+        }
+        Ok(())
+    }
+
+    async fn service_stanza(
+        &self,
+        state: &Arc<ServerState>,
+        stanza: Element,
+        kind: Kind,
+        from: &Jid,
+        to: &Jid,
+    ) -> Vec<Element> {
+        if to.node().is_none() {
+            return self.to_service(&stanza, kind, to);
+        }
+        let Ok(from) = from.clone().try_into_full() else {
+            // Rooms talk with clients' sessions, not bare JIDs or servers.
+            return error(
+                &stanza,
+                StanzaErrorCondition::BadRequest,
+                "rooms talk with full JIDs",
+            )
+            .into_iter()
+            .collect();
+        };
+        let room_jid = to.to_bare();
+        let nick = to.resource().map(|r| r.as_str().to_owned());
+        let entering = kind == Kind::Presence && stanza.attr("type").is_none();
+        let (room, created) = match self.rooms.get(room_jid.as_str()).map(|r| r.clone()) {
+            Some(room) => (room, false),
+            None if entering && nick.is_some() => {
+                if !self.may_create(state, &from) {
+                    return error(
+                        &stanza,
+                        StanzaErrorCondition::NotAllowed,
+                        "you may not create rooms here",
+                    )
+                    .into_iter()
+                    .collect();
+                }
+                let room = self.create(&room_jid, &from);
+                (room, true)
+            }
+            None => {
+                if kind == Kind::Presence {
+                    return Vec::new();
+                }
+                return error(&stanza, StanzaErrorCondition::ItemNotFound, "no such room")
+                    .into_iter()
+                    .collect();
+            }
+        };
+        if kind == Kind::Iq && nick.is_none() {
+            if let Some(payload) = stanza.children().next().filter(|p| p.has_ns(NS_MAM)) {
+                return self
+                    .archive_query(state, &room, &from, &room_jid, &stanza, payload)
+                    .await;
+            }
+        }
+        let mut room = room.lock().await;
+        let ctx = self.ctx();
+        let mut out = Out::default();
+        match (kind, nick.as_deref()) {
+            (Kind::Presence, Some(nick)) => {
+                room.presence(&ctx, &from, nick, &stanza, created, &mut out)
+            }
+            (Kind::Presence, None) => {
+                if stanza.attr("type").is_none() {
+                    out.stanzas.extend(error(
+                        &stanza,
+                        StanzaErrorCondition::JidMalformed,
+                        "enter a room as room@service/nick (XEP-0045 §7.2.1)",
+                    ));
+                }
+            }
+            (Kind::Message, Some(nick)) => {
+                if stanza.attr("type") == Some("error") {
+                    room.exit(&ctx, &from, &stanza, &[], &mut out);
+                } else {
+                    room.private_message(&from, nick, stanza, &mut out);
+                }
+            }
+            (Kind::Message, None) => self.room_message(&ctx, &mut room, &from, stanza, &mut out),
+            (Kind::Iq, Some(nick)) => room.occupant_iq(&from, nick, &stanza, &mut out),
+            (Kind::Iq, None) => self.room_iq(&ctx, &mut room, &from, &stanza, &mut out),
+        }
+        self.archive(state, &mut room, &mut out).await;
+        self.finish(state, &mut room, out, &from).await
+    }
+}
+
+impl Muc {
+    /// What the service lends a room for one call.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            now: SystemTime::now(),
+            admins: &self.settings.admins,
+            max_history: self.settings.max_history,
+            max_occupants: self.settings.max_occupants,
+        }
+    }
+
+    /// XEP-0313 on rooms: the message to everyone goes to the room's archive, and each copy
+    /// (and the history) gets the `<stanza-id by='room'/>` it was given.
+    async fn archive(&self, state: &Arc<ServerState>, room: &mut Room, out: &mut Out) {
+        let Some((nick, message, copies)) = out.archive.take() else {
+            return;
+        };
+        let Some(mam) = state.modules.find::<crate::modules::mam::Mam>() else {
+            return;
+        };
+        let Some(id) = mam.archive_room_message(&room.jid, &nick, &message).await else {
+            return;
+        };
+        let stanza_id = Element::builder("stanza-id", NS_SID)
+            .attr(xml_ncname!("id").into(), id.to_string())
+            .attr(xml_ncname!("by").into(), room.jid.as_str())
+            .build();
+        for copy in &mut out.stanzas[copies] {
+            copy.append_child(stanza_id.clone());
+        }
+        if message.has_child("body", ns::CLIENT) {
+            room.stamp_last_history(&stanza_id);
+        }
+    }
+
+    /// A query of the room's archive (XEP-0313 §4 on a MUC): for occupants, members, and
+    /// anyone when the room is public and open.
+    async fn archive_query(
+        &self,
+        state: &Arc<ServerState>,
+        room: &Mutex<Room>,
+        from: &FullJid,
+        room_jid: &BareJid,
+        iq: &Element,
+        payload: &Element,
+    ) -> Vec<Element> {
+        let ctx = self.ctx();
+        let (allowed, logging) = {
+            let room = room.lock().await;
+            let affiliation = room.affiliation(&ctx, from.to_bare().as_str());
+            let allowed = room.occupant_of(from.as_str()).is_some()
+                || affiliation >= room::Affiliation::Member
+                || room.config.public
+                    && !room.config.members_only
+                    && affiliation != room::Affiliation::Outcast;
+            (allowed, room.config.logging)
+        };
+        let refuse = |condition, text: &str| error(iq, condition, text).into_iter().collect();
+        let Some(mam) = state
+            .modules
+            .find::<crate::modules::mam::Mam>()
+            .filter(|_| logging)
+        else {
+            return refuse(
+                StanzaErrorCondition::FeatureNotImplemented,
+                "this room keeps no archive",
+            );
+        };
+        if !allowed {
+            return refuse(
+                StanzaErrorCondition::Forbidden,
+                "only occupants and members read this room's archive",
+            );
+        }
+        let is_set = match iq.attr("type") {
+            Some("get") => false,
+            Some("set") => true,
+            _ => return Vec::new(),
+        };
+        let from_jid = Jid::from(from.clone());
+        let to_jid = Jid::from(room_jid.clone());
+        let req = crate::modules::IqRequest {
+            iq,
+            payload,
+            from: &from_jid,
+            to: &to_jid,
+            is_set,
+        };
+        match mam.query_room(state, &req, room_jid).await {
+            crate::modules::IqOutcome::Result(p) => vec![stanza::iq_result(iq, p)],
+            crate::modules::IqOutcome::ResultAfter(mut before, p) => {
+                before.push(stanza::iq_result(iq, p));
+                before
+            }
+            crate::modules::IqOutcome::Error(e) => e.reply_to(iq).into_iter().collect(),
+            crate::modules::IqOutcome::NotMine => {
+                refuse(StanzaErrorCondition::ServiceUnavailable, "")
+            }
+        }
+    }
+
+    fn may_create(&self, state: &ServerState, from: &FullJid) -> bool {
+        let bare = from.to_bare();
+        match self.settings.create.as_str() {
+            "anyone" => true,
+            "admins" => self.settings.admins.iter().any(|a| a == bare.as_str()),
+            _ => state.is_local_domain(from.domain().as_str()),
+        }
+    }
+
+    fn create(&self, jid: &BareJid, owner: &FullJid) -> Arc<Mutex<Room>> {
+        let config = config::RoomConfig {
+            public: self.settings.rooms_public,
+            persistent: self.settings.rooms_persistent,
+            history_length: 20.min(self.settings.max_history),
+            ..config::RoomConfig::default()
+        };
+        let mut room = Room::new(jid.clone(), config);
+        room.affiliations
+            .insert(owner.to_bare().to_string(), room::Affiliation::Owner);
+        room.locked = self.settings.lock_new_rooms;
+        let room = Arc::new(Mutex::new(room));
+        // Two first entries at once: the first one made it.
+        self.rooms.entry(jid.to_string()).or_insert(room).clone()
+    }
+
+    /// Sends what the room made (those for the sender come back to it, in order), and
+    /// stores or forgets the room.
+    async fn finish(
+        &self,
+        state: &Arc<ServerState>,
+        room: &mut Room,
+        out: Out,
+        sender: &FullJid,
+    ) -> Vec<Element> {
+        let mut back = Vec::new();
+        for el in out.stanzas {
+            if el.attr("to") == Some(sender.as_str()) {
+                back.push(el);
+            } else {
+                crate::router::dispatch(state, el).await;
+            }
+        }
+        let (service, name) = (
+            room.jid.domain().as_str(),
+            room.jid.node().map_or("", |n| n.as_str()),
+        );
+        if out.destroy {
+            self.rooms.remove(room.jid.as_str());
+            if let Some(mam) = state.modules.find::<crate::modules::mam::Mam>() {
+                mam.remove_room_archive(state, &room.jid).await;
+            }
+            if let Err(e) = state.storage.muc.remove_muc_room(service, name).await {
+                tracing::warn!(room = %room.jid, "removing the stored room failed: {e}");
+            }
+        } else if out.save {
+            let result = if room.config.persistent {
+                let data = serde_json::to_string(&room.saved()).unwrap_or_default();
+                state
+                    .storage
+                    .muc
+                    .save_muc_room(&StoredRoom {
+                        service: service.to_owned(),
+                        name: name.to_owned(),
+                        data,
+                    })
+                    .await
+            } else {
+                state
+                    .storage
+                    .muc
+                    .remove_muc_room(service, name)
+                    .await
+                    .map(|_| ())
+            };
+            if let Err(e) = result {
+                tracing::warn!(room = %room.jid, "storing the room failed: {e}");
+            }
+        }
+        back
+    }
+
+    /// A message to the room itself: groupchat, a bounce of one, invitations.
+    fn room_message(
+        &self,
+        ctx: &Ctx<'_>,
+        room: &mut Room,
+        from: &FullJid,
+        stanza: Element,
+        out: &mut Out,
+    ) {
+        match stanza.attr("type") {
+            Some("groupchat") => room.groupchat(ctx, from, stanza, out),
+            // A bounce from an occupant's server: that session is gone.
+            Some("error") => room.exit(ctx, from, &stanza, &[], out),
+            _ if stanza.has_child("x", NS_USER) => room.invitations(ctx, from, &stanza, out),
+            _ if extras::request_form(&stanza).is_some() => {
+                room.voice_request(ctx, from, &stanza, out)
+            }
+            _ => out.stanzas.extend(error(
+                &stanza,
+                StanzaErrorCondition::BadRequest,
+                "send groupchat messages to the room",
+            )),
+        }
+    }
+
+    /// An IQ to the room's bare JID.
+    fn room_iq(&self, ctx: &Ctx<'_>, room: &mut Room, from: &FullJid, iq: &Element, out: &mut Out) {
+        let is_set = match iq.attr("type") {
+            Some("get") => false,
+            Some("set") => true,
+            _ => return,
+        };
+        let Some(payload) = iq.children().next() else {
+            out.stanzas
+                .extend(error(iq, StanzaErrorCondition::BadRequest, ""));
+            return;
+        };
+        let answer = match (payload.name(), payload.ns().as_str(), is_set) {
+            ("query", ns::DISCO_INFO, false) => Ok(Some(self.room_info(room))),
+            ("query", ns::DISCO_ITEMS, false) => {
+                let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
+                if room.occupant_of(from.as_str()).is_some() {
+                    for nick in room.occupants.keys() {
+                        q.append_child(
+                            Element::builder("item", ns::DISCO_ITEMS)
+                                .attr(xml_ncname!("jid").into(), format!("{}/{nick}", room.jid))
+                                .build(),
+                        );
+                    }
+                }
+                Ok(Some(q))
+            }
+            ("query", NS_ADMIN, false) => room.admin_get(ctx, from, payload).map(Some),
+            ("query", NS_ADMIN, true) => room.admin_set(ctx, from, payload, out).map(|_| None),
+            ("query", NS_OWNER, false) => room.owner_get(ctx, from, payload).map(Some),
+            ("query", NS_OWNER, true) => room.owner_set(ctx, from, payload, out).map(|_| None),
+            ("ping", NS_PING, false) => Ok(None),
+            ("vCard", extras::NS_VCARD, false) => Ok(Some(room.vcard_get())),
+            ("vCard", extras::NS_VCARD, true) => {
+                room.vcard_set(ctx, from, payload, out).map(|_| None)
+            }
+            _ => {
+                out.stanzas
+                    .extend(error(iq, StanzaErrorCondition::ServiceUnavailable, ""));
+                return;
+            }
+        };
+        match answer {
+            // The result goes first: what the change made follows it.
+            Ok(payload) => out.stanzas.insert(0, stanza::iq_result(iq, payload)),
+            Err(e) => out.stanzas.extend(e.reply_to(iq)),
+        }
+    }
+
+    fn room_info(&self, room: &Room) -> Element {
+        let name = if room.config.name.is_empty() {
+            room.jid.node().map_or("", |n| n.as_str()).to_string()
+        } else {
+            room.config.name.clone()
+        };
+        let mut features: std::collections::BTreeSet<String> = [
+            ns::DISCO_INFO,
+            ns::DISCO_ITEMS,
+            NS_MUC,
+            NS_OCCUPANT_ID,
+            NS_SELF_PING,
+            NS_CONFERENCE,
+            extras::NS_VCARD,
+            extras::FORM_REQUEST,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        features.extend(config::features(&room.config).into_iter().map(String::from));
+        let mut info: Element = DiscoInfoResult {
+            node: None,
+            identities: vec![Identity::new("conference", "text", "en", name)],
+            features,
+            extensions: vec![],
+        }
+        .into();
+        let avatar = room.avatar_hash();
+        info.append_child(config::info_form(
+            &room.config,
+            room.occupants.len(),
+            room.subject_text(),
+            avatar.as_deref(),
+        ));
+        info
+    }
+
+    /// Stanzas to the service's own JID: disco, and nothing else.
+    fn to_service(&self, stanza: &Element, kind: Kind, to: &Jid) -> Vec<Element> {
+        if kind != Kind::Iq {
+            return Vec::new();
+        }
+        let get = stanza.attr("type") == Some("get");
+        let payload = stanza.children().next();
+        let answer = match payload {
+            Some(p) if get && p.is("query", ns::DISCO_INFO) && p.attr("node").is_none() => {
+                let info: Element = DiscoInfoResult {
+                    node: None,
+                    identities: vec![Identity::new(
+                        "conference",
+                        "text",
+                        "en",
+                        self.settings.name.as_str(),
+                    )],
+                    features: [
+                        ns::DISCO_INFO,
+                        ns::DISCO_ITEMS,
+                        NS_MUC,
+                        NS_OCCUPANT_ID,
+                        NS_SELF_PING,
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                    extensions: vec![],
+                }
+                .into();
+                Some(info)
+            }
+            Some(p) if get && p.is("query", ns::DISCO_ITEMS) && p.attr("node").is_none() => {
+                let service = to.domain().as_str();
+                let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
+                let mut public: Vec<(String, String)> = Vec::new();
+                for entry in self.rooms.iter() {
+                    let Ok(room) = entry.value().try_lock() else {
+                        continue;
+                    };
+                    if room.jid.domain().as_str() != service || !room.config.public || room.locked {
+                        continue;
+                    }
+                    let name = if room.config.name.is_empty() {
+                        room.jid.node().map_or("", |n| n.as_str()).to_string()
+                    } else {
+                        room.config.name.clone()
+                    };
+                    public.push((room.jid.to_string(), name));
+                }
+                public.sort();
+                for (jid, name) in public {
+                    q.append_child(
+                        Element::builder("item", ns::DISCO_ITEMS)
+                            .attr(xml_ncname!("jid").into(), jid)
+                            .attr(xml_ncname!("name").into(), name)
+                            .build(),
+                    );
+                }
+                Some(q)
+            }
+            _ => None,
+        };
+        match answer {
+            Some(payload) => vec![stanza::iq_result(stanza, Some(payload))],
+            None => error(stanza, StanzaErrorCondition::ServiceUnavailable, "")
+                .into_iter()
+                .collect(),
+        }
+    }
+}

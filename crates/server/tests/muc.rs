@@ -1,0 +1,716 @@
+//! XEP-0045 multi-user chat on the wire: creating and configuring rooms, entering (errors
+//! included), presence, messages, history, subject, private messages, nick changes, kicks and
+//! bans, affiliation lists, self-pings (XEP-0410), occupant ids (XEP-0421), disco.
+
+use minidom::Element;
+use weft_testkit::clients::{drain, error_condition, iq, show};
+use weft_testkit::{Client, Login, TestServer};
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const USER: &str = "http://jabber.org/protocol/muc#user";
+const ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+const OWNER: &str = "http://jabber.org/protocol/muc#owner";
+const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+const ROOM: &str = "coven@conference.localhost";
+
+/// The next stanza `pick` accepts, skipping others; panics after 50.
+async fn next<C: Client>(c: &mut C, what: &str, pick: impl Fn(&Element) -> bool) -> Element {
+    for _ in 0..50 {
+        let el = c.recv().await;
+        if pick(&el) {
+            return el;
+        }
+    }
+    panic!("no {what}")
+}
+
+fn codes(p: &Element) -> Vec<String> {
+    p.get_child("x", USER)
+        .map(|x| {
+            x.children()
+                .filter(|c| c.is("status", USER))
+                .filter_map(|c| c.attr("code").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn item(p: &Element) -> &Element {
+    p.get_child("x", USER)
+        .and_then(|x| x.get_child("item", USER))
+        .unwrap_or_else(|| panic!("no muc#user item in {}", show(p)))
+}
+
+fn body(m: &Element) -> String {
+    m.get_child("body", "jabber:client")
+        .map(|b| b.text())
+        .unwrap_or_default()
+}
+
+/// Enters `ROOM` as `nick`; returns everything up to and including the subject message,
+/// which ends the entering (XEP-0045 §7.2.15).
+async fn enter<C: Client>(c: &mut C, nick: &str, x: &str) -> Vec<Element> {
+    c.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/{nick}'><x xmlns='{MUC}'>{x}</x></presence>"
+    ))
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        let el = c.recv().await;
+        let end = el.name() == "message" && el.has_child("subject", "jabber:client")
+            || el.attr("type") == Some("error");
+        got.push(el);
+        if end {
+            return got;
+        }
+    }
+    panic!("entering {ROOM} as {nick} did not end")
+}
+
+async fn configure<C: Client>(c: &mut C, id: &str, fields: &str) -> Element {
+    iq(
+        c,
+        id,
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='{OWNER}'>\
+             <x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             {fields}</x></query></iq>"
+        ),
+    )
+    .await
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+#[tokio::test]
+async fn a_room_is_created_configured_and_lived_in() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    let alice_jid = alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    let bob_jid = bob.login("bob", Login::ScramSha1).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+
+    // Creation: alice is the owner and a moderator; the room is locked until configured.
+    let got = enter(&mut alice, "Alice", "").await;
+    let own = got
+        .iter()
+        .find(|p| p.name() == "presence")
+        .expect("own presence");
+    assert_eq!(own.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
+    let mut c = codes(own);
+    c.sort();
+    assert_eq!(c, ["110", "201"], "{}", show(own));
+    assert_eq!(item(own).attr("affiliation"), Some("owner"));
+    assert_eq!(item(own).attr("role"), Some("moderator"));
+    assert!(own.has_child("occupant-id", OCCUPANT_ID));
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("item-not-found"),
+        "a locked room: {}",
+        show(refused.last().unwrap())
+    );
+
+    // The configuration form, then an instant room with a name.
+    let form = iq(
+        &mut alice,
+        "form",
+        &format!("<iq xmlns='jabber:client' type='get' id='form' to='{ROOM}'><query xmlns='{OWNER}'/></iq>"),
+    )
+    .await;
+    let x = form
+        .get_child("query", OWNER)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .unwrap_or_else(|| panic!("no form: {}", show(&form)));
+    assert!(x
+        .children()
+        .any(|f| f.attr("var") == Some("muc#roomconfig_membersonly")));
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_roomname", "The Coven"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+
+    // Bob enters: he sees alice, then himself (110), then the subject; alice sees him, with no
+    // real JID (semi-anonymous) and with an occupant id.
+    let got = enter(&mut bob, "Bob", "").await;
+    let presences: Vec<&Element> = got.iter().filter(|e| e.name() == "presence").collect();
+    assert_eq!(
+        presences.len(),
+        2,
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        presences[0].attr("from"),
+        Some(format!("{ROOM}/Alice").as_str())
+    );
+    assert_eq!(
+        presences[1].attr("from"),
+        Some(format!("{ROOM}/Bob").as_str())
+    );
+    assert_eq!(codes(presences[1]), ["110"]);
+    assert_eq!(item(presences[1]).attr("role"), Some("participant"));
+    assert_eq!(item(presences[0]).attr("jid"), None, "bob is no moderator");
+    let seen = next(&mut alice, "bob's presence", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(
+        item(&seen).attr("jid"),
+        Some(bob_jid.as_str()),
+        "moderators see JIDs"
+    );
+    let bob_id = seen
+        .get_child("occupant-id", OCCUPANT_ID)
+        .and_then(|o| o.attr("id"))
+        .unwrap()
+        .to_owned();
+
+    // A nick in use by someone else.
+    let refused = enter(&mut carol, "Bob", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("conflict")
+    );
+
+    // Messages to all, the sender's included, with its occupant id; a forged one is dropped.
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='g1'><body>hail</body>\
+         <occupant-id xmlns='{OCCUPANT_ID}' id='forged'/></message>"
+    ))
+    .await;
+    let m = next(&mut alice, "bob's message", |e| {
+        e.name() == "message" && body(e) == "hail"
+    })
+    .await;
+    assert_eq!(m.attr("from"), Some(format!("{ROOM}/Bob").as_str()));
+    assert_eq!(m.attr("type"), Some("groupchat"));
+    let ids: Vec<_> = m
+        .children()
+        .filter(|c| c.is("occupant-id", OCCUPANT_ID))
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].attr("id"), Some(bob_id.as_str()));
+    let echo = next(&mut bob, "the reflection", |e| {
+        e.name() == "message" && body(e) == "hail"
+    })
+    .await;
+    assert_eq!(echo.attr("id"), Some("g1"));
+
+    // The subject: participants may not set it here; moderators may.
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>mine</subject></message>"
+    ))
+    .await;
+    let e = next(&mut bob, "an error", |e| e.attr("type") == Some("error")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Spells</subject></message>"
+        ))
+        .await;
+    next(&mut bob, "the subject", |e| {
+        e.has_child("subject", "jabber:client")
+    })
+    .await;
+
+    // Carol enters later: the history (with delays), then the subject by Alice.
+    let got = enter(&mut carol, "Carol", "<history maxstanzas='5'/>").await;
+    let history: Vec<&Element> = got
+        .iter()
+        .filter(|e| e.name() == "message" && !body(e).is_empty())
+        .collect();
+    assert_eq!(
+        history.len(),
+        1,
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    assert!(history[0].has_child("delay", "urn:xmpp:delay"));
+    let subject = got.last().unwrap();
+    assert_eq!(
+        subject
+            .get_child("subject", "jabber:client")
+            .unwrap()
+            .text(),
+        "Spells"
+    );
+    assert_eq!(subject.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
+
+    // A private message, with the muc#user marker.
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}/Carol' type='chat'><body>psst</body></message>"
+    ))
+    .await;
+    let pm = next(&mut carol, "the PM", |e| body(e) == "psst").await;
+    assert_eq!(pm.attr("from"), Some(format!("{ROOM}/Bob").as_str()));
+    assert!(pm.has_child("x", USER));
+
+    // Nick change: 303 with the new nick, then the new presence.
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Robert'/>"
+    ))
+    .await;
+    let gone = next(&mut carol, "bob's 303", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(codes(&gone), ["303"]);
+    assert_eq!(item(&gone).attr("nick"), Some("Robert"));
+    next(&mut carol, "Robert", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Robert"))
+    })
+    .await;
+
+    // Self-ping (XEP-0410): an occupant is answered by the room, an outsider is not.
+    let pong = iq(&mut carol, "sp", &format!("<iq xmlns='jabber:client' type='get' id='sp' to='{ROOM}/Carol'><ping xmlns='urn:xmpp:ping'/></iq>")).await;
+    assert_eq!(pong.attr("type"), Some("result"), "{}", show(&pong));
+
+    // Only moderators kick; a kicked occupant hears 307.
+    let no = iq(&mut carol, "k0", &format!("<iq xmlns='jabber:client' type='set' id='k0' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Robert' role='none'/></query></iq>")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&no)
+    );
+    let ok = iq(&mut alice, "k1", &format!("<iq xmlns='jabber:client' type='set' id='k1' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Robert' role='none'><reason>rude</reason></item></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let kicked = next(&mut bob, "the kick", |e| {
+        e.name() == "presence"
+            && e.attr("type") == Some("unavailable")
+            && e.attr("from") == Some(&format!("{ROOM}/Robert"))
+    })
+    .await;
+    let mut c = codes(&kicked);
+    c.sort();
+    assert_eq!(c, ["110", "307"]);
+
+    // A ban keeps him out, and lists him.
+    let ok = iq(&mut alice, "b1", &format!("<iq xmlns='jabber:client' type='set' id='b1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("forbidden")
+    );
+    let list = iq(&mut alice, "l1", &format!("<iq xmlns='jabber:client' type='get' id='l1' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='outcast'/></query></iq>")).await;
+    let items: Vec<_> = list
+        .get_child("query", ADMIN)
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(items, ["bob@localhost"]);
+    // The last owner stays an owner.
+    let no = iq(&mut alice, "o1", &format!("<iq xmlns='jabber:client' type='set' id='o1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='alice@localhost' affiliation='member'/></query></iq>")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&no)
+    );
+
+    // Disco: the service lists the room by name; the room describes itself.
+    let items = iq(&mut carol, "di", "<iq xmlns='jabber:client' type='get' id='di' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| (i.attr("jid").unwrap_or(""), i.attr("name").unwrap_or("")))
+        .collect();
+    assert_eq!(listed, [(ROOM, "The Coven")]);
+    let info = iq(&mut carol, "dinfo", &format!("<iq xmlns='jabber:client' type='get' id='dinfo' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    let features: Vec<_> = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attr("var"))
+        .collect();
+    for f in [
+        MUC,
+        "muc_semianonymous",
+        "muc_temporary",
+        "muc_open",
+        OCCUPANT_ID,
+    ] {
+        assert!(features.contains(&f), "{f} missing: {}", show(&info));
+    }
+
+    // Leaving: carol's session ends, alice hears it; alice leaves, the empty temporary room
+    // goes.
+    drop(carol);
+    let left = next(&mut alice, "carol leaving", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Carol"))
+    })
+    .await;
+    assert_eq!(left.attr("type"), Some("unavailable"));
+    alice
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Alice' type='unavailable'/>"
+        ))
+        .await;
+    let own = next(&mut alice, "own unavailable", |e| e.name() == "presence").await;
+    assert_eq!(codes(&own), ["110"]);
+    drain(&mut alice).await;
+    let items = iq(&mut alice, "di2", "<iq xmlns='jabber:client' type='get' id='di2' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    assert_eq!(
+        items
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+    let _ = alice_jid;
+}
+
+#[tokio::test]
+async fn passwords_members_only_and_entering_errors() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+
+    enter(&mut alice, "Alice", "").await;
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &format!(
+            "{}{}{}",
+            field("muc#roomconfig_passwordprotectedroom", "1"),
+            field("muc#roomconfig_roomsecret", "cauldron"),
+            field("muc#roomconfig_whois", "anyone")
+        ),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let refused = enter(&mut bob, "Bob", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("not-authorized")
+    );
+    let refused = enter(&mut bob, "Bob", "<password>toad</password>").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("not-authorized")
+    );
+    let got = enter(&mut bob, "Bob", "<password>cauldron</password>").await;
+    let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
+    let mut c = codes(own);
+    c.sort();
+    assert_eq!(c, ["100", "110"], "non-anonymous: {}", show(own));
+    assert!(item(own).attr("jid").is_some(), "everyone sees JIDs");
+
+    // Members only: bob (no affiliation) is removed with 322; made a member, he may enter.
+    let done = configure(
+        &mut alice,
+        "cfg2",
+        &field("muc#roomconfig_membersonly", "1"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"));
+    let out = next(&mut bob, "removal", |e| {
+        e.name() == "presence" && e.attr("type") == Some("unavailable")
+    })
+    .await;
+    assert!(codes(&out).contains(&"322".to_string()), "{}", show(&out));
+    let refused = enter(&mut bob, "Bob", "<password>cauldron</password>").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("registration-required")
+    );
+    let ok = iq(&mut alice, "m1", &format!("<iq xmlns='jabber:client' type='set' id='m1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    let got = enter(&mut bob, "Bob", "<password>cauldron</password>").await;
+    assert!(got.last().unwrap().has_child("subject", "jabber:client"));
+    // A member may not promote himself.
+    let no = iq(&mut bob, "a1", &format!("<iq xmlns='jabber:client' type='set' id='a1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='admin'/></query></iq>")).await;
+    assert_eq!(error_condition(&no).as_deref(), Some("forbidden"));
+    // Entering without a nick.
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}'><x xmlns='{MUC}'/></presence>"
+    ))
+    .await;
+    let e = next(&mut bob, "jid-malformed", |e| {
+        e.attr("type") == Some("error")
+    })
+    .await;
+    assert_eq!(error_condition(&e).as_deref(), Some("jid-malformed"));
+    // Cancelling a new room's first configuration destroys it.
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    carol.send("<presence xmlns='jabber:client' to='attic@conference.localhost/Carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    next(&mut carol, "the subject", |e| {
+        e.has_child("subject", "jabber:client")
+    })
+    .await;
+    let ok = iq(&mut carol, "c1", &format!("<iq xmlns='jabber:client' type='set' id='c1' to='attic@conference.localhost'><query xmlns='{OWNER}'><x xmlns='jabber:x:data' type='cancel'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    let gone = iq(&mut carol, "c2", &format!("<iq xmlns='jabber:client' type='get' id='c2' to='attic@conference.localhost'><query xmlns='{OWNER}'/></iq>")).await;
+    assert_eq!(error_condition(&gone).as_deref(), Some("item-not-found"));
+}
+
+#[tokio::test]
+async fn persistent_rooms_outlive_a_restart_and_temporary_ones_do_not() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &format!(
+            "{}{}",
+            field("muc#roomconfig_persistentroom", "1"),
+            field("muc#roomconfig_roomname", "Kept")
+        ),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><subject>Old spells</subject></message>"
+        ))
+        .await;
+    let ok = iq(&mut alice, "m1", &format!("<iq xmlns='jabber:client' type='set' id='m1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    // A temporary room beside it.
+    alice.send("<presence xmlns='jabber:client' to='attic@conference.localhost/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    next(&mut alice, "the attic's subject", |e| {
+        e.has_child("subject", "jabber:client")
+            && e.attr("from").is_some_and(|f| f.starts_with("attic@"))
+    })
+    .await;
+    drop(alice);
+
+    let server = server.restart().await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let items = iq(&mut bob, "di", "<iq xmlns='jabber:client' type='get' id='di' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| i.attr("name").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listed, ["Kept"], "{}", show(&items));
+    // Bob is still a member (a participant on entering) and the subject is kept.
+    let got = enter(&mut bob, "Bob", "").await;
+    let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
+    assert_eq!(
+        item(own).attr("affiliation"),
+        Some("member"),
+        "{}",
+        show(own)
+    );
+    let subject = got.last().unwrap();
+    assert_eq!(
+        subject
+            .get_child("subject", "jabber:client")
+            .unwrap()
+            .text(),
+        "Old spells"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_room_archive_pages_with_stanza_ids_by_the_room() {
+    const MAM: &str = "urn:xmpp:mam:2";
+    const SID: &str = "urn:xmpp:sid:0";
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", "").await;
+    let mut ids = Vec::new();
+    for i in 1..=5 {
+        alice
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>spell {i}</body>\
+                 <stanza-id xmlns='{SID}' by='{ROOM}' id='forged'/></message>"
+            ))
+            .await;
+        let echo = next(&mut alice, "the reflection", |e| {
+            body(e) == format!("spell {i}")
+        })
+        .await;
+        let sids: Vec<_> = echo.children().filter(|c| c.is("stanza-id", SID)).collect();
+        assert_eq!(sids.len(), 1, "{}", show(&echo));
+        assert_eq!(sids[0].attr("by"), Some(ROOM));
+        assert_ne!(sids[0].attr("id"), Some("forged"));
+        ids.push(sids[0].attr("id").unwrap().to_owned());
+    }
+    // The history carries the same ids.
+    let got = enter(&mut bob, "Bob", "<history maxstanzas='1'/>").await;
+    let h = got.iter().find(|e| body(e) == "spell 5").expect("history");
+    assert_eq!(
+        h.get_child("stanza-id", SID).and_then(|s| s.attr("id")),
+        Some(ids[4].as_str())
+    );
+    // The last page of two, then the one before, from the room's archive.
+    let page = |before: &str| {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='q' to='{ROOM}'><query xmlns='{MAM}' queryid='qq'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before>{before}</before></set></query></iq>"
+        )
+    };
+    for (before, want) in [("", &ids[3..5]), (ids[3].as_str(), &ids[1..3])] {
+        bob.send(&page(before)).await;
+        let mut results = Vec::new();
+        let fin = loop {
+            let el = bob.recv().await;
+            if el.name() == "iq" && el.attr("id") == Some("q") {
+                break el;
+            }
+            if let Some(r) = el.get_child("result", MAM) {
+                assert_eq!(el.attr("from"), Some(ROOM));
+                let m = r
+                    .get_child("forwarded", "urn:xmpp:forward:0")
+                    .and_then(|f| f.get_child("message", "jabber:client"))
+                    .unwrap();
+                assert_eq!(m.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
+                results.push(r.attr("id").unwrap().to_owned());
+            }
+        };
+        assert_eq!(fin.attr("type"), Some("result"), "{}", show(&fin));
+        assert_eq!(results, want);
+    }
+    // Members-only: an outsider may not read it.
+    configure(
+        &mut alice,
+        "cfg2",
+        &field("muc#roomconfig_membersonly", "1"),
+    )
+    .await;
+    let no = iq(
+        &mut carol,
+        "q2",
+        &format!(
+            "<iq xmlns='jabber:client' type='set' id='q2' to='{ROOM}'><query xmlns='{MAM}'/></iq>"
+        ),
+    )
+    .await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&no)
+    );
+}
+
+#[tokio::test]
+async fn visitors_ask_for_voice_and_owners_give_the_room_an_avatar() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_moderatedroom", "1"),
+    )
+    .await;
+    let got = enter(&mut bob, "Bob", "").await;
+    let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
+    assert_eq!(item(own).attr("role"), Some("visitor"), "{}", show(own));
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>hi</body></message>"
+    ))
+    .await;
+    let e = next(&mut bob, "no voice", |e| e.attr("type") == Some("error")).await;
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+
+    // §8.6: the request reaches the moderator as a form; her approval gives voice.
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+         <field var='muc#role'><value>participant</value></field></x></message>"
+    ))
+    .await;
+    let request = next(&mut alice, "the voice request", |e| {
+        e.name() == "message" && e.has_child("x", "jabber:x:data")
+    })
+    .await;
+    let fields = |m: &Element| -> Vec<(String, String)> {
+        m.get_child("x", "jabber:x:data")
+            .unwrap()
+            .children()
+            .filter_map(|f| {
+                Some((
+                    f.attr("var")?.to_owned(),
+                    f.get_child("value", "jabber:x:data")
+                        .map(|v| v.text())
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    };
+    let got = fields(&request);
+    assert!(
+        got.contains(&("muc#roomnick".into(), "Bob".into())),
+        "{}",
+        show(&request)
+    );
+    assert!(
+        got.contains(&("muc#jid".into(), "bob@localhost".into())),
+        "{}",
+        show(&request)
+    );
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+             <field var='muc#role'><value>participant</value></field>\
+             <field var='muc#roomnick'><value>Bob</value></field>\
+             <field var='muc#request_allow'><value>true</value></field></x></message>"
+        ))
+        .await;
+    let voiced = next(&mut bob, "voice", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(
+        item(&voiced).attr("role"),
+        Some("participant"),
+        "{}",
+        show(&voiced)
+    );
+
+    // The room's vCard: owners set it, occupants learn the photo's hash, anyone reads it.
+    let no = iq(&mut bob, "v0", &format!("<iq xmlns='jabber:client' type='set' id='v0' to='{ROOM}'><vCard xmlns='vcard-temp'/></iq>")).await;
+    assert_eq!(error_condition(&no).as_deref(), Some("forbidden"));
+    // BINVAL: base64 of "hi"; its SHA-1 is the XEP-0153 hash.
+    let ok = iq(&mut alice, "v1", &format!("<iq xmlns='jabber:client' type='set' id='v1' to='{ROOM}'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>aGk=</BINVAL></PHOTO></vCard></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let p = next(&mut bob, "the room's presence", |e| {
+        e.name() == "presence" && e.attr("from") == Some(ROOM)
+    })
+    .await;
+    let hash = p
+        .get_child("x", "vcard-temp:x:update")
+        .and_then(|x| x.get_child("photo", "vcard-temp:x:update"))
+        .map(|h| h.text());
+    assert_eq!(
+        hash.as_deref(),
+        Some("c22b5f9178342609428d6f51b2c5af4c0bde6a42")
+    );
+    let card = iq(&mut bob, "v2", &format!("<iq xmlns='jabber:client' type='get' id='v2' to='{ROOM}'><vCard xmlns='vcard-temp'/></iq>")).await;
+    assert!(show(&card).contains("aGk="), "{}", show(&card));
+}
