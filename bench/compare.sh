@@ -27,6 +27,12 @@
 #             each server right after a run of its own without the archive, in MAM_ROUNDS
 #             rounds; the archive emptied before and its rows counted after every run
 #             (2 × messages sent, or the run fails)
+#   muc       (issue 20) XEP-0045: MUC_OCCUPANTS users join one new room (occupant 1 creates
+#             it as an instant room), MUC_SENDERS of them send MUC_MESSAGES groupchat
+#             messages, MUC_WINDOW in flight: deliveries/s (every occupant gets every message)
+#             and send to last delivery p50/p99; then MUC_JOINS more users join the full room
+#             (with its default history), MUC_JOIN_WINDOW in flight: joins/s, join time p99;
+#             on each server freshly started, in MUC_ROUNDS rounds
 #   mam-query (issue 19) bench1's archive filled with MAMQ_FILL messages from bench2 through the
 #             server (ejabberd, and Prosody with PROSODY_ARCHIVE=sql: written into their
 #             stores, which archive about 125 and 30 messages/s through the server), then MAMQ_CLIENTS sessions of bench1 page through it with bench2, pages of
@@ -47,10 +53,12 @@
 # --smoke: 1), WARMUP, ROSTER_N ROSTER_SIZE ROSTER_SECONDS (2000, 200, 30; --smoke 20, 20, 20),
 # FANOUT_N FANOUT_CHANGES FANOUT_CHANGES_1 FANOUT_SECONDS (500, 2000, 200, 30; --smoke 20, 10,
 # 10, 10), ROSTER_ROUNDS (1) and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in
-# flight, 16), MAM_PAIRS (PAIRS) and MAM_ROUNDS (3; --smoke 1), MAMQ_FILL (100000; --smoke 500),
+# flight, 16), MUC_OCCUPANTS MUC_SENDERS MUC_MESSAGES MUC_WINDOW MUC_JOINS MUC_JOIN_WINDOW
+# MUC_SECONDS MUC_ROUNDS (500, 10, 2000, 16, 100, 8, 30, 3; --smoke 20, 2, 10, 16, 5, 8, 10, 1),
+# MAM_PAIRS (PAIRS) and MAM_ROUNDS (3; --smoke 1), MAMQ_FILL (100000; --smoke 500),
 # MAMQ_CLIENTS (10; --smoke 2), MAMQ_PAGE (50), MAMQ_SECONDS (T), MAMQ_FILL_SECONDS (600,
 # the fill's bound), MAMQ_FILL_EJABBERD (10000, see below), PROSODY_ARCHIVE (internal, or sql: SQLite; see below),
-# SCENARIOS (subset of "connect throughput latency scale roster fanout mam-throughput
+# SCENARIOS (subset of "connect throughput latency scale roster fanout muc mam-throughput
 # mam-query"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
@@ -82,6 +90,8 @@ if ((SMOKE)); then
     FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-10}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-1}
     MAM_ROUNDS=${MAM_ROUNDS:-1} MAMQ_FILL=${MAMQ_FILL:-500} MAMQ_CLIENTS=${MAMQ_CLIENTS:-2}
+    MUC_OCCUPANTS=${MUC_OCCUPANTS:-20} MUC_SENDERS=${MUC_SENDERS:-2} MUC_MESSAGES=${MUC_MESSAGES:-10}
+    MUC_JOINS=${MUC_JOINS:-5} MUC_SECONDS=${MUC_SECONDS:-10} MUC_ROUNDS=${MUC_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
@@ -91,7 +101,11 @@ else
     FANOUT_CHANGES_1=${FANOUT_CHANGES_1:-200}
     ROSTER_ROUNDS=${ROSTER_ROUNDS:-1} FANOUT_ROUNDS=${FANOUT_ROUNDS:-3}
     MAM_ROUNDS=${MAM_ROUNDS:-3} MAMQ_FILL=${MAMQ_FILL:-100000} MAMQ_CLIENTS=${MAMQ_CLIENTS:-10}
+    MUC_OCCUPANTS=${MUC_OCCUPANTS:-500} MUC_SENDERS=${MUC_SENDERS:-10} MUC_MESSAGES=${MUC_MESSAGES:-2000}
+    MUC_JOINS=${MUC_JOINS:-100} MUC_SECONDS=${MUC_SECONDS:-30} MUC_ROUNDS=${MUC_ROUNDS:-3}
 fi
+# Messages (over all senders) and joins in flight in the room scenario.
+MUC_WINDOW=${MUC_WINDOW:-16} MUC_JOIN_WINDOW=${MUC_JOIN_WINDOW:-8}
 MAM_PAIRS=${MAM_PAIRS:-$PAIRS} MAMQ_PAGE=${MAMQ_PAGE:-50} MAMQ_SECONDS=${MAMQ_SECONDS:-$T}
 MAMQ_FILL_SECONDS=${MAMQ_FILL_SECONDS:-600}
 # ejabberd's archive_msg is a Mnesia bag keyed by account, on disk a dets file: every write
@@ -100,7 +114,7 @@ MAMQ_FILL_SECONDS=${MAMQ_FILL_SECONDS:-600}
 # archive holds MAMQ_FILL_EJABBERD messages instead; its queries read all of the account's
 # records, so their rate at 10k is an upper bound of its rate at 100k.
 MAMQ_FILL_EJABBERD=${MAMQ_FILL_EJABBERD:-$((MAMQ_FILL < 10000 ? MAMQ_FILL : 10000))}
-SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout mam-throughput mam-query}
+SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout muc mam-throughput mam-query}
 # Presence changes in flight in the fan-out's rate runs. With one at a time the generator's
 # round trip sets the pace, not the server: the next change waits until the generator has read
 # all FANOUT_N deliveries, and weft's core idled while it did (117k deliveries/s at window 1
@@ -119,6 +133,8 @@ PASSWORD=bench-password
 # Accounts bench1..: enough for the connect runs and the many-pairs runs, plus two for the
 # warm-up logins before each connect run (the last two: never in use by a measured run).
 PEER_USERS=$(((N > 2 * BIG_PAIRS ? N : 2 * BIG_PAIRS) + 2))
+# The room scenario's occupants and joiners are bench1.. too.
+PEER_USERS=$((PEER_USERS > MUC_OCCUPANTS + MUC_JOINS ? PEER_USERS : MUC_OCCUPANTS + MUC_JOINS))
 WEFT_USERS=$((PEER_USERS > SCALE_N + 2 ? PEER_USERS : SCALE_N + 2))
 # ejabberd's BEAM on one core: one normal and one dirty CPU scheduler, and no busy-waiting
 # (a spinning scheduler would be counted as ejabberd's CPU per message).
@@ -131,8 +147,8 @@ want() { [[ " $SERVERS " == *" $1 "* ]]; }
 scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 for sc in $SCENARIOS; do
     case $sc in
-        connect | throughput | latency | scale | roster | fanout | mam-throughput | mam-query) ;;
-        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout mam-throughput mam-query)" ;;
+        connect | throughput | latency | scale | roster | fanout | muc | mam-throughput | mam-query) ;;
+        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout muc mam-throughput mam-query)" ;;
     esac
 done
 
@@ -645,6 +661,17 @@ fanout_one_run() {
         --changes "$FANOUT_CHANGES_1" --max-seconds "$FANOUT_SECONDS" --window 1
 }
 
+# --- the room scenario (issue 20) ------------------------------------------------------------
+
+# muc_run SERVER: a new room (its own name per round) on the freshly started server.
+muc_run() {
+    # shellcheck disable=SC2046
+    bench "$1: room of $MUC_OCCUPANTS over ws, $MUC_SENDERS senders, $MUC_WINDOW in flight; $MUC_JOINS joins" \
+        muc $(args "$1" ws) --tag muc-ws --room "bench-r$round" --occupants "$MUC_OCCUPANTS" \
+        --senders "$MUC_SENDERS" --messages "$MUC_MESSAGES" --window "$MUC_WINDOW" \
+        --joins "$MUC_JOINS" --join-window "$MUC_JOIN_WINDOW" --max-seconds "$MUC_SECONDS"
+}
+
 # --- the archive scenarios (issue 19) --------------------------------------------------------
 
 ejabberd_mam() { # ejabberd_mam count|clear|fill ARGS…: the node's archive_msg table
@@ -848,6 +875,11 @@ if scenario roster || scenario fanout; then
     fi
 fi
 
+# The room scenario (issue 20): each round every server freshly started, a new room each.
+if scenario muc; then
+    for ((round = 1; round <= MUC_ROUNDS; round++)); do xmpp_servers muc_run; done
+fi
+
 # The archive scenarios last (issue 19), each run on its server restarted with the archive on.
 # Throughput: each server's run without the archive right before its run with it, so that the
 # ratio compares figures a minute apart; MAM_ROUNDS rounds, judged on the median.
@@ -884,6 +916,9 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW in flight, then $FANOUT_CHANGES_1 one at a time (each bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
     if scenario mam-throughput || scenario mam-query; then
         echo "- archive scenarios: weft [modules.mam] defaults (archive always, SQLite); Prosody mod_mam (default_archive_policy = true, archive_expires_after 1y, archive in $PROSODY_ARCHIVE storage$([[ $PROSODY_ARCHIVE == sql ]] && echo ': SQLite via mod_storage_sql with SQLite defaults' || echo ', storage_archive_item_limit 1000000')); ejabberd mod_mam (default: always, Mnesia); throughput $MAM_PAIRS pairs over ws, window 32, archive off then on, in $MAM_ROUNDS round(s), every archive emptied before a run and counted after; queries: $MAMQ_FILL messages from bench2 to bench1 sent through the server first$([[ $PROSODY_ARCHIVE == sql ]] && echo ' (ejabberd and Prosody: written into their stores)' || echo ' (ejabberd: $MAMQ_FILL_EJABBERD written into its Mnesia table, an upper bound of its rate at $MAMQ_FILL)'), then $MAMQ_CLIENTS sessions of bench1 query pages of $MAMQ_PAGE with bench2 (last page, then back) for $MAMQ_SECONDS s"
+    fi
+    if scenario muc; then
+        echo "- room scenario: $MUC_OCCUPANTS occupants over ws in one new room (weft's muc module, Prosody's MUC component, ejabberd's mod_muc, each with default room settings but max occupants 1000), $MUC_SENDERS of them sending $MUC_MESSAGES messages with $MUC_WINDOW in flight (each bounded to $MUC_SECONDS s), then $MUC_JOINS joins with the default history, $MUC_JOIN_WINDOW in flight, in $MUC_ROUNDS round(s)"
     fi
     echo "- settings: connect N=$N (ping sample $PING) in $LOGIN_ROUNDS rounds, SCRAM-SHA-1 everywhere (4096 iterations, one salt for all accounts); throughput $T s after ${WARMUP} s warm-up, $PAIRS pairs window 32, $BIG_PAIRS pairs window $BIG_WINDOW against $PAIRS at that window in $MANY_ROUNDS rounds, latency at half of each server's own $PAIRS-pair ws peak in $LATENCY_ROUNDS rounds; scale run ${SCALE_N} sessions (weft only; 0 = none)"
     echo "- servers: no TLS on loopback except weft's wss listener, PLAIN allowed, no rate limits or shapers, stream management on (configs: bench/peers/, weft's in compare.sh)"

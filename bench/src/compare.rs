@@ -136,6 +136,13 @@ fn complete(r: &Value) -> bool {
         Some("fanout") => {
             n("missed") == 0.0 && n("unexpected") == 0.0 && n("measured_changes") > 0.0
         }
+        Some("muc") => {
+            n("missed") == 0.0
+                && n("unexpected") == 0.0
+                && n("measured_messages") > 0.0
+                && n("short_joins") == 0.0
+                && n("joins_done") == n("joins")
+        }
         Some("mam-query") => n("errors") == 0.0 && n("queries_measured") > 0.0,
         // compare.sh's count of a server's archive after a run: every message archived.
         Some("mam-archived") => n("expected") > 0.0 && n("archived") == n("expected"),
@@ -748,6 +755,7 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
         );
     }
     rosters(&mut t);
+    rooms(&mut t);
     archive(&mut t);
     (t.rows, t.incomplete)
 }
@@ -1007,6 +1015,55 @@ fn rosters(t: &mut Table) {
             Judge::None,
         );
         fanout_detail_rows(t, tag, &pace);
+    }
+}
+
+/// The room scenario (issue 20): deliveries in a room of many occupants, then joins into it.
+fn rooms(t: &mut Table) {
+    let tag = "muc-ws";
+    let Some(any) = t.recs.any(tag) else {
+        return;
+    };
+    let (occupants, senders, window, joins) = (
+        field(Some(any), "occupants"),
+        field(Some(any), "senders"),
+        field(Some(any), "window"),
+        field(Some(any), "joins"),
+    );
+    t.versus_rounds(
+        format!(
+            "room message deliveries/s, {occupants} occupants over ws, {senders} sending, \
+             {window} messages in flight"
+        ),
+        tag,
+        "deliveries_per_s",
+        false,
+        "≥10× each peer",
+        Judge::Ratios(|r| r >= 10.0),
+    );
+    for (figure, key) in [
+        ("room message, send to last delivery p50 (ms)", "muc_p50_ms"),
+        ("room message, send to last delivery p99 (ms)", "muc_p99_ms"),
+        ("server CPU s per 1000 room deliveries", "server_cpu_s_per_1000"),
+    ] {
+        t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
+    }
+    t.versus_rounds(
+        format!(
+            "joins/s into the {occupants}-occupant room ({joins} joins, each with the room's \
+             default history)"
+        ),
+        tag,
+        "joins_per_s",
+        false,
+        "",
+        Judge::None,
+    );
+    for (figure, key) in [
+        ("join time p50 (ms)", "join_p50_ms"),
+        ("join time p99 (ms)", "join_p99_ms"),
+    ] {
+        t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
     }
 }
 

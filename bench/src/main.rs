@@ -15,6 +15,7 @@ mod connect;
 mod fanout;
 mod login;
 mod mam_query;
+mod muc;
 mod procstat;
 mod report;
 mod roster_login;
@@ -57,6 +58,8 @@ enum Command {
     Fanout(fanout::FanoutArgs),
     /// Fills an account's message archive (XEP-0313), then pages through it: queries/s.
     MamQuery(mam_query::MamQueryArgs),
+    /// A room with many occupants (XEP-0045): deliveries/s of their messages, then joins/s.
+    Muc(muc::MucArgs),
     /// Writes mutual rosters into weft's store, Prosody's files, or a list for ejabberd.
     Rosters(rosters::RostersArgs),
     /// Creates benchmark accounts directly in a (stopped or running) weft's SQLite store.
@@ -245,6 +248,7 @@ fn main() -> anyhow::Result<()> {
             Command::RosterLogin(a) => roster_login::run(Ctx::new(a.common.clone())?, a).await,
             Command::Fanout(a) => fanout::run(Ctx::new(a.common.clone())?, a).await,
             Command::MamQuery(a) => mam_query::run(Ctx::new(a.common.clone())?, a).await,
+            Command::Muc(a) => muc::run(Ctx::new(a.common.clone())?, a).await,
             Command::Rosters(a) => rosters::run(a).await.map(|()| true),
             Command::Users(a) => users::run(a).await.map(|()| true),
             Command::Summary { file } => report::summary(&file).map(|()| true),
