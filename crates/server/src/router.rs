@@ -271,8 +271,21 @@ pub async fn send_presence_addressed(
     } else {
         stanza
     };
+    send_addressed(state, stanza, Kind::Presence, from, to).await;
+}
+
+/// `dispatch` for a caller that holds the stanza's kind, 'from' and 'to' already (a room's
+/// copies of one message, a broadcast), so none is parsed again: a local account's session,
+/// a component or module service, or a remote domain over s2s.
+pub async fn send_addressed(
+    state: &Arc<ServerState>,
+    stanza: Element,
+    kind: Kind,
+    from: &Jid,
+    to: Jid,
+) {
     if state.is_local_domain(to.domain().as_str()) {
-        for reply in to_local(state, stanza, Kind::Presence, from, to).await {
+        for reply in to_local(state, stanza, kind, from, to).await {
             dispatch(state, reply).await;
         }
         return;
@@ -285,7 +298,7 @@ pub async fn send_presence_addressed(
     if let Err(refused) =
         crate::s2s::S2s::send(state, from.domain().as_str(), to.domain().as_str(), stanza)
     {
-        tracing::debug!("presence to {to} dropped: {:?}", refused.0.condition);
+        tracing::debug!("{kind:?} to {to} dropped: {:?}", refused.0.condition);
     }
 }
 

@@ -77,6 +77,10 @@ thread_local! {
 /// get one write of eight stanzas, and the first change waits for no more than that.
 const BATCH_DELIVERIES: usize = 4096;
 
+/// Writers in one poll's batch from which its writes are deferred (see `BatchScope`'s drop):
+/// a broadcast, not a conversation's few recipients.
+const DEFER_WRITERS: usize = 32;
+
 /// Whether the current poll has made enough deliveries that the session should end it (yield)
 /// before it handles another stanza: its deliveries are then written, instead of waiting for
 /// every stanza the client sent at once (a recipient's latency), and other tasks get to run.
@@ -300,6 +304,24 @@ impl Drop for BatchScope {
         }
         BATCHED.with(|n| n.set(None));
         let batch = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+        if batch.len() >= DEFER_WRITERS {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                // A broadcast (a room's message, a presence to a roster): its writes wait until
+                // the tasks that are ready now have run. Other broadcasts among them append to
+                // the same recipients' pending bytes, so each socket then takes several stanzas
+                // in one write: with one write per recipient and message, half of a 500-occupant
+                // room's CPU went to the kernel's send path. Bytes waiting are someone's to
+                // write (see `deliver`), so order and back-pressure stay as they were; an idle
+                // server writes them one task hop later.
+                runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    for writer in batch {
+                        writer.write_batch();
+                    }
+                });
+                return;
+            }
+        }
         for writer in batch {
             writer.write_batch();
         }

@@ -394,11 +394,29 @@ impl Muc {
         sender: &FullJid,
     ) -> Vec<Element> {
         let mut back = Vec::new();
+        // A message's copies all come from one occupant JID: parsed once, not per copy.
+        let mut last_from: Option<Jid> = None;
         for el in out.stanzas {
             if el.attr("to") == Some(sender.as_str()) {
                 back.push(el);
-            } else {
+                continue;
+            }
+            let (Some(kind), Some(Ok(to)), Some(from)) = (
+                Kind::of(&el, ns::CLIENT),
+                el.attr("to").map(Jid::new),
+                el.attr("from"),
+            ) else {
                 crate::router::dispatch(state, el).await;
+                continue;
+            };
+            if last_from.as_ref().is_none_or(|f| f.as_str() != from) {
+                match Jid::new(from) {
+                    Ok(from) => last_from = Some(from),
+                    Err(_) => continue,
+                }
+            }
+            if let Some(from) = &last_from {
+                crate::router::send_addressed(state, el, kind, from, to).await;
             }
         }
         let (service, name) = (
