@@ -1044,7 +1044,10 @@ fn rooms(t: &mut Table) {
     for (figure, key) in [
         ("room message, send to last delivery p50 (ms)", "muc_p50_ms"),
         ("room message, send to last delivery p99 (ms)", "muc_p99_ms"),
-        ("server CPU s per 1000 room deliveries", "server_cpu_s_per_1000"),
+        (
+            "server CPU s per 1000 room deliveries",
+            "server_cpu_s_per_1000",
+        ),
     ] {
         t.versus_rounds(figure.into(), tag, key, false, "", Judge::None);
     }

@@ -134,7 +134,12 @@ fn join_presence(room: &str, nick: &str, history: bool) -> String {
 
 /// Sends the join and reads up to the self-presence: the self-presence and how many other
 /// occupants' presences came before it. A presence error fails.
-async fn join(conn: &mut Conn, room: &str, nick: &str, history: bool) -> anyhow::Result<(String, usize)> {
+async fn join(
+    conn: &mut Conn,
+    room: &str,
+    nick: &str,
+    history: bool,
+) -> anyhow::Result<(String, usize)> {
     conn.send(join_presence(room, nick, history)).await?;
     conn.flush().await?;
     let mut others = 0;
@@ -208,9 +213,10 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
     // 1. The room: created by occupant 0, configured as an instant room where it was new.
     let fill_start = Instant::now();
     let mut owner = ctx.login(0).await.context("occupant 0 logging in")?;
-    let (own, _) = tokio::time::timeout(ctx.timeout(), join(&mut owner.conn, &room, &nick(0), false))
-        .await
-        .context("creating the room timed out")??;
+    let (own, _) =
+        tokio::time::timeout(ctx.timeout(), join(&mut owner.conn, &room, &nick(0), false))
+            .await
+            .context("creating the room timed out")??;
     if xml::descendants(&own, "status").any(|s| xml::attr(s, "code") == Some("201")) {
         owner.conn.send(format!(
             "<iq xmlns='jabber:client' type='set' to='{room}' id='instant'><query xmlns='{NS_MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
@@ -260,10 +266,17 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
         }
     }
     if let Some(e) = failures.first() {
-        bail!("{} of {} occupants did not join, e.g. {e}", failures.len(), a.occupants);
+        bail!(
+            "{} of {} occupants did not join, e.g. {e}",
+            failures.len(),
+            a.occupants
+        );
     }
     let fill_secs = fill_start.elapsed().as_secs_f64();
-    println!("  {} occupants in {room} after {fill_secs:.2} s", a.occupants);
+    println!(
+        "  {} occupants in {room} after {fill_secs:.2} s",
+        a.occupants
+    );
 
     // 2. Messages: the warm-up ones one at a time, then up to --window in flight.
     let send = |k: usize| {
@@ -316,7 +329,10 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
         "groupchat: {measured} messages measured, {deliveries} deliveries in {secs:.2} s: {rate:.0} deliveries/s ({:.0} messages/s)",
         measured as f64 / secs
     );
-    println!("send to last delivery: {}", report::latency(&lat, "muc", &mut rec));
+    println!(
+        "send to last delivery: {}",
+        report::latency(&lat, "muc", &mut rec)
+    );
     if pid.is_some() {
         println!(
             "server CPU: {server_cpu:.2} s, {:.4} s per 1000 deliveries",
@@ -335,7 +351,8 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
     let mut join_lat = report::histogram();
     let (mut joins_done, mut join_secs, mut join_failed) = (0usize, 0.0f64, None::<String>);
     if missed.is_none() && a.joins > 0 {
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(usize, anyhow::Result<Session>)>();
+        let (ready_tx, mut ready_rx) =
+            mpsc::unbounded_channel::<(usize, anyhow::Result<Session>)>();
         for j in 0..a.joins {
             let permit = permits.clone().acquire_owned().await?;
             let (ctx, ready_tx) = (ctx.clone(), ready_tx.clone());
@@ -365,7 +382,12 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
                 && join_start.elapsed().as_secs_f64() < a.max_seconds
             {
                 let (j, s) = joiners.pop().expect("one joiner per join");
-                let (sh, stop, room, nick) = (sh.clone(), stop_rx.clone(), room.clone(), nick(a.occupants + j));
+                let (sh, stop, room, nick) = (
+                    sh.clone(),
+                    stop_rx.clone(),
+                    room.clone(),
+                    nick(a.occupants + j),
+                );
                 // Everyone in the room before this join, at least: the fill's occupants and
                 // the joins completed before it started.
                 let expect = in_room_before + next_done;
@@ -376,17 +398,26 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
                 break; // the time bound
             }
             if !wait_for(&sh, ctx.timeout(), joined(next_done)).await {
-                join_failed = Some(format!("join {next_done} did not complete within {:.0} s", ctx.timeout().as_secs_f64()));
+                join_failed = Some(format!(
+                    "join {next_done} did not complete within {:.0} s",
+                    ctx.timeout().as_secs_f64()
+                ));
                 break;
             }
             join_end = Instant::now();
-            if let (Some(s), Some(d)) = (sh.join_sent_at.borrow()[next_done], sh.joined_at.borrow()[next_done]) {
+            if let (Some(s), Some(d)) = (
+                sh.join_sent_at.borrow()[next_done],
+                sh.joined_at.borrow()[next_done],
+            ) {
                 let _ = join_lat.record(d.saturating_duration_since(s).as_micros().max(1) as u64);
             }
             next_done += 1;
         }
         joins_done = next_done;
-        join_secs = join_end.saturating_duration_since(join_start).as_secs_f64().max(1e-6);
+        join_secs = join_end
+            .saturating_duration_since(join_start)
+            .as_secs_f64()
+            .max(1e-6);
         println!(
             "joins into the {in_room_before}-occupant room: {joins_done} in {join_secs:.2} s: {:.0} joins/s, join time {}",
             joins_done as f64 / join_secs,
@@ -396,7 +427,10 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
             println!("{e}");
         }
         if sh.short_joins.get() > 0 {
-            println!("{} joiners got their self-presence before every occupant's presence", sh.short_joins.get());
+            println!(
+                "{} joiners got their self-presence before every occupant's presence",
+                sh.short_joins.get()
+            );
         }
     }
     let unexpected = sh.unexpected.get();
@@ -408,14 +442,21 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
     while sh.closed.get() < a.occupants + joins_done && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let join_rate = if joins_done > 0 { joins_done as f64 / join_secs } else { 0.0 };
+    let join_rate = if joins_done > 0 {
+        joins_done as f64 / join_secs
+    } else {
+        0.0
+    };
     for (k, v) in [
         ("occupants", json!(a.occupants)),
         ("senders", json!(a.senders)),
         ("window", json!(window)),
         ("messages", json!(a.messages)),
         ("measured_messages", json!(measured)),
-        ("missed", json!(missed.map_or(0, |(_, got)| a.occupants - got))),
+        (
+            "missed",
+            json!(missed.map_or(0, |(_, got)| a.occupants - got)),
+        ),
         ("unexpected", json!(unexpected)),
         ("deliveries", json!(deliveries)),
         ("seconds", json!(report::round3(secs))),
@@ -437,7 +478,8 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
         rec.insert(k.into(), v);
     }
     ctx.emit(&rec)?;
-    let joins_ok = a.joins == 0 || (join_failed.is_none() && joins_done > 0 && sh.short_joins.get() == 0);
+    let joins_ok =
+        a.joins == 0 || (join_failed.is_none() && joins_done > 0 && sh.short_joins.get() == 0);
     Ok(missed.is_none() && unexpected == 0 && measured > 0 && joins_ok)
 }
 
