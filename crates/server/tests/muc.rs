@@ -714,3 +714,92 @@ async fn visitors_ask_for_voice_and_owners_give_the_room_an_avatar() {
     let card = iq(&mut bob, "v2", &format!("<iq xmlns='jabber:client' type='get' id='v2' to='{ROOM}'><vCard xmlns='vcard-temp'/></iq>")).await;
     assert!(show(&card).contains("aGk="), "{}", show(&card));
 }
+
+/// Everything `c` gets until its stream ends (the stream error of the shutdown).
+async fn until_stream_error<C: Client>(c: &mut C) -> Vec<Element> {
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        let el = c.recv().await;
+        let end = el.name() == "error" && el.ns() == "http://etherx.jabber.org/streams";
+        got.push(el);
+        if end {
+            return got;
+        }
+    }
+    panic!("the stream did not end")
+}
+
+#[tokio::test]
+async fn a_stopping_server_tells_each_occupant_332_and_keeps_persistent_rooms() {
+    let server = TestServer::start().await;
+    // Alice on ws:// (deliveries written by the room's task), bob on Direct TLS (a queue his
+    // session writes): both get their last presence before the stream closes.
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    bob.login("bob", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_persistentroom", "1"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    enter(&mut bob, "Bob", "").await;
+    // A temporary room beside it, with bob in both.
+    bob.send("<presence xmlns='jabber:client' to='attic@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    next(&mut bob, "the attic's subject", |e| {
+        e.has_child("subject", "jabber:client")
+            && e.attr("from").is_some_and(|f| f.starts_with("attic@"))
+    })
+    .await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+
+    let server = server.restart().await;
+    let last = |got: &[Element], from: &str| -> Vec<String> {
+        let p = got
+            .iter()
+            .find(|e| e.name() == "presence" && e.attr("from") == Some(from))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no presence from {from}: {:?}",
+                    got.iter().map(show).collect::<Vec<_>>()
+                )
+            });
+        assert_eq!(p.attr("type"), Some("unavailable"), "{}", show(p));
+        assert_eq!(item(p).attr("role"), Some("none"), "{}", show(p));
+        let mut c = codes(p);
+        c.sort();
+        c
+    };
+    let got = until_stream_error(&mut alice).await;
+    assert_eq!(last(&got, &format!("{ROOM}/Alice")), ["110", "332"]);
+    // Only her own: the others' 332 are theirs alone.
+    assert!(
+        !got.iter()
+            .any(|e| e.attr("from") == Some(&format!("{ROOM}/Bob"))),
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    let got = until_stream_error(&mut bob).await;
+    assert_eq!(last(&got, &format!("{ROOM}/Bob")), ["110", "332"]);
+    assert_eq!(last(&got, "attic@conference.localhost/Bob"), ["110", "332"]);
+
+    // The persistent room is still there after the restart, empty; the temporary one is not.
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    let items = iq(&mut carol, "di", "<iq xmlns='jabber:client' type='get' id='di' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| i.attr("jid").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listed, [ROOM], "{}", show(&items));
+    let got = enter(&mut carol, "Carol", "").await;
+    let presences: Vec<_> = got.iter().filter(|e| e.name() == "presence").collect();
+    assert_eq!(presences.len(), 1, "nobody else is in the room");
+    server.stop().await;
+}

@@ -449,6 +449,26 @@ impl Room {
         }
     }
 
+    /// The service stops (§7.2 service-shutdown-kick): each session of each occupant hears
+    /// that it is out of the room (110, 332), and the room forgets its occupants. A persistent
+    /// room stays stored as it is.
+    pub fn shut_down(&mut self, ctx: &Ctx<'_>, out: &mut Out) {
+        for occ in self.occupants.values() {
+            for session in &occ.sessions {
+                out.stanzas.push(self.presence_of(
+                    ctx,
+                    occ,
+                    session.as_str(),
+                    occ.role,
+                    true,
+                    &[110, 332],
+                ));
+            }
+        }
+        self.occupants.clear();
+        self.by_session.clear();
+    }
+
     /// §10.9: every occupant leaves with the `<destroy/>` (alternate venue, reason).
     pub fn destroy(&mut self, destroy: &Element, out: &mut Out) {
         let mut d = Element::builder("destroy", NS_USER);

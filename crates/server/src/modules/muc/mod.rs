@@ -171,6 +171,21 @@ impl Module for Muc {
         Ok(())
     }
 
+    /// The server stops: every occupant of every room hears it is out (status 332) while its
+    /// session still takes stanzas. Persistent rooms stay stored; nothing is saved here.
+    async fn stopping(&self, state: &Arc<ServerState>) {
+        let rooms: Vec<Arc<Mutex<Room>>> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let ctx = self.ctx();
+        for room in rooms {
+            let mut room = room.lock().await;
+            let mut out = Out::default();
+            room.shut_down(&ctx, &mut out);
+            for el in out.stanzas {
+                crate::router::dispatch(state, el).await;
+            }
+        }
+    }
+
     async fn service_stanza(
         &self,
         state: &Arc<ServerState>,
