@@ -803,3 +803,162 @@ async fn a_stopping_server_tells_each_occupant_332_and_keeps_persistent_rooms() 
     assert_eq!(presences.len(), 1, "nobody else is in the room");
     server.stop().await;
 }
+
+fn from_nick(els: &[Element], nick: &str) -> Vec<Element> {
+    els.iter()
+        .filter(|e| e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/{nick}")))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_is_broadcast_for_the_configured_roles_and_the_member_list_for_some() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    let form = iq(&mut alice, "form", &format!("<iq xmlns='jabber:client' type='get' id='form' to='{ROOM}'><query xmlns='{OWNER}'/></iq>")).await;
+    let shown: Vec<String> = form
+        .get_child("query", OWNER)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.children()
+                .find(|f| f.attr("var") == Some("muc#roomconfig_presencebroadcast"))
+        })
+        .map(|f| {
+            f.children()
+                .filter(|v| v.name() == "value")
+                .map(|v| v.text())
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no presencebroadcast field: {}", show(&form)));
+    assert_eq!(shown, ["moderator", "participant", "visitor"]);
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_presencebroadcast", "moderator"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    drain(&mut alice).await;
+
+    // Bob and carol, participants: each sees alice (a moderator) and itself only; nobody
+    // hears of them.
+    let got = enter(&mut bob, "Bob", "").await;
+    assert_eq!(from_nick(&got, "Alice").len(), 1);
+    assert_eq!(from_nick(&got, "Bob").len(), 1, "bob's own");
+    let got = enter(&mut carol, "Carol", "").await;
+    assert_eq!(from_nick(&got, "Alice").len(), 1);
+    assert!(
+        from_nick(&got, "Bob").is_empty(),
+        "bob is not shown to carol"
+    );
+    assert!(from_nick(&drain(&mut alice).await, "Bob").is_empty());
+    assert!(from_nick(&drain(&mut alice).await, "Carol").is_empty());
+    assert!(from_nick(&drain(&mut bob).await, "Carol").is_empty());
+    // Not in the room's disco#items either, but for oneself.
+    let items = iq(&mut carol, "di", &format!("<iq xmlns='jabber:client' type='get' id='di' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")).await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("jid").map(str::to_owned))
+        .collect();
+    assert_eq!(listed, [format!("{ROOM}/Alice"), format!("{ROOM}/Carol")]);
+
+    // Bob made a moderator: now everyone sees him; back to participant, he leaves their view.
+    let ok = iq(&mut alice, "m", &format!("<iq xmlns='jabber:client' type='set' id='m' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Bob' role='moderator'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let seen = next(&mut carol, "bob shown", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    assert_eq!(item(&seen).attr("role"), Some("moderator"));
+    let ok = iq(&mut alice, "p", &format!("<iq xmlns='jabber:client' type='set' id='p' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Bob' role='participant'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let gone = next(&mut carol, "bob hidden", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let own = next(&mut bob, "bob's new role", |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+            && item(e).attr("role") != Some("moderator")
+    })
+    .await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+    assert_eq!(item(&own).attr("role"), Some("participant"));
+    drain(&mut alice).await;
+    // His status change and his leaving reach himself only.
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bob'><show>away</show></presence>"
+    ))
+    .await;
+    next(&mut bob, "own away", |e| {
+        e.name() == "presence" && e.has_child("show", "jabber:client")
+    })
+    .await;
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bob' type='unavailable'/>"
+    ))
+    .await;
+    next(&mut bob, "own unavailable", |e| {
+        e.name() == "presence" && e.attr("type") == Some("unavailable")
+    })
+    .await;
+    drain(&mut bob).await;
+    assert!(from_nick(&drain(&mut carol).await, "Bob").is_empty());
+    assert!(from_nick(&drain(&mut alice).await, "Bob").is_empty());
+
+    // The member list: carol, a participant without affiliation, may not get it by default;
+    // once participants may (muc#roomconfig_getmemberlist), she does.
+    let ok = iq(&mut alice, "mb", &format!("<iq xmlns='jabber:client' type='set' id='mb' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let members = format!("<iq xmlns='jabber:client' type='get' id='ml' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>");
+    let no = iq(&mut carol, "ml", &members).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&no)
+    );
+    let done = configure(
+        &mut alice,
+        "cfg2",
+        "<field var='muc#roomconfig_getmemberlist'><value>moderator</value><value>participant</value></field>",
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let list = iq(&mut carol, "ml", &members).await;
+    let jids: Vec<_> = list
+        .get_child("query", ADMIN)
+        .unwrap_or_else(|| panic!("{}", show(&list)))
+        .children()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, ["bob@localhost"]);
+    // Other lists stay with admins.
+    let no = iq(&mut carol, "ol", &format!("<iq xmlns='jabber:client' type='get' id='ol' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='owner'/></query></iq>")).await;
+    assert_eq!(error_condition(&no).as_deref(), Some("forbidden"));
+
+    // Participants shown from now on: alice gets carol's presence without carol doing a thing.
+    drain(&mut alice).await;
+    let done = configure(
+        &mut alice,
+        "cfg3",
+        "<field var='muc#roomconfig_presencebroadcast'><value>moderator</value><value>participant</value></field>",
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let seen = next(&mut alice, "carol shown", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Carol"))
+    })
+    .await;
+    assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+}

@@ -61,7 +61,10 @@ impl Room {
                 .ok_or_else(|| {
                     refuse(StanzaErrorCondition::BadRequest, "no such affiliation list")
                 })?;
-            let members_visible = wanted == Affiliation::Member && actor_aff >= Affiliation::Member;
+            // §7.11: members, and occupants whose role `muc#roomconfig_getmemberlist` names.
+            let members_visible = wanted == Affiliation::Member
+                && (actor_aff >= Affiliation::Member
+                    || self.config.get_member_list.contains(actor_role));
             if actor_aff < Affiliation::Admin && !members_visible {
                 return Err(refuse(
                     StanzaErrorCondition::Forbidden,
@@ -397,6 +400,9 @@ impl Room {
                     codes.push(if self.config.whois_anyone { 172 } else { 173 });
                 }
                 self.notify(&codes, out);
+                if self.config.presence_broadcast != was.presence_broadcast {
+                    self.presence_broadcast_changed(ctx, was.presence_broadcast, out);
+                }
                 if self.config.members_only && !was.members_only {
                     // §9.? members-only now: those without affiliation leave (322).
                     let outsiders: Vec<String> = self

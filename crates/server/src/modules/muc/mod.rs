@@ -497,7 +497,12 @@ impl Muc {
             ("query", ns::DISCO_ITEMS, false) => {
                 let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
                 if room.occupant_of(from.as_str()).is_some() {
-                    for nick in room.occupants.keys() {
+                    let bare = from.to_bare();
+                    let listed = room
+                        .occupants
+                        .iter()
+                        .filter(|(_, o)| room.shown(o.role) || o.bare == bare);
+                    for (nick, _) in listed {
                         q.append_child(
                             Element::builder("item", ns::DISCO_ITEMS)
                                 .attr(xml_ncname!("jid").into(), format!("{}/{nick}", room.jid))

@@ -13,7 +13,7 @@ use rxml::xml_ncname;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::config::RoomConfig;
+use super::config::{RoleSet, RoomConfig};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 use crate::stanza;
@@ -264,6 +264,12 @@ impl Room {
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..18])
     }
 
+    /// Whether the others get the presence of an occupant with `role`
+    /// (`muc#roomconfig_presencebroadcast`).
+    pub fn shown(&self, role: Role) -> bool {
+        self.config.presence_broadcast.contains(role)
+    }
+
     /// Whether `viewer` (a role) sees occupants' real JIDs.
     fn sees_jids(&self, viewer: Role) -> bool {
         self.config.whois_anyone || viewer == Role::Moderator
@@ -317,7 +323,7 @@ impl Room {
     }
 
     /// Sends `nick`'s presence to every session in the room; its own sessions get `own`
-    /// codes (110 first), the others `others`.
+    /// codes (110 first), the others `others`, when its role's presence is broadcast.
     fn broadcast_presence(
         &self,
         ctx: &Ctx<'_>,
@@ -327,8 +333,12 @@ impl Room {
         others: &[u16],
         out: &mut Out,
     ) {
+        let shown = self.shown(occ.role);
         for viewer in self.occupants.values() {
             let mine = viewer.bare == occ.bare && viewer.nick == occ.nick;
+            if !mine && !shown {
+                continue;
+            }
             for session in &viewer.sessions {
                 let codes = if mine { own } else { others };
                 out.stanzas.push(self.presence_of(
@@ -456,7 +466,11 @@ impl Room {
             .occupants
             .get(nick)
             .map_or(self.default_role(affiliation), |o| o.role);
-        for other in self.occupants.values().filter(|o| o.nick != nick) {
+        for other in self
+            .occupants
+            .values()
+            .filter(|o| o.nick != nick && (self.shown(o.role) || o.bare == bare))
+        {
             out.stanzas
                 .push(self.presence_of(ctx, other, from.as_str(), role, false, &[]));
         }
@@ -493,7 +507,11 @@ impl Room {
             // The others first, the newcomer's own last (§7.2.3: it ends the list).
             let mut mine = Vec::new();
             let mut theirs = Vec::new();
+            let shown = self.shown(role);
             for viewer in self.occupants.values() {
+                if !shown && viewer.nick != nick {
+                    continue;
+                }
                 for session in &viewer.sessions {
                     let own_session = session == from;
                     let codes: &[u16] = if own_session {
@@ -607,10 +625,14 @@ impl Room {
             return;
         }
         let occ = &self.occupants[old];
+        let shown = self.shown(occ.role);
         // 303 with the new nick in the item, from the old nick, to everyone.
         for viewer in self.occupants.values() {
+            let own = viewer.nick == old;
+            if !own && !shown {
+                continue;
+            }
             for session in &viewer.sessions {
-                let own = viewer.nick == old;
                 let codes: &[u16] = if own { &[303, 110] } else { &[303] };
                 let mut p = self.presence_of(ctx, occ, session.as_str(), viewer.role, true, codes);
                 // The item carries the new nick and the occupant's role (§7.6.3).
@@ -672,7 +694,9 @@ impl Room {
             return;
         }
         let occ = self.occupants.remove(&nick).expect("present above");
-        for viewer in self.occupants.values() {
+        // The others never saw an occupant whose role's presence is not broadcast.
+        let shown = self.shown(occ.role);
+        for viewer in self.occupants.values().filter(|_| shown) {
             for session in &viewer.sessions {
                 out.stanzas.push(with_status(self.presence_of(
                     ctx,
@@ -729,11 +753,51 @@ impl Room {
         codes: &[u16],
         out: &mut Out,
     ) {
-        if let Some(occ) = self.occupants.get_mut(nick) {
-            occ.role = role;
-        }
-        if let Some(occ) = self.occupants.get(nick) {
+        let Some(occ) = self.occupants.get_mut(nick) else {
+            return;
+        };
+        let before = std::mem::replace(&mut occ.role, role);
+        let occ = &self.occupants[nick];
+        if !self.shown(before) || self.shown(role) {
             self.broadcast_presence(ctx, occ, false, codes, codes, out);
+            return;
+        }
+        // Its presence is no longer broadcast: the others see it leave, it sees its new role.
+        for viewer in self.occupants.values() {
+            let mine = viewer.nick == occ.nick;
+            for session in &viewer.sessions {
+                out.stanzas.push(self.presence_of(
+                    ctx,
+                    occ,
+                    session.as_str(),
+                    viewer.role,
+                    !mine,
+                    codes,
+                ));
+            }
+        }
+    }
+
+    /// The roles whose presence is broadcast changed from `was`: the others see occupants
+    /// that are no longer shown leave, and get the presence of those now shown.
+    pub fn presence_broadcast_changed(&self, ctx: &Ctx<'_>, was: RoleSet, out: &mut Out) {
+        for occ in self.occupants.values() {
+            let shown = self.shown(occ.role);
+            if was.contains(occ.role) == shown {
+                continue;
+            }
+            for viewer in self.occupants.values().filter(|v| v.nick != occ.nick) {
+                for session in &viewer.sessions {
+                    out.stanzas.push(self.presence_of(
+                        ctx,
+                        occ,
+                        session.as_str(),
+                        viewer.role,
+                        !shown,
+                        &[],
+                    ));
+                }
+            }
         }
     }
 
