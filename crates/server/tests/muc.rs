@@ -962,3 +962,224 @@ async fn presence_is_broadcast_for_the_configured_roles_and_the_member_list_for_
     .await;
     assert_eq!(seen.attr("type"), None, "{}", show(&seen));
 }
+
+const REGISTER: &str = "jabber:iq:register";
+
+fn register_form(id: &str, nick: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='{REGISTER}'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+         <field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>"
+    )
+}
+
+/// The reserved nick the room tells `c` (XEP-0045 §7.12), if any.
+async fn reserved_nick<C: Client>(c: &mut C) -> Option<String> {
+    let info = iq(c, "rn", &format!("<iq xmlns='jabber:client' type='get' id='rn' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>")).await;
+    let q = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap_or_else(|| panic!("{}", show(&info)));
+    assert_eq!(q.attr("node"), Some("x-roomuser-item"));
+    q.children().find(|i| i.name() == "identity").map(|i| {
+        assert_eq!(i.attr("category"), Some("conference"));
+        i.attr("name").unwrap_or("").to_owned()
+    })
+}
+
+#[tokio::test]
+async fn registering_with_a_room_reserves_a_nick_and_makes_a_member() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_persistentroom", "1"),
+    )
+    .await;
+    let info = iq(&mut bob, "dinfo", &format!("<iq xmlns='jabber:client' type='get' id='dinfo' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    assert!(
+        info.get_child("query", "http://jabber.org/protocol/disco#info")
+            .unwrap()
+            .children()
+            .any(|f| f.name() == "feature" && f.attr("var") == Some(REGISTER)),
+        "{}",
+        show(&info)
+    );
+
+    // The form, with muc#register_roomnick; bob registers from outside the room.
+    let form = iq(&mut bob, "rg", &format!("<iq xmlns='jabber:client' type='get' id='rg' to='{ROOM}'><query xmlns='{REGISTER}'/></iq>")).await;
+    let x = form
+        .get_child("query", REGISTER)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .unwrap_or_else(|| panic!("no form: {}", show(&form)));
+    assert!(x
+        .children()
+        .any(|f| f.attr("var") == Some("muc#register_roomnick")));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    let ok = iq(&mut bob, "r1", &register_form("r1", "Bobby")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bobby"));
+    assert_eq!(reserved_nick(&mut carol).await, None, "carol has none");
+    let again = iq(&mut bob, "rg2", &format!("<iq xmlns='jabber:client' type='get' id='rg2' to='{ROOM}'><query xmlns='{REGISTER}'/></iq>")).await;
+    let q = again.get_child("query", REGISTER).unwrap();
+    assert!(q.has_child("registered", REGISTER), "{}", show(&again));
+    assert_eq!(
+        q.get_child("username", REGISTER)
+            .map(|u| u.text())
+            .as_deref(),
+        Some("Bobby")
+    );
+    // He is a member now, listed with his nick.
+    let list = iq(&mut alice, "ml", &format!("<iq xmlns='jabber:client' type='get' id='ml' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>")).await;
+    let members: Vec<_> = list
+        .get_child("query", ADMIN)
+        .unwrap()
+        .children()
+        .map(|i| (i.attr("jid").unwrap_or(""), i.attr("nick").unwrap_or("")))
+        .collect();
+    assert_eq!(members, [("bob@localhost", "Bobby")]);
+
+    // Nobody else takes it: not on entering, not by registering, not by a nick change.
+    let refused = enter(&mut carol, "Bobby", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(refused.last().unwrap())
+    );
+    let no = iq(&mut carol, "r2", &register_form("r2", "Bobby")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&no)
+    );
+    enter(&mut carol, "Carol", "").await;
+    carol
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Bobby'/>"
+        ))
+        .await;
+    let e = next(&mut carol, "the nick change refused", |e| {
+        e.name() == "presence" && e.attr("type") == Some("error")
+    })
+    .await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&e)
+    );
+    // Nor a nick someone in the room uses.
+    let no = iq(&mut bob, "r3", &register_form("r3", "Carol")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&no)
+    );
+    drop(carol);
+
+    // Kept with the room across a restart; bob enters with it as a member.
+    drop(alice);
+    drop(bob);
+    let server = server.restart().await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bobby"));
+    let refused = enter(&mut carol, "Bobby", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("conflict")
+    );
+    let got = enter(&mut bob, "Bobby", "").await;
+    let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
+    assert_eq!(
+        item(own).attr("affiliation"),
+        Some("member"),
+        "{}",
+        show(own)
+    );
+
+    // Unregistering: the reservation and the membership go (his presence says so).
+    let ok = iq(&mut bob, "r4", &format!("<iq xmlns='jabber:client' type='set' id='r4' to='{ROOM}'><query xmlns='{REGISTER}'><remove/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let p = next(&mut bob, "the new affiliation", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bobby"))
+    })
+    .await;
+    assert_eq!(item(&p).attr("affiliation"), Some("none"), "{}", show(&p));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bobby' type='unavailable'/>"
+    ))
+    .await;
+    drain(&mut bob).await;
+    let got = enter(&mut carol, "Bobby", "").await;
+    assert!(
+        got.last().unwrap().has_child("subject", "jabber:client"),
+        "{}",
+        show(got.last().unwrap())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admins_reserve_nicks_on_the_member_list_and_members_only_rooms_keep_registration_to_members(
+) {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", &field("muc#roomconfig_membersonly", "1")).await;
+    // §9.5: a member with a nick.
+    let ok = iq(&mut alice, "m1", &format!("<iq xmlns='jabber:client' type='set' id='m1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member' nick='Robert'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Robert"));
+    // Carol, no member, may not register here.
+    let no = iq(&mut carol, "r1", &register_form("r1", "Cee")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&no)
+    );
+    // Bob, a member, may change his reservation.
+    let ok = iq(&mut bob, "r2", &register_form("r2", "Bob")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bob"));
+    // The reservation goes with the membership; an empty nick drops it alone.
+    let ok = iq(&mut alice, "m2", &format!("<iq xmlns='jabber:client' type='set' id='m2' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member' nick=''/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    iq(&mut bob, "r3", &register_form("r3", "Bob")).await;
+    let ok = iq(&mut alice, "m3", &format!("<iq xmlns='jabber:client' type='set' id='m3' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let no = iq(&mut bob, "r4", &register_form("r4", "Bob")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&no)
+    );
+    let ok = iq(&mut alice, "m4", &format!("<iq xmlns='jabber:client' type='set' id='m4' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='none'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    assert_eq!(
+        reserved_nick(&mut bob).await,
+        None,
+        "a ban drops the reservation"
+    );
+}

@@ -28,6 +28,8 @@ enum Change {
         jid: String,
         affiliation: Affiliation,
         reason: Option<String>,
+        /// §9.5: the reserved nick to set, or (empty) to drop.
+        nick: Option<String>,
     },
 }
 
@@ -75,7 +77,13 @@ impl Room {
                 let mut i = Element::builder("item", NS_ADMIN)
                     .attr(xml_ncname!("affiliation").into(), aff.as_str())
                     .attr(xml_ncname!("jid").into(), jid.as_str());
-                if let Some(nick) = self.nick_of_bare(jid) {
+                // §9.5: the reserved nick, else the one in use.
+                if let Some(nick) = self
+                    .nicks
+                    .get(jid)
+                    .cloned()
+                    .or_else(|| self.nick_of_bare(jid))
+                {
                     i = i.attr(xml_ncname!("nick").into(), nick);
                 }
                 result.append_child(i.build());
@@ -187,10 +195,17 @@ impl Room {
                         "only owners change admins and owners",
                     ));
                 }
+                // §9.5: a nick reserves it for a member; an empty one drops the reservation.
+                let nick = match item.attr("nick") {
+                    Some("") => Some(String::new()),
+                    Some(n) if affiliation >= Affiliation::Member => Some(self.nick_for(&jid, n)?),
+                    _ => None,
+                };
                 changes.push(Change::Affiliation {
                     jid,
                     affiliation,
                     reason,
+                    nick,
                 });
             } else {
                 return Err(refuse(
@@ -248,7 +263,17 @@ impl Room {
                     jid,
                     affiliation,
                     reason,
+                    nick,
                 } => {
+                    match nick {
+                        Some(n) if n.is_empty() => {
+                            self.nicks.remove(&jid);
+                        }
+                        Some(n) => {
+                            self.nicks.insert(jid.clone(), n);
+                        }
+                        None => {}
+                    }
                     self.set_affiliation(ctx, &jid, affiliation, reason.as_deref(), out);
                 }
             }
@@ -270,6 +295,10 @@ impl Room {
             self.affiliations.remove(jid);
         } else {
             self.affiliations.insert(jid.to_string(), affiliation);
+        }
+        if affiliation < Affiliation::Member {
+            // A reservation goes with the membership (§9.2: a ban drops it).
+            self.nicks.remove(jid);
         }
         out.save = true;
         let Some(nick) = self.nick_of_bare(jid) else {

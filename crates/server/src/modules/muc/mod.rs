@@ -8,6 +8,7 @@ mod admin;
 mod config;
 mod extras;
 mod messages;
+mod register;
 mod room;
 
 use std::sync::Arc;
@@ -493,7 +494,13 @@ impl Muc {
             return;
         };
         let answer = match (payload.name(), payload.ns().as_str(), is_set) {
-            ("query", ns::DISCO_INFO, false) => Ok(Some(self.room_info(room))),
+            ("query", ns::DISCO_INFO, false) => match payload.attr("node") {
+                None => Ok(Some(self.room_info(room))),
+                Some(register::NODE_ROOMUSER) => Ok(Some(room.reserved_nick_info(from))),
+                Some(_) => Err(crate::error::StanzaError::new(
+                    StanzaErrorCondition::ItemNotFound,
+                )),
+            },
             ("query", ns::DISCO_ITEMS, false) => {
                 let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
                 if room.occupant_of(from.as_str()).is_some() {
@@ -516,6 +523,10 @@ impl Muc {
             ("query", NS_ADMIN, true) => room.admin_set(ctx, from, payload, out).map(|_| None),
             ("query", NS_OWNER, false) => room.owner_get(ctx, from, payload).map(Some),
             ("query", NS_OWNER, true) => room.owner_set(ctx, from, payload, out).map(|_| None),
+            ("query", register::NS_REGISTER, false) => room.register_get(ctx, from).map(Some),
+            ("query", register::NS_REGISTER, true) => {
+                room.register_set(ctx, from, payload, out).map(|_| None)
+            }
             ("ping", NS_PING, false) => Ok(None),
             ("vCard", extras::NS_VCARD, false) => Ok(Some(room.vcard_get())),
             ("vCard", extras::NS_VCARD, true) => {
@@ -549,6 +560,7 @@ impl Muc {
             NS_CONFERENCE,
             extras::NS_VCARD,
             extras::FORM_REQUEST,
+            register::NS_REGISTER,
         ]
         .into_iter()
         .map(String::from)

@@ -146,6 +146,9 @@ pub struct Saved {
     /// The room's vCard (its avatar), as XML.
     #[serde(default)]
     pub vcard: Option<String>,
+    /// Reserved nicks (§7.10): bare JID → nick.
+    #[serde(default)]
+    pub nicks: BTreeMap<String, String>,
 }
 
 pub struct Room {
@@ -156,6 +159,8 @@ pub struct Room {
     pub subject: Option<Subject>,
     /// The room's vCard, as XML (extras.rs).
     pub vcard: Option<String>,
+    /// Reserved nicks (register.rs): bare JID → nick.
+    pub nicks: BTreeMap<String, String>,
     /// Salt of the occupant ids.
     secret: String,
     /// Created and not yet configured (§10.1.2): only its owner may enter.
@@ -199,6 +204,7 @@ impl Room {
             affiliations: BTreeMap::new(),
             subject: None,
             vcard: None,
+            nicks: BTreeMap::new(),
             secret: base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
             locked: false,
             occupants: BTreeMap::new(),
@@ -213,6 +219,7 @@ impl Room {
         room.subject = saved.subject;
         room.secret = saved.secret;
         room.vcard = saved.vcard;
+        room.nicks = saved.nicks;
         room
     }
 
@@ -223,6 +230,7 @@ impl Room {
             subject: self.subject.clone(),
             secret: self.secret.clone(),
             vcard: self.vcard.clone(),
+            nicks: self.nicks.clone(),
         }
     }
 
@@ -446,6 +454,10 @@ impl Room {
                 );
             }
         }
+        if let Err(e) = self.check_reserved(nick, bare.as_str()) {
+            out.stanzas.extend(e.reply_to(stanza));
+            return;
+        }
         let limit = match self.config.max_users {
             0 => ctx.max_occupants,
             n => n.min(ctx.max_occupants),
@@ -625,6 +637,10 @@ impl Room {
             return;
         }
         let occ = &self.occupants[old];
+        if let Err(e) = self.check_reserved(new, occ.bare.as_str()) {
+            out.stanzas.extend(e.reply_to(stanza));
+            return;
+        }
         let shown = self.shown(occ.role);
         // 303 with the new nick in the item, from the old nick, to everyone.
         for viewer in self.occupants.values() {
