@@ -1183,3 +1183,219 @@ async fn admins_reserve_nicks_on_the_member_list_and_members_only_rooms_keep_reg
         "a ban drops the reservation"
     );
 }
+
+/// A server whose `[modules.muc]` is `settings`.
+async fn start_muc(settings: &str) -> TestServer {
+    let table: toml::Table = toml::from_str(settings).expect("settings");
+    TestServer::start_with(move |c| {
+        c.modules.insert("muc".into(), toml::Value::Table(table));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_user_in_too_many_rooms_may_not_enter_one_more() {
+    let server = start_muc("max_rooms_per_user = 2\nadmins = ['carol@localhost']").await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut bob2 = server.tcp_direct_tls().await;
+    bob2.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    let entering = |room: &str, nick: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{room}@conference.localhost/{nick}'><x xmlns='{MUC}'/></presence>"
+        )
+    };
+    async fn answer<C: Client>(c: &mut C, room: &str) -> Element {
+        next(c, "the end of entering", |e| {
+            e.attr("from")
+                .is_some_and(|f| f.starts_with(&format!("{room}@")))
+                && (e.attr("type") == Some("error") || e.has_child("subject", "jabber:client"))
+        })
+        .await
+    }
+    for room in ["one", "two"] {
+        bob.send(&entering(room, "Bob")).await;
+        let got = answer(&mut bob, room).await;
+        assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    }
+    // A second session in a room he is in already, under another nick too, is no new room.
+    bob2.send(&entering("two", "Bob")).await;
+    answer(&mut bob2, "two").await;
+    bob2.send(&entering("one", "Robert")).await;
+    let got = answer(&mut bob2, "one").await;
+    assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    // A third room is one too many, from either session.
+    bob2.send(&entering("three", "Bob")).await;
+    let refused = answer(&mut bob2, "three").await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    assert!(
+        show(&refused).contains("too many rooms"),
+        "{}",
+        show(&refused)
+    );
+    // Leaving one (every nick and session of his in it) makes room for another.
+    bob.send(
+        "<presence xmlns='jabber:client' to='one@conference.localhost/Bob' type='unavailable'/>",
+    )
+    .await;
+    bob2.send(
+        "<presence xmlns='jabber:client' to='one@conference.localhost/Robert' type='unavailable'/>",
+    )
+    .await;
+    drain(&mut bob).await;
+    drain(&mut bob2).await;
+    bob.send(&entering("three", "Bob")).await;
+    let got = answer(&mut bob, "three").await;
+    assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    // His second session ending leaves him in the rooms his first one is in.
+    drop(bob2);
+    bob.send(&entering("four", "Bob")).await;
+    let refused = answer(&mut bob, "four").await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    // The service's admins are not counted.
+    for room in ["one", "two", "three"] {
+        carol.send(&entering(room, "Carol")).await;
+        let got = answer(&mut carol, room).await;
+        assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    }
+}
+
+#[tokio::test]
+async fn an_occupant_sending_too_fast_is_held_back() {
+    let server = start_muc("occupant_message_rate = 1.0\noccupant_message_burst = 3").await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", "").await;
+    enter(&mut bob, "Bob", "").await;
+    // Five at once: the burst of three goes to everyone, the other two come back refused.
+    for i in 1..=5 {
+        alice
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='m{i}'><body>spell {i}</body></message>"
+            ))
+            .await;
+    }
+    let got = drain(&mut alice).await;
+    let errors: Vec<&Element> = got
+        .iter()
+        .filter(|e| e.name() == "message" && e.attr("type") == Some("error"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    for e in &errors {
+        assert_eq!(error_condition(e).as_deref(), Some("resource-constraint"));
+        assert_eq!(
+            e.get_child("error", "jabber:client")
+                .and_then(|e| e.attr("type")),
+            Some("wait"),
+            "{}",
+            show(e)
+        );
+    }
+    assert_eq!(errors[0].attr("id"), Some("m4"));
+    let bodies: Vec<String> = drain(&mut bob)
+        .await
+        .iter()
+        .filter(|e| e.name() == "message")
+        .map(body)
+        .collect();
+    assert_eq!(bodies, ["spell 1", "spell 2", "spell 3"]);
+    // A second later there is a token again; bob's own budget was never touched.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>spell 6</body></message>"
+        ))
+        .await;
+    next(&mut bob, "spell 6", |e| body(e) == "spell 6").await;
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>mine</body></message>"
+    ))
+    .await;
+    next(&mut alice, "bob's", |e| body(e) == "mine").await;
+}
+
+#[test]
+fn bad_muc_limits_are_rejected_with_their_key_path() {
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = -1.0\nmax_rooms_per_usr = 3\n",
+    )
+    .expect("the TOML itself is fine");
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("bad muc settings accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.max_rooms_per_usr:")),
+        "{text:?}"
+    );
+    let config =
+        weft_config::Config::parse("[modules.muc]\noccupant_message_rate = -1.0\n").unwrap();
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("a negative rate accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.occupant_message_rate:")),
+        "{text:?}"
+    );
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = 5\noccupant_message_burst = 0\n",
+    )
+    .unwrap();
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("a zero burst accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.occupant_message_burst:")),
+        "{text:?}"
+    );
+    // No limits at all is a choice.
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = 0\noccupant_message_burst = 0\nmax_rooms_per_user = 0\n",
+    )
+    .unwrap();
+    assert!(weft_server::modules::load(&config).is_ok());
+}
+
+#[test]
+fn the_example_configuration_documents_the_muc_module() {
+    let text = include_str!("../../../weft.example.toml");
+    let config = weft_config::Config::parse(text).expect("the example parses");
+    let section = config
+        .modules
+        .get("muc")
+        .expect("[modules.muc] in the example");
+    for key in [
+        "subdomain",
+        "max_occupants",
+        "max_rooms_per_user",
+        "occupant_message_rate",
+        "occupant_message_burst",
+    ] {
+        assert!(section.get(key).is_some(), "{key} not documented");
+    }
+    let modules = weft_server::modules::load(&config).expect("the example's modules load");
+    assert!(modules.names().contains(&"muc"));
+}

@@ -534,7 +534,12 @@ impl Room {
                     .build(),
             );
         }
-        self.occupants.clear();
+        for occ in std::mem::take(&mut self.occupants).into_values() {
+            if !out.left.contains(&occ.bare) {
+                out.left.push(occ.bare);
+            }
+        }
+        self.by_session.clear();
         out.destroy = true;
     }
 }

@@ -81,6 +81,16 @@ pub struct MucSettings {
     pub rooms_public: bool,
     /// New rooms outlive their occupants.
     pub rooms_persistent: bool,
+    /// Rooms one user (a bare JID, any number of sessions and nicks) may be in at once; entering
+    /// one more is refused with `<resource-constraint/>`. The service's admins are not counted.
+    /// 0: no limit.
+    pub max_rooms_per_user: usize,
+    /// Groupchat messages (chat states and subject changes included) one occupant may send per
+    /// second on average, a token bucket per occupant; a message beyond it gets
+    /// `<resource-constraint/>` (type wait) and reaches nobody. 0: no limit.
+    pub occupant_message_rate: f64,
+    /// Messages an occupant may send at once before `occupant_message_rate` holds it back.
+    pub occupant_message_burst: u32,
 }
 
 impl Default for MucSettings {
@@ -95,6 +105,9 @@ impl Default for MucSettings {
             max_occupants: 1000,
             rooms_public: true,
             rooms_persistent: false,
+            max_rooms_per_user: 100,
+            occupant_message_rate: 2.0,
+            occupant_message_burst: 10,
         }
     }
 }
@@ -116,12 +129,26 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<weft_config::ConfigEr
     if settings.max_occupants == 0 {
         problems.push(section.error("max_occupants", "must be at least 1"));
     }
+    let rate = settings.occupant_message_rate;
+    if !rate.is_finite() || rate < 0.0 {
+        problems.push(section.error(
+            "occupant_message_rate",
+            "must be a number of messages per second, 0 for no limit",
+        ));
+    }
+    if rate > 0.0 && settings.occupant_message_burst == 0 {
+        problems.push(section.error(
+            "occupant_message_burst",
+            "must be at least 1 while occupant_message_rate is set",
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Arc::new(Muc {
         settings,
         rooms: DashMap::new(),
+        user_rooms: DashMap::new(),
     }))
 }
 
@@ -129,6 +156,8 @@ pub struct Muc {
     settings: MucSettings,
     /// Room bare JID → room.
     rooms: DashMap<String, Arc<Mutex<Room>>>,
+    /// Bare JID → the number of rooms it is in (`max_rooms_per_user`).
+    user_rooms: DashMap<String, usize>,
 }
 
 #[async_trait::async_trait]
@@ -185,6 +214,7 @@ impl Module for Muc {
                 crate::router::dispatch(state, el).await;
             }
         }
+        self.user_rooms.clear();
     }
 
     async fn service_stanza(
@@ -243,7 +273,13 @@ impl Module for Muc {
             }
         }
         let mut room = room.lock().await;
-        let ctx = self.ctx();
+        let mut ctx = self.ctx();
+        if entering && self.settings.max_rooms_per_user > 0 {
+            ctx.user_rooms = self
+                .user_rooms
+                .get(from.to_bare().as_str())
+                .map_or(0, |n| *n);
+        }
         let mut out = Out::default();
         match (kind, nick.as_deref()) {
             (Kind::Presence, Some(nick)) => {
@@ -269,6 +305,7 @@ impl Module for Muc {
             (Kind::Iq, Some(nick)) => room.occupant_iq(&from, nick, &stanza, &mut out),
             (Kind::Iq, None) => self.room_iq(&ctx, &mut room, &from, &stanza, &mut out),
         }
+        self.count_rooms(&room, &from, &mut out);
         self.archive(state, &mut room, &mut out).await;
         self.finish(state, &mut room, out, &from).await
     }
@@ -282,6 +319,39 @@ impl Muc {
             admins: &self.settings.admins,
             max_history: self.settings.max_history,
             max_occupants: self.settings.max_occupants,
+            user_rooms: 0,
+            max_rooms_per_user: self.settings.max_rooms_per_user,
+            message_rate: self.settings.occupant_message_rate,
+            message_burst: f64::from(self.settings.occupant_message_burst),
+        }
+    }
+
+    /// Counts the rooms each user is in (`max_rooms_per_user`) after a call into `room`.
+    fn count_rooms(&self, room: &Room, from: &FullJid, out: &mut Out) {
+        if out.entered {
+            *self
+                .user_rooms
+                .entry(from.to_bare().to_string())
+                .or_insert(0) += 1;
+        }
+        if out.destroy {
+            // Gone without each occupant leaving (a new room's configuration cancelled).
+            for occ in room.occupants.values() {
+                if !out.left.contains(&occ.bare) {
+                    out.left.push(occ.bare.clone());
+                }
+            }
+        }
+        for bare in out.left.drain(..) {
+            if let dashmap::mapref::entry::Entry::Occupied(mut n) =
+                self.user_rooms.entry(bare.to_string())
+            {
+                if *n.get() <= 1 {
+                    n.remove();
+                } else {
+                    *n.get_mut() -= 1;
+                }
+            }
         }
     }
 

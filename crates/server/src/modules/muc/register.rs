@@ -222,6 +222,10 @@ mod tests {
             admins: &[],
             max_history: 50,
             max_occupants: 100,
+            user_rooms: 0,
+            max_rooms_per_user: 0,
+            message_rate: 0.0,
+            message_burst: 1.0,
         }
     }
 

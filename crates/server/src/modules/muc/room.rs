@@ -105,6 +105,8 @@ pub struct Occupant {
     presence: Element,
     /// XEP-0421: stable for the bare JID in this room.
     pub id: String,
+    /// Its groupchat messages' budget (`occupant_message_rate`).
+    pub budget: Bucket,
 }
 
 pub(super) struct History {
@@ -121,6 +123,43 @@ pub struct Ctx<'a> {
     pub max_history: usize,
     /// Occupants per room at most, whatever its configuration.
     pub max_occupants: usize,
+    /// Rooms the sender is in (counted for entering presences only) and the most it may be
+    /// in (0: no limit).
+    pub user_rooms: usize,
+    pub max_rooms_per_user: usize,
+    /// Groupchat messages per second and at once per occupant (rate 0: no limit).
+    pub message_rate: f64,
+    pub message_burst: f64,
+}
+
+/// An occupant's groupchat budget: a token bucket, refilled at the service's rate.
+pub struct Bucket {
+    tokens: f64,
+    at: SystemTime,
+}
+
+impl Bucket {
+    fn full(ctx: &Ctx<'_>) -> Bucket {
+        Bucket {
+            tokens: ctx.message_burst,
+            at: ctx.now,
+        }
+    }
+
+    /// Takes a token if there is one: whether the occupant may send now.
+    pub fn take(&mut self, ctx: &Ctx<'_>) -> bool {
+        let elapsed = ctx
+            .now
+            .duration_since(self.at)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.at = ctx.now;
+        self.tokens = (self.tokens + elapsed * ctx.message_rate).min(ctx.message_burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 /// What a call leaves to do.
@@ -134,6 +173,10 @@ pub struct Out {
     /// A message to everyone to archive (XEP-0313): the sender's nick, the message, and the
     /// stanzas (copies of it) that get its `<stanza-id/>`.
     pub archive: Option<(String, Element, std::ops::Range<usize>)>,
+    /// The sender's bare JID came into the room (it was in under no nick).
+    pub entered: bool,
+    /// Bare JIDs no longer in the room under any nick.
+    pub left: Vec<BareJid>,
 }
 
 /// The part of a room kept in storage when it is persistent.
@@ -473,6 +516,19 @@ impl Room {
             );
         }
         let joined_before = self.occupants.contains_key(nick);
+        let new_here = !joined_before && !self.occupants.values().any(|o| o.bare == bare);
+        if new_here
+            && ctx.max_rooms_per_user > 0
+            && ctx.user_rooms >= ctx.max_rooms_per_user
+            && !ctx.admins.iter().any(|a| a == bare.as_str())
+        {
+            let text = format!(
+                "you are in too many rooms already (at most {})",
+                ctx.max_rooms_per_user
+            );
+            return refuse(out, StanzaErrorCondition::ResourceConstraint, &text);
+        }
+        out.entered = new_here;
         // The others, as the newcomer sees them (§7.2.3).
         let role = self
             .occupants
@@ -497,6 +553,7 @@ impl Room {
                 role,
                 presence: Element::builder("presence", ns::CLIENT).build(),
                 id,
+                budget: Bucket::full(ctx),
             });
         occ.sessions.push(from.clone());
         occ.presence = Self::sanitised(stanza);
@@ -725,6 +782,9 @@ impl Room {
             }
         }
         out.stanzas.push(leaving);
+        if !self.occupants.values().any(|o| o.bare == occ.bare) {
+            out.left.push(occ.bare);
+        }
         if self.occupants.is_empty() && !self.config.persistent {
             out.destroy = true;
         }
