@@ -49,7 +49,7 @@ static SPEC: ModuleSpec = ModuleSpec {
     service_stanzas: true,
     server_features: &[],
     specs: &[
-        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration, affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars); no registered nicks, no presence-broadcast filter").partial(),
+        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration (presence broadcast by role, member list access), affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, registered nicks (§7.10, §7.12, reserved on the member list), the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars), 332 at the service's shutdown, per-user room and message-rate limits; no approval of registrations, no status 170, kick and ban reasons in the presence's status rather than the item, no actor").partial(),
         Claim::xep(249, "1.2", "routed between clients; modules::muc passes a room's password along"),
         Claim::xep(410, "1.1.0", "modules::muc: self-pings answered by the room"),
         Claim::xep(421, "0.2.0", "modules::muc: occupant ids in presence and messages"),
