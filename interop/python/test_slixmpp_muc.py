@@ -1,7 +1,10 @@
 """Multi-user chat (XEP-0045) driven by slixmpp's xep_0045 plugin (Python, MIT), a client we
 did not write: creating and configuring a room, history on entering, the subject,
 affiliations and their lists, private messages, kicks and bans, mediated invitations, and
-destroying the room. Each step checks what slixmpp saw, not what weft meant to send."""
+destroying the room; registering with a room through slixmpp's xep_0077 (the muc#register
+form, the reserved nick on disco#info node x-roomuser-item, a nick reserved by an admin on the
+member list), the presence-broadcast filter and member-list access set through the
+configuration form. Each step checks what slixmpp saw, not what weft meant to send."""
 import asyncio
 import functools
 import uuid
@@ -29,6 +32,7 @@ def client(user: str) -> Client:
     c.register_plugin("xep_0030")
     c.register_plugin("xep_0004")
     c.register_plugin("xep_0045")
+    c.register_plugin("xep_0077")
     return c
 
 
@@ -125,6 +129,78 @@ async def test_create_configure_talk_moderate_invite_destroy():
             raise AssertionError("the destroyed room answered")
         except IqError as e:
             assert e.condition == "item-not-found", e
+    finally:
+        for c in (alice, bob, carol):
+            c.disconnect()
+
+
+@run
+async def test_registered_nicks_presence_filter_and_member_list():
+    alice, bob, carol = await started("muc-ana", "muc-ben", "muc-cyd")
+    muc = {c: c.plugin["xep_0045"] for c in (alice, bob, carol)}
+    room = JID(f"slix-{uuid.uuid4().hex[:8]}@{SERVICE}")
+    try:
+        await muc[alice].join_muc_wait(room, "Alice", timeout=10)
+        # Only moderators' presence is broadcast; participants may get the member list.
+        form = await muc[alice].get_room_config(room, timeout=10)
+        fields = form.get_fields()
+        assert fields["muc#roomconfig_presencebroadcast"]["type"] == "list-multi", fields
+        assert set(fields["muc#roomconfig_presencebroadcast"].get_value()) == {
+            "moderator", "participant", "visitor"}
+        form.set_values({"muc#roomconfig_presencebroadcast": ["moderator"],
+                         "muc#roomconfig_getmemberlist": ["moderator", "participant"]})
+        await muc[alice].set_room_config(room, form, timeout=10)
+
+        # Bob registers from outside the room: slixmpp's xep_0077 gets the muc#register
+        # form, he submits it with his nick, and the room reserves it.
+        reg = await bob.plugin["xep_0077"].get_registration(jid=room, timeout=10)
+        rform = reg["register"]["form"]
+        assert "muc#register_roomnick" in rform.get_fields(), reg
+        iq = bob.Iq()
+        iq["type"] = "set"
+        iq["to"] = room
+        answer = bob.plugin["xep_0004"].make_form(ftype="submit")
+        answer.add_field(var="FORM_TYPE", ftype="hidden",
+                         value="http://jabber.org/protocol/muc#register")
+        answer.add_field(var="muc#register_roomnick", value="Bobby")
+        iq["register"].append(answer)
+        await iq.send(timeout=10)
+        info = await bob.plugin["xep_0030"].get_info(jid=room, node="x-roomuser-item", timeout=10)
+        names = [i[3] for i in info["disco_info"]["identities"] if i[0] == "conference"]
+        assert names == ["Bobby"], info
+        again = await bob.plugin["xep_0077"].get_registration(jid=room, timeout=10)
+        assert again["register"]["registered"], again
+
+        # Nobody else enters as Bobby.
+        try:
+            await muc[carol].join_muc_wait(room, "Bobby", timeout=10)
+            raise AssertionError("carol took bob's reserved nick")
+        except PresenceError as e:
+            assert e.condition == "conflict", e
+        # Carol, a participant, is shown to nobody but herself; she sees alice, a moderator.
+        mark_a = alice.mark()
+        own, _subject, occupants, _history = await muc[carol].join_muc_wait(room, "Carol", timeout=10)
+        assert [p["from"].resource for p in occupants] == ["Alice", "Carol"], occupants
+        await alice.plugin["xep_0199"].ping(jid=room, timeout=10)  # what the room sent her is in
+        assert not alice.received(lambda s: s.name == "presence" and s["from"].resource == "Carol",
+                                  mark_a), "carol's presence was broadcast"
+        assert "Carol" not in muc[alice].get_roster(room)
+        # She may get the member list: bob is on it with his reserved nick.
+        members = await muc[carol].get_affiliation_list(room, "member", timeout=10)
+        assert [JID(j).bare for j in members] == [bob.boundjid.bare], members
+        # An admin reserves carol's nick on the member list (slixmpp's set_affiliation nick).
+        await muc[alice].set_affiliation(room, "member", jid=carol.boundjid.bare, nick="Cee",
+                                         timeout=10)
+        info = await carol.plugin["xep_0030"].get_info(jid=room, node="x-roomuser-item", timeout=10)
+        assert [i[3] for i in info["disco_info"]["identities"]] == ["Cee"], info
+
+        # Bob unregisters: no reservation left, no membership either.
+        await bob.plugin["xep_0077"].cancel_registration(jid=room, timeout=10)
+        info = await bob.plugin["xep_0030"].get_info(jid=room, node="x-roomuser-item", timeout=10)
+        assert list(info["disco_info"]["identities"]) == [], info
+        members = await muc[alice].get_affiliation_list(room, "member", timeout=10)
+        assert [JID(j).bare for j in members] == [carol.boundjid.bare], members
+        await muc[alice].destroy(room, timeout=10)
     finally:
         for c in (alice, bob, carol):
             c.disconnect()

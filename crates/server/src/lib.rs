@@ -131,9 +131,12 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 impl RunningServer {
-    /// Closes every stream (with `see-other-uri` where configured) and waits up to `grace` for
+    /// Lets the modules say their last words ([`Module::stopping`](modules::Module::stopping)),
+    /// closes every stream (with `see-other-uri` where configured) and waits up to `grace` for
     /// the closing handshakes to finish.
     pub async fn shutdown(&self, grace: Duration) {
+        // Last words to the clients first (rooms' 332), while their sessions still take them.
+        self.state.modules.stopping(&self.state).await;
         self.state.shutdown.cancel();
         self.state
             .sessions

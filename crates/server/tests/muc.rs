@@ -714,3 +714,688 @@ async fn visitors_ask_for_voice_and_owners_give_the_room_an_avatar() {
     let card = iq(&mut bob, "v2", &format!("<iq xmlns='jabber:client' type='get' id='v2' to='{ROOM}'><vCard xmlns='vcard-temp'/></iq>")).await;
     assert!(show(&card).contains("aGk="), "{}", show(&card));
 }
+
+/// Everything `c` gets until its stream ends (the stream error of the shutdown).
+async fn until_stream_error<C: Client>(c: &mut C) -> Vec<Element> {
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        let el = c.recv().await;
+        let end = el.name() == "error" && el.ns() == "http://etherx.jabber.org/streams";
+        got.push(el);
+        if end {
+            return got;
+        }
+    }
+    panic!("the stream did not end")
+}
+
+#[tokio::test]
+async fn a_stopping_server_tells_each_occupant_332_and_keeps_persistent_rooms() {
+    let server = TestServer::start().await;
+    // Alice on ws:// (deliveries written by the room's task), bob on Direct TLS (a queue his
+    // session writes): both get their last presence before the stream closes.
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.tcp_direct_tls().await;
+    bob.login("bob", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_persistentroom", "1"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    enter(&mut bob, "Bob", "").await;
+    // A temporary room beside it, with bob in both.
+    bob.send("<presence xmlns='jabber:client' to='attic@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>").await;
+    next(&mut bob, "the attic's subject", |e| {
+        e.has_child("subject", "jabber:client")
+            && e.attr("from").is_some_and(|f| f.starts_with("attic@"))
+    })
+    .await;
+    drain(&mut alice).await;
+    drain(&mut bob).await;
+
+    let server = server.restart().await;
+    let last = |got: &[Element], from: &str| -> Vec<String> {
+        let p = got
+            .iter()
+            .find(|e| e.name() == "presence" && e.attr("from") == Some(from))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no presence from {from}: {:?}",
+                    got.iter().map(show).collect::<Vec<_>>()
+                )
+            });
+        assert_eq!(p.attr("type"), Some("unavailable"), "{}", show(p));
+        assert_eq!(item(p).attr("role"), Some("none"), "{}", show(p));
+        let mut c = codes(p);
+        c.sort();
+        c
+    };
+    let got = until_stream_error(&mut alice).await;
+    assert_eq!(last(&got, &format!("{ROOM}/Alice")), ["110", "332"]);
+    // Only her own: the others' 332 are theirs alone.
+    assert!(
+        !got.iter()
+            .any(|e| e.attr("from") == Some(&format!("{ROOM}/Bob"))),
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    let got = until_stream_error(&mut bob).await;
+    assert_eq!(last(&got, &format!("{ROOM}/Bob")), ["110", "332"]);
+    assert_eq!(last(&got, "attic@conference.localhost/Bob"), ["110", "332"]);
+
+    // The persistent room is still there after the restart, empty; the temporary one is not.
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    let items = iq(&mut carol, "di", "<iq xmlns='jabber:client' type='get' id='di' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| i.attr("jid").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(listed, [ROOM], "{}", show(&items));
+    let got = enter(&mut carol, "Carol", "").await;
+    let presences: Vec<_> = got.iter().filter(|e| e.name() == "presence").collect();
+    assert_eq!(presences.len(), 1, "nobody else is in the room");
+    server.stop().await;
+}
+
+fn from_nick(els: &[Element], nick: &str) -> Vec<Element> {
+    els.iter()
+        .filter(|e| e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/{nick}")))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_is_broadcast_for_the_configured_roles_and_the_member_list_for_some() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    let form = iq(&mut alice, "form", &format!("<iq xmlns='jabber:client' type='get' id='form' to='{ROOM}'><query xmlns='{OWNER}'/></iq>")).await;
+    let shown: Vec<String> = form
+        .get_child("query", OWNER)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.children()
+                .find(|f| f.attr("var") == Some("muc#roomconfig_presencebroadcast"))
+        })
+        .map(|f| {
+            f.children()
+                .filter(|v| v.name() == "value")
+                .map(|v| v.text())
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no presencebroadcast field: {}", show(&form)));
+    assert_eq!(shown, ["moderator", "participant", "visitor"]);
+    let done = configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_presencebroadcast", "moderator"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    drain(&mut alice).await;
+
+    // Bob and carol, participants: each sees alice (a moderator) and itself only; nobody
+    // hears of them.
+    let got = enter(&mut bob, "Bob", "").await;
+    assert_eq!(from_nick(&got, "Alice").len(), 1);
+    assert_eq!(from_nick(&got, "Bob").len(), 1, "bob's own");
+    let got = enter(&mut carol, "Carol", "").await;
+    assert_eq!(from_nick(&got, "Alice").len(), 1);
+    assert!(
+        from_nick(&got, "Bob").is_empty(),
+        "bob is not shown to carol"
+    );
+    assert!(from_nick(&drain(&mut alice).await, "Bob").is_empty());
+    assert!(from_nick(&drain(&mut alice).await, "Carol").is_empty());
+    assert!(from_nick(&drain(&mut bob).await, "Carol").is_empty());
+    // Not in the room's disco#items either, but for oneself.
+    let items = iq(&mut carol, "di", &format!("<iq xmlns='jabber:client' type='get' id='di' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")).await;
+    let listed: Vec<_> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .filter_map(|i| i.attr("jid").map(str::to_owned))
+        .collect();
+    assert_eq!(listed, [format!("{ROOM}/Alice"), format!("{ROOM}/Carol")]);
+
+    // Bob made a moderator: now everyone sees him; back to participant, he leaves their view.
+    let ok = iq(&mut alice, "m", &format!("<iq xmlns='jabber:client' type='set' id='m' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Bob' role='moderator'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let seen = next(&mut carol, "bob shown", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+    assert_eq!(item(&seen).attr("role"), Some("moderator"));
+    let ok = iq(&mut alice, "p", &format!("<iq xmlns='jabber:client' type='set' id='p' to='{ROOM}'><query xmlns='{ADMIN}'><item nick='Bob' role='participant'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let gone = next(&mut carol, "bob hidden", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+    })
+    .await;
+    assert_eq!(gone.attr("type"), Some("unavailable"), "{}", show(&gone));
+    let own = next(&mut bob, "bob's new role", |e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(&format!("{ROOM}/Bob"))
+            && item(e).attr("role") != Some("moderator")
+    })
+    .await;
+    assert_eq!(own.attr("type"), None, "{}", show(&own));
+    assert_eq!(item(&own).attr("role"), Some("participant"));
+    drain(&mut alice).await;
+    // His status change and his leaving reach himself only.
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bob'><show>away</show></presence>"
+    ))
+    .await;
+    next(&mut bob, "own away", |e| {
+        e.name() == "presence" && e.has_child("show", "jabber:client")
+    })
+    .await;
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bob' type='unavailable'/>"
+    ))
+    .await;
+    next(&mut bob, "own unavailable", |e| {
+        e.name() == "presence" && e.attr("type") == Some("unavailable")
+    })
+    .await;
+    drain(&mut bob).await;
+    assert!(from_nick(&drain(&mut carol).await, "Bob").is_empty());
+    assert!(from_nick(&drain(&mut alice).await, "Bob").is_empty());
+
+    // The member list: carol, a participant without affiliation, may not get it by default;
+    // once participants may (muc#roomconfig_getmemberlist), she does.
+    let ok = iq(&mut alice, "mb", &format!("<iq xmlns='jabber:client' type='set' id='mb' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let members = format!("<iq xmlns='jabber:client' type='get' id='ml' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>");
+    let no = iq(&mut carol, "ml", &members).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("forbidden"),
+        "{}",
+        show(&no)
+    );
+    let done = configure(
+        &mut alice,
+        "cfg2",
+        "<field var='muc#roomconfig_getmemberlist'><value>moderator</value><value>participant</value></field>",
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let list = iq(&mut carol, "ml", &members).await;
+    let jids: Vec<_> = list
+        .get_child("query", ADMIN)
+        .unwrap_or_else(|| panic!("{}", show(&list)))
+        .children()
+        .filter_map(|i| i.attr("jid"))
+        .collect();
+    assert_eq!(jids, ["bob@localhost"]);
+    // Other lists stay with admins.
+    let no = iq(&mut carol, "ol", &format!("<iq xmlns='jabber:client' type='get' id='ol' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='owner'/></query></iq>")).await;
+    assert_eq!(error_condition(&no).as_deref(), Some("forbidden"));
+
+    // Participants shown from now on: alice gets carol's presence without carol doing a thing.
+    drain(&mut alice).await;
+    let done = configure(
+        &mut alice,
+        "cfg3",
+        "<field var='muc#roomconfig_presencebroadcast'><value>moderator</value><value>participant</value></field>",
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let seen = next(&mut alice, "carol shown", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Carol"))
+    })
+    .await;
+    assert_eq!(seen.attr("type"), None, "{}", show(&seen));
+}
+
+const REGISTER: &str = "jabber:iq:register";
+
+fn register_form(id: &str, nick: &str) -> String {
+    format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' to='{ROOM}'><query xmlns='{REGISTER}'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+         <field var='muc#register_roomnick'><value>{nick}</value></field></x></query></iq>"
+    )
+}
+
+/// The reserved nick the room tells `c` (XEP-0045 §7.12), if any.
+async fn reserved_nick<C: Client>(c: &mut C) -> Option<String> {
+    let info = iq(c, "rn", &format!("<iq xmlns='jabber:client' type='get' id='rn' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>")).await;
+    let q = info
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap_or_else(|| panic!("{}", show(&info)));
+    assert_eq!(q.attr("node"), Some("x-roomuser-item"));
+    q.children().find(|i| i.name() == "identity").map(|i| {
+        assert_eq!(i.attr("category"), Some("conference"));
+        i.attr("name").unwrap_or("").to_owned()
+    })
+}
+
+#[tokio::test]
+async fn registering_with_a_room_reserves_a_nick_and_makes_a_member() {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(
+        &mut alice,
+        "cfg",
+        &field("muc#roomconfig_persistentroom", "1"),
+    )
+    .await;
+    let info = iq(&mut bob, "dinfo", &format!("<iq xmlns='jabber:client' type='get' id='dinfo' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    assert!(
+        info.get_child("query", "http://jabber.org/protocol/disco#info")
+            .unwrap()
+            .children()
+            .any(|f| f.name() == "feature" && f.attr("var") == Some(REGISTER)),
+        "{}",
+        show(&info)
+    );
+
+    // The form, with muc#register_roomnick; bob registers from outside the room.
+    let form = iq(&mut bob, "rg", &format!("<iq xmlns='jabber:client' type='get' id='rg' to='{ROOM}'><query xmlns='{REGISTER}'/></iq>")).await;
+    let x = form
+        .get_child("query", REGISTER)
+        .and_then(|q| q.get_child("x", "jabber:x:data"))
+        .unwrap_or_else(|| panic!("no form: {}", show(&form)));
+    assert!(x
+        .children()
+        .any(|f| f.attr("var") == Some("muc#register_roomnick")));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    let ok = iq(&mut bob, "r1", &register_form("r1", "Bobby")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bobby"));
+    assert_eq!(reserved_nick(&mut carol).await, None, "carol has none");
+    let again = iq(&mut bob, "rg2", &format!("<iq xmlns='jabber:client' type='get' id='rg2' to='{ROOM}'><query xmlns='{REGISTER}'/></iq>")).await;
+    let q = again.get_child("query", REGISTER).unwrap();
+    assert!(q.has_child("registered", REGISTER), "{}", show(&again));
+    assert_eq!(
+        q.get_child("username", REGISTER)
+            .map(|u| u.text())
+            .as_deref(),
+        Some("Bobby")
+    );
+    // He is a member now, listed with his nick.
+    let list = iq(&mut alice, "ml", &format!("<iq xmlns='jabber:client' type='get' id='ml' to='{ROOM}'><query xmlns='{ADMIN}'><item affiliation='member'/></query></iq>")).await;
+    let members: Vec<_> = list
+        .get_child("query", ADMIN)
+        .unwrap()
+        .children()
+        .map(|i| (i.attr("jid").unwrap_or(""), i.attr("nick").unwrap_or("")))
+        .collect();
+    assert_eq!(members, [("bob@localhost", "Bobby")]);
+
+    // Nobody else takes it: not on entering, not by registering, not by a nick change.
+    let refused = enter(&mut carol, "Bobby", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(refused.last().unwrap())
+    );
+    let no = iq(&mut carol, "r2", &register_form("r2", "Bobby")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&no)
+    );
+    enter(&mut carol, "Carol", "").await;
+    carol
+        .send(&format!(
+            "<presence xmlns='jabber:client' to='{ROOM}/Bobby'/>"
+        ))
+        .await;
+    let e = next(&mut carol, "the nick change refused", |e| {
+        e.name() == "presence" && e.attr("type") == Some("error")
+    })
+    .await;
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&e)
+    );
+    // Nor a nick someone in the room uses.
+    let no = iq(&mut bob, "r3", &register_form("r3", "Carol")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("conflict"),
+        "{}",
+        show(&no)
+    );
+    drop(carol);
+
+    // Kept with the room across a restart; bob enters with it as a member.
+    drop(alice);
+    drop(bob);
+    let server = server.restart().await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bobby"));
+    let refused = enter(&mut carol, "Bobby", "").await;
+    assert_eq!(
+        error_condition(refused.last().unwrap()).as_deref(),
+        Some("conflict")
+    );
+    let got = enter(&mut bob, "Bobby", "").await;
+    let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
+    assert_eq!(
+        item(own).attr("affiliation"),
+        Some("member"),
+        "{}",
+        show(own)
+    );
+
+    // Unregistering: the reservation and the membership go (his presence says so).
+    let ok = iq(&mut bob, "r4", &format!("<iq xmlns='jabber:client' type='set' id='r4' to='{ROOM}'><query xmlns='{REGISTER}'><remove/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let p = next(&mut bob, "the new affiliation", |e| {
+        e.name() == "presence" && e.attr("from") == Some(&format!("{ROOM}/Bobby"))
+    })
+    .await;
+    assert_eq!(item(&p).attr("affiliation"), Some("none"), "{}", show(&p));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    bob.send(&format!(
+        "<presence xmlns='jabber:client' to='{ROOM}/Bobby' type='unavailable'/>"
+    ))
+    .await;
+    drain(&mut bob).await;
+    let got = enter(&mut carol, "Bobby", "").await;
+    assert!(
+        got.last().unwrap().has_child("subject", "jabber:client"),
+        "{}",
+        show(got.last().unwrap())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admins_reserve_nicks_on_the_member_list_and_members_only_rooms_keep_registration_to_members(
+) {
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", &field("muc#roomconfig_membersonly", "1")).await;
+    // §9.5: a member with a nick.
+    let ok = iq(&mut alice, "m1", &format!("<iq xmlns='jabber:client' type='set' id='m1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member' nick='Robert'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Robert"));
+    // Carol, no member, may not register here.
+    let no = iq(&mut carol, "r1", &register_form("r1", "Cee")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&no)
+    );
+    // Bob, a member, may change his reservation.
+    let ok = iq(&mut bob, "r2", &register_form("r2", "Bob")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await.as_deref(), Some("Bob"));
+    // The reservation goes with the membership; an empty nick drops it alone.
+    let ok = iq(&mut alice, "m2", &format!("<iq xmlns='jabber:client' type='set' id='m2' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='member' nick=''/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    assert_eq!(reserved_nick(&mut bob).await, None);
+    iq(&mut bob, "r3", &register_form("r3", "Bob")).await;
+    let ok = iq(&mut alice, "m3", &format!("<iq xmlns='jabber:client' type='set' id='m3' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"), "{}", show(&ok));
+    let no = iq(&mut bob, "r4", &register_form("r4", "Bob")).await;
+    assert_eq!(
+        error_condition(&no).as_deref(),
+        Some("not-allowed"),
+        "{}",
+        show(&no)
+    );
+    let ok = iq(&mut alice, "m4", &format!("<iq xmlns='jabber:client' type='set' id='m4' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='none'/></query></iq>")).await;
+    assert_eq!(ok.attr("type"), Some("result"));
+    assert_eq!(
+        reserved_nick(&mut bob).await,
+        None,
+        "a ban drops the reservation"
+    );
+}
+
+/// A server whose `[modules.muc]` is `settings`.
+async fn start_muc(settings: &str) -> TestServer {
+    let table: toml::Table = toml::from_str(settings).expect("settings");
+    TestServer::start_with(move |c| {
+        c.modules.insert("muc".into(), toml::Value::Table(table));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_user_in_too_many_rooms_may_not_enter_one_more() {
+    let server = start_muc("max_rooms_per_user = 2\nadmins = ['carol@localhost']").await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    let mut bob2 = server.tcp_direct_tls().await;
+    bob2.login("bob", Login::ScramSha256).await;
+    let mut carol = server.ws().await;
+    carol.login("carol", Login::ScramSha256).await;
+    let entering = |room: &str, nick: &str| {
+        format!(
+            "<presence xmlns='jabber:client' to='{room}@conference.localhost/{nick}'><x xmlns='{MUC}'/></presence>"
+        )
+    };
+    async fn answer<C: Client>(c: &mut C, room: &str) -> Element {
+        next(c, "the end of entering", |e| {
+            e.attr("from")
+                .is_some_and(|f| f.starts_with(&format!("{room}@")))
+                && (e.attr("type") == Some("error") || e.has_child("subject", "jabber:client"))
+        })
+        .await
+    }
+    for room in ["one", "two"] {
+        bob.send(&entering(room, "Bob")).await;
+        let got = answer(&mut bob, room).await;
+        assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    }
+    // A second session in a room he is in already, under another nick too, is no new room.
+    bob2.send(&entering("two", "Bob")).await;
+    answer(&mut bob2, "two").await;
+    bob2.send(&entering("one", "Robert")).await;
+    let got = answer(&mut bob2, "one").await;
+    assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    // A third room is one too many, from either session.
+    bob2.send(&entering("three", "Bob")).await;
+    let refused = answer(&mut bob2, "three").await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("resource-constraint"),
+        "{}",
+        show(&refused)
+    );
+    assert!(
+        show(&refused).contains("too many rooms"),
+        "{}",
+        show(&refused)
+    );
+    // Leaving one (every nick and session of his in it) makes room for another.
+    bob.send(
+        "<presence xmlns='jabber:client' to='one@conference.localhost/Bob' type='unavailable'/>",
+    )
+    .await;
+    bob2.send(
+        "<presence xmlns='jabber:client' to='one@conference.localhost/Robert' type='unavailable'/>",
+    )
+    .await;
+    drain(&mut bob).await;
+    drain(&mut bob2).await;
+    bob.send(&entering("three", "Bob")).await;
+    let got = answer(&mut bob, "three").await;
+    assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    // His second session ending leaves him in the rooms his first one is in.
+    drop(bob2);
+    bob.send(&entering("four", "Bob")).await;
+    let refused = answer(&mut bob, "four").await;
+    assert_eq!(
+        error_condition(&refused).as_deref(),
+        Some("resource-constraint")
+    );
+    // The service's admins are not counted.
+    for room in ["one", "two", "three"] {
+        carol.send(&entering(room, "Carol")).await;
+        let got = answer(&mut carol, room).await;
+        assert!(got.has_child("subject", "jabber:client"), "{}", show(&got));
+    }
+}
+
+#[tokio::test]
+async fn an_occupant_sending_too_fast_is_held_back() {
+    let server = start_muc("occupant_message_rate = 1.0\noccupant_message_burst = 3").await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    bob.login("bob", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", "").await;
+    enter(&mut bob, "Bob", "").await;
+    // Five at once: the burst of three goes to everyone, the other two come back refused.
+    for i in 1..=5 {
+        alice
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='m{i}'><body>spell {i}</body></message>"
+            ))
+            .await;
+    }
+    let got = drain(&mut alice).await;
+    let errors: Vec<&Element> = got
+        .iter()
+        .filter(|e| e.name() == "message" && e.attr("type") == Some("error"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        2,
+        "{:?}",
+        got.iter().map(show).collect::<Vec<_>>()
+    );
+    for e in &errors {
+        assert_eq!(error_condition(e).as_deref(), Some("resource-constraint"));
+        assert_eq!(
+            e.get_child("error", "jabber:client")
+                .and_then(|e| e.attr("type")),
+            Some("wait"),
+            "{}",
+            show(e)
+        );
+    }
+    assert_eq!(errors[0].attr("id"), Some("m4"));
+    let bodies: Vec<String> = drain(&mut bob)
+        .await
+        .iter()
+        .filter(|e| e.name() == "message")
+        .map(body)
+        .collect();
+    assert_eq!(bodies, ["spell 1", "spell 2", "spell 3"]);
+    // A second later there is a token again; bob's own budget was never touched.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>spell 6</body></message>"
+        ))
+        .await;
+    next(&mut bob, "spell 6", |e| body(e) == "spell 6").await;
+    bob.send(&format!(
+        "<message xmlns='jabber:client' to='{ROOM}' type='groupchat'><body>mine</body></message>"
+    ))
+    .await;
+    next(&mut alice, "bob's", |e| body(e) == "mine").await;
+}
+
+#[test]
+fn bad_muc_limits_are_rejected_with_their_key_path() {
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = -1.0\nmax_rooms_per_usr = 3\n",
+    )
+    .expect("the TOML itself is fine");
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("bad muc settings accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.max_rooms_per_usr:")),
+        "{text:?}"
+    );
+    let config =
+        weft_config::Config::parse("[modules.muc]\noccupant_message_rate = -1.0\n").unwrap();
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("a negative rate accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.occupant_message_rate:")),
+        "{text:?}"
+    );
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = 5\noccupant_message_burst = 0\n",
+    )
+    .unwrap();
+    let text: Vec<String> = match weft_server::modules::load(&config) {
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        Ok(_) => panic!("a zero burst accepted"),
+    };
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("modules.muc.occupant_message_burst:")),
+        "{text:?}"
+    );
+    // No limits at all is a choice.
+    let config = weft_config::Config::parse(
+        "[modules.muc]\noccupant_message_rate = 0\noccupant_message_burst = 0\nmax_rooms_per_user = 0\n",
+    )
+    .unwrap();
+    assert!(weft_server::modules::load(&config).is_ok());
+}
+
+#[test]
+fn the_example_configuration_documents_the_muc_module() {
+    let text = include_str!("../../../weft.example.toml");
+    let config = weft_config::Config::parse(text).expect("the example parses");
+    let section = config
+        .modules
+        .get("muc")
+        .expect("[modules.muc] in the example");
+    for key in [
+        "subdomain",
+        "max_occupants",
+        "max_rooms_per_user",
+        "occupant_message_rate",
+        "occupant_message_burst",
+    ] {
+        assert!(section.get(key).is_some(), "{key} not documented");
+    }
+    let modules = weft_server::modules::load(&config).expect("the example's modules load");
+    assert!(modules.names().contains(&"muc"));
+}

@@ -329,6 +329,11 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
     /// A session moment of the spec's session hooks.
     async fn session(&self, _state: &Arc<ServerState>, _hook: SessionHook, _jid: &FullJid) {}
 
+    /// Once, when the server begins to stop, before the sessions are told to end: last words
+    /// to the clients still connected (XEP-0045 rooms tell each occupant it is out, status
+    /// 332). What it delivers is written before each stream closes.
+    async fn stopping(&self, _state: &Arc<ServerState>) {}
+
     /// Once, when the server stops, after the sessions ended: write out what is still held in
     /// memory (queued archive writes).
     async fn stop(&self, _state: &Arc<ServerState>) {}

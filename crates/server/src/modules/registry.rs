@@ -221,6 +221,13 @@ impl Modules {
         Ok(())
     }
 
+    /// Tells every module the server begins to stop (see [`Module::stopping`]).
+    pub async fn stopping(&self, state: &Arc<ServerState>) {
+        for module in &self.loaded {
+            module.stopping(state).await;
+        }
+    }
+
     /// Tells every module the server stops (see [`Module::stop`]).
     pub async fn stop(&self, state: &Arc<ServerState>) {
         for module in &self.loaded {

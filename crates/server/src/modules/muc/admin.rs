@@ -28,6 +28,8 @@ enum Change {
         jid: String,
         affiliation: Affiliation,
         reason: Option<String>,
+        /// §9.5: the reserved nick to set, or (empty) to drop.
+        nick: Option<String>,
     },
 }
 
@@ -61,7 +63,10 @@ impl Room {
                 .ok_or_else(|| {
                     refuse(StanzaErrorCondition::BadRequest, "no such affiliation list")
                 })?;
-            let members_visible = wanted == Affiliation::Member && actor_aff >= Affiliation::Member;
+            // §7.11: members, and occupants whose role `muc#roomconfig_getmemberlist` names.
+            let members_visible = wanted == Affiliation::Member
+                && (actor_aff >= Affiliation::Member
+                    || self.config.get_member_list.contains(actor_role));
             if actor_aff < Affiliation::Admin && !members_visible {
                 return Err(refuse(
                     StanzaErrorCondition::Forbidden,
@@ -72,7 +77,13 @@ impl Room {
                 let mut i = Element::builder("item", NS_ADMIN)
                     .attr(xml_ncname!("affiliation").into(), aff.as_str())
                     .attr(xml_ncname!("jid").into(), jid.as_str());
-                if let Some(nick) = self.nick_of_bare(jid) {
+                // §9.5: the reserved nick, else the one in use.
+                if let Some(nick) = self
+                    .nicks
+                    .get(jid)
+                    .cloned()
+                    .or_else(|| self.nick_of_bare(jid))
+                {
                     i = i.attr(xml_ncname!("nick").into(), nick);
                 }
                 result.append_child(i.build());
@@ -184,10 +195,17 @@ impl Room {
                         "only owners change admins and owners",
                     ));
                 }
+                // §9.5: a nick reserves it for a member; an empty one drops the reservation.
+                let nick = match item.attr("nick") {
+                    Some("") => Some(String::new()),
+                    Some(n) if affiliation >= Affiliation::Member => Some(self.nick_for(&jid, n)?),
+                    _ => None,
+                };
                 changes.push(Change::Affiliation {
                     jid,
                     affiliation,
                     reason,
+                    nick,
                 });
             } else {
                 return Err(refuse(
@@ -245,7 +263,17 @@ impl Room {
                     jid,
                     affiliation,
                     reason,
+                    nick,
                 } => {
+                    match nick {
+                        Some(n) if n.is_empty() => {
+                            self.nicks.remove(&jid);
+                        }
+                        Some(n) => {
+                            self.nicks.insert(jid.clone(), n);
+                        }
+                        None => {}
+                    }
                     self.set_affiliation(ctx, &jid, affiliation, reason.as_deref(), out);
                 }
             }
@@ -267,6 +295,10 @@ impl Room {
             self.affiliations.remove(jid);
         } else {
             self.affiliations.insert(jid.to_string(), affiliation);
+        }
+        if affiliation < Affiliation::Member {
+            // A reservation goes with the membership (§9.2: a ban drops it).
+            self.nicks.remove(jid);
         }
         out.save = true;
         let Some(nick) = self.nick_of_bare(jid) else {
@@ -397,6 +429,9 @@ impl Room {
                     codes.push(if self.config.whois_anyone { 172 } else { 173 });
                 }
                 self.notify(&codes, out);
+                if self.config.presence_broadcast != was.presence_broadcast {
+                    self.presence_broadcast_changed(ctx, was.presence_broadcast, out);
+                }
                 if self.config.members_only && !was.members_only {
                     // §9.? members-only now: those without affiliation leave (322).
                     let outsiders: Vec<String> = self
@@ -449,6 +484,26 @@ impl Room {
         }
     }
 
+    /// The service stops (§7.2 service-shutdown-kick): each session of each occupant hears
+    /// that it is out of the room (110, 332), and the room forgets its occupants. A persistent
+    /// room stays stored as it is.
+    pub fn shut_down(&mut self, ctx: &Ctx<'_>, out: &mut Out) {
+        for occ in self.occupants.values() {
+            for session in &occ.sessions {
+                out.stanzas.push(self.presence_of(
+                    ctx,
+                    occ,
+                    session.as_str(),
+                    occ.role,
+                    true,
+                    &[110, 332],
+                ));
+            }
+        }
+        self.occupants.clear();
+        self.by_session.clear();
+    }
+
     /// §10.9: every occupant leaves with the `<destroy/>` (alternate venue, reason).
     pub fn destroy(&mut self, destroy: &Element, out: &mut Out) {
         let mut d = Element::builder("destroy", NS_USER);
@@ -479,7 +534,12 @@ impl Room {
                     .build(),
             );
         }
-        self.occupants.clear();
+        for occ in std::mem::take(&mut self.occupants).into_values() {
+            if !out.left.contains(&occ.bare) {
+                out.left.push(occ.bare);
+            }
+        }
+        self.by_session.clear();
         out.destroy = true;
     }
 }

@@ -5,6 +5,8 @@ use minidom::Element;
 use rxml::xml_ncname;
 use serde::{Deserialize, Serialize};
 
+use super::room::Role;
+
 pub const NS_DATA: &str = "jabber:x:data";
 pub const FORM_CONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 pub const FORM_INFO: &str = "http://jabber.org/protocol/muc#roominfo";
@@ -40,6 +42,60 @@ impl AllowPm {
     }
 }
 
+/// A set of roles (§5.1), for the list-multi fields `muc#roomconfig_presencebroadcast` and
+/// `muc#roomconfig_getmemberlist`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSet {
+    pub moderator: bool,
+    pub participant: bool,
+    pub visitor: bool,
+}
+
+impl RoleSet {
+    pub const ALL: RoleSet = RoleSet {
+        moderator: true,
+        participant: true,
+        visitor: true,
+    };
+
+    pub fn contains(self, role: Role) -> bool {
+        match role {
+            Role::Moderator => self.moderator,
+            Role::Participant => self.participant,
+            Role::Visitor => self.visitor,
+            Role::None => false,
+        }
+    }
+
+    fn values(self) -> Vec<&'static str> {
+        [
+            (self.moderator, "moderator"),
+            (self.participant, "participant"),
+            (self.visitor, "visitor"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+
+    fn parse(var: &str, values: &[String]) -> Result<RoleSet, String> {
+        let mut set = RoleSet {
+            moderator: false,
+            participant: false,
+            visitor: false,
+        };
+        for v in values {
+            match v.as_str() {
+                "moderator" => set.moderator = true,
+                "participant" => set.participant = true,
+                "visitor" => set.visitor = true,
+                other => return Err(format!("{var}: '{other}' is not a role")),
+            }
+        }
+        Ok(set)
+    }
+}
+
 /// A room's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -69,6 +125,12 @@ pub struct RoomConfig {
     pub history_length: usize,
     /// Messages to everyone go to the room's archive (XEP-0313).
     pub logging: bool,
+    /// The roles whose presence the others get (`muc#roomconfig_presencebroadcast`); an
+    /// occupant always gets its own.
+    pub presence_broadcast: RoleSet,
+    /// The roles whose occupants may get the member list besides members, admins and owners
+    /// (`muc#roomconfig_getmemberlist`, §7.11).
+    pub get_member_list: RoleSet,
 }
 
 impl Default for RoomConfig {
@@ -89,6 +151,12 @@ impl Default for RoomConfig {
             max_users: 0,
             history_length: 20,
             logging: true,
+            presence_broadcast: RoleSet::ALL,
+            get_member_list: RoleSet {
+                moderator: true,
+                participant: false,
+                visitor: false,
+            },
         }
     }
 }
@@ -117,6 +185,13 @@ fn with_options(mut f: Element, options: &[(&str, &str)]) -> Element {
     }
     f
 }
+
+/// The options of a list of roles.
+const ROLES: &[(&str, &str)] = &[
+    ("Moderator", "moderator"),
+    ("Participant", "participant"),
+    ("Visitor", "visitor"),
+];
 
 fn flag(b: bool) -> &'static str {
     if b {
@@ -265,6 +340,24 @@ pub fn form(
             "Archive messages (XEP-0313)",
             &[flag(config.logging)],
         ),
+        with_options(
+            field(
+                "muc#roomconfig_presencebroadcast",
+                "list-multi",
+                "Roles whose presence is broadcast",
+                &config.presence_broadcast.values(),
+            ),
+            ROLES,
+        ),
+        with_options(
+            field(
+                "muc#roomconfig_getmemberlist",
+                "list-multi",
+                "Roles that may get the member list (besides members)",
+                &config.get_member_list.values(),
+            ),
+            ROLES,
+        ),
         field("muc#roomconfig_roomowners", "jid-multi", "Owners", &owners),
         field("muc#roomconfig_roomadmins", "jid-multi", "Admins", &admins),
     ];
@@ -353,6 +446,10 @@ pub fn apply(current: &RoomConfig, x: &Element, max_history: usize) -> Result<Su
                 c.history_length = n.min(max_history);
             }
             "muc#roomconfig_enablelogging" => c.logging = boolean()?,
+            "muc#roomconfig_presencebroadcast" => {
+                c.presence_broadcast = RoleSet::parse(var, &values)?
+            }
+            "muc#roomconfig_getmemberlist" => c.get_member_list = RoleSet::parse(var, &values)?,
             "muc#roomconfig_roomowners" => owners = Some(values.clone()),
             "muc#roomconfig_roomadmins" => admins = Some(values.clone()),
             // Fields of other servers' forms that clients echo back: ignored.
@@ -487,6 +584,12 @@ mod tests {
             name: "Coven".into(),
             password: Some("cauldron".into()),
             max_users: 30,
+            presence_broadcast: RoleSet {
+                moderator: true,
+                participant: false,
+                visitor: false,
+            },
+            get_member_list: RoleSet::ALL,
             ..RoomConfig::default()
         };
         let mut x = form(&config, &["a@x".into()], &[], 50);
@@ -502,6 +605,45 @@ mod tests {
     }
 
     #[test]
+    fn presence_broadcast_and_member_list_access_are_lists_of_roles() {
+        let defaults = RoomConfig::default();
+        assert_eq!(defaults.presence_broadcast, RoleSet::ALL);
+        assert!(defaults.get_member_list.contains(Role::Moderator));
+        assert!(!defaults.get_member_list.contains(Role::Participant));
+        let x: Element = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='muc#roomconfig_presencebroadcast'><value>moderator</value>\
+            <value>visitor</value></field>\
+            <field var='muc#roomconfig_getmemberlist'/></x>"
+            .parse()
+            .unwrap();
+        let c = apply(&defaults, &x, 50).unwrap().config;
+        assert!(c.presence_broadcast.contains(Role::Moderator));
+        assert!(!c.presence_broadcast.contains(Role::Participant));
+        assert!(c.presence_broadcast.contains(Role::Visitor));
+        assert!(!c.presence_broadcast.contains(Role::None));
+        // An empty list: nobody but admins, owners and members.
+        assert_eq!(c.get_member_list.values(), Vec::<&str>::new());
+        // The form shows what was set, with the three roles to choose from.
+        let form = form(&c, &[], &[], 50);
+        let f = form
+            .children()
+            .find(|f| f.attr("var") == Some("muc#roomconfig_presencebroadcast"))
+            .unwrap();
+        assert_eq!(f.attr("type"), Some("list-multi"));
+        let values: Vec<String> = f
+            .children()
+            .filter(|v| v.is("value", NS_DATA))
+            .map(|v| v.text())
+            .collect();
+        assert_eq!(values, ["moderator", "visitor"]);
+        assert_eq!(f.children().filter(|o| o.is("option", NS_DATA)).count(), 3);
+        // A stored room from before these fields gets the defaults.
+        let old: RoomConfig = serde_json::from_str(r#"{"name":"Old"}"#).unwrap();
+        assert_eq!(old.presence_broadcast, RoleSet::ALL);
+        assert_eq!(old.get_member_list, defaults.get_member_list);
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let x: Element = "<x xmlns='jabber:x:data' type='submit'>\
             <field var='muc#roomconfig_persistentroom'><value>maybe</value></field></x>"
@@ -510,6 +652,11 @@ mod tests {
         assert!(apply(&RoomConfig::default(), &x, 50).is_err());
         let x: Element = "<x xmlns='jabber:x:data' type='submit'>\
             <field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field></x>"
+            .parse()
+            .unwrap();
+        assert!(apply(&RoomConfig::default(), &x, 50).is_err());
+        let x: Element = "<x xmlns='jabber:x:data' type='submit'>\
+            <field var='muc#roomconfig_presencebroadcast'><value>owner</value></field></x>"
             .parse()
             .unwrap();
         assert!(apply(&RoomConfig::default(), &x, 50).is_err());

@@ -22,7 +22,11 @@ const FORWARDED: &str = "muc-fwd.";
 impl Room {
     /// §7.4, §8.1: a groupchat message from an occupant, to everyone (the sender too).
     pub fn groupchat(&mut self, ctx: &Ctx<'_>, from: &FullJid, stanza: Element, out: &mut Out) {
-        let Some(occ) = self.occupant_of(from.as_str()) else {
+        let occ = self
+            .by_session
+            .get(from.as_str())
+            .and_then(|nick| self.occupants.get_mut(nick));
+        let Some(occ) = occ else {
             out.stanzas.extend(error(
                 &stanza,
                 StanzaErrorCondition::NotAcceptable,
@@ -30,8 +34,7 @@ impl Room {
             ));
             return;
         };
-        let (nick, role, id) = (occ.nick.clone(), occ.role, occ.id.clone());
-        if role < Role::Participant {
+        if occ.role < Role::Participant {
             out.stanzas.extend(error(
                 &stanza,
                 StanzaErrorCondition::Forbidden,
@@ -39,6 +42,15 @@ impl Room {
             ));
             return;
         }
+        if ctx.message_rate > 0.0 && !occ.budget.take(ctx) {
+            out.stanzas.extend(error(
+                &stanza,
+                StanzaErrorCondition::ResourceConstraint,
+                "you send messages to this room too fast: wait a moment",
+            ));
+            return;
+        }
+        let (nick, role, id) = (occ.nick.clone(), occ.role, occ.id.clone());
         let body = stanza.get_child("body", ns::CLIENT).is_some();
         if let Some(subject) = stanza.get_child("subject", ns::CLIENT) {
             if !body {

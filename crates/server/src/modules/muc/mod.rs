@@ -8,6 +8,7 @@ mod admin;
 mod config;
 mod extras;
 mod messages;
+mod register;
 mod room;
 
 use std::sync::Arc;
@@ -48,7 +49,7 @@ static SPEC: ModuleSpec = ModuleSpec {
     service_stanzas: true,
     server_features: &[],
     specs: &[
-        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration, affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars); no registered nicks, no presence-broadcast filter").partial(),
+        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration (presence broadcast by role, member list access), affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, registered nicks (§7.10, §7.12, reserved on the member list), the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars), 332 at the service's shutdown, per-user room and message-rate limits; no approval of registrations, no status 170, kick and ban reasons in the presence's status rather than the item, no actor").partial(),
         Claim::xep(249, "1.2", "routed between clients; modules::muc passes a room's password along"),
         Claim::xep(410, "1.1.0", "modules::muc: self-pings answered by the room"),
         Claim::xep(421, "0.2.0", "modules::muc: occupant ids in presence and messages"),
@@ -80,6 +81,16 @@ pub struct MucSettings {
     pub rooms_public: bool,
     /// New rooms outlive their occupants.
     pub rooms_persistent: bool,
+    /// Rooms one user (a bare JID, any number of sessions and nicks) may be in at once; entering
+    /// one more is refused with `<resource-constraint/>`. The service's admins are not counted.
+    /// 0: no limit.
+    pub max_rooms_per_user: usize,
+    /// Groupchat messages (chat states and subject changes included) one occupant may send per
+    /// second on average, a token bucket per occupant; a message beyond it gets
+    /// `<resource-constraint/>` (type wait) and reaches nobody. 0: no limit.
+    pub occupant_message_rate: f64,
+    /// Messages an occupant may send at once before `occupant_message_rate` holds it back.
+    pub occupant_message_burst: u32,
 }
 
 impl Default for MucSettings {
@@ -94,6 +105,9 @@ impl Default for MucSettings {
             max_occupants: 1000,
             rooms_public: true,
             rooms_persistent: false,
+            max_rooms_per_user: 100,
+            occupant_message_rate: 2.0,
+            occupant_message_burst: 10,
         }
     }
 }
@@ -115,12 +129,26 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<weft_config::ConfigEr
     if settings.max_occupants == 0 {
         problems.push(section.error("max_occupants", "must be at least 1"));
     }
+    let rate = settings.occupant_message_rate;
+    if !rate.is_finite() || rate < 0.0 {
+        problems.push(section.error(
+            "occupant_message_rate",
+            "must be a number of messages per second, 0 for no limit",
+        ));
+    }
+    if rate > 0.0 && settings.occupant_message_burst == 0 {
+        problems.push(section.error(
+            "occupant_message_burst",
+            "must be at least 1 while occupant_message_rate is set",
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Arc::new(Muc {
         settings,
         rooms: DashMap::new(),
+        user_rooms: DashMap::new(),
     }))
 }
 
@@ -128,6 +156,8 @@ pub struct Muc {
     settings: MucSettings,
     /// Room bare JID → room.
     rooms: DashMap<String, Arc<Mutex<Room>>>,
+    /// Bare JID → the number of rooms it is in (`max_rooms_per_user`).
+    user_rooms: DashMap<String, usize>,
 }
 
 #[async_trait::async_trait]
@@ -169,6 +199,22 @@ impl Module for Muc {
             tracing::info!(rooms = self.rooms.len(), "loaded persistent MUC rooms");
         }
         Ok(())
+    }
+
+    /// The server stops: every occupant of every room hears it is out (status 332) while its
+    /// session still takes stanzas. Persistent rooms stay stored; nothing is saved here.
+    async fn stopping(&self, state: &Arc<ServerState>) {
+        let rooms: Vec<Arc<Mutex<Room>>> = self.rooms.iter().map(|r| r.value().clone()).collect();
+        let ctx = self.ctx();
+        for room in rooms {
+            let mut room = room.lock().await;
+            let mut out = Out::default();
+            room.shut_down(&ctx, &mut out);
+            for el in out.stanzas {
+                crate::router::dispatch(state, el).await;
+            }
+        }
+        self.user_rooms.clear();
     }
 
     async fn service_stanza(
@@ -227,7 +273,13 @@ impl Module for Muc {
             }
         }
         let mut room = room.lock().await;
-        let ctx = self.ctx();
+        let mut ctx = self.ctx();
+        if entering && self.settings.max_rooms_per_user > 0 {
+            ctx.user_rooms = self
+                .user_rooms
+                .get(from.to_bare().as_str())
+                .map_or(0, |n| *n);
+        }
         let mut out = Out::default();
         match (kind, nick.as_deref()) {
             (Kind::Presence, Some(nick)) => {
@@ -253,6 +305,7 @@ impl Module for Muc {
             (Kind::Iq, Some(nick)) => room.occupant_iq(&from, nick, &stanza, &mut out),
             (Kind::Iq, None) => self.room_iq(&ctx, &mut room, &from, &stanza, &mut out),
         }
+        self.count_rooms(&room, &from, &mut out);
         self.archive(state, &mut room, &mut out).await;
         self.finish(state, &mut room, out, &from).await
     }
@@ -266,6 +319,39 @@ impl Muc {
             admins: &self.settings.admins,
             max_history: self.settings.max_history,
             max_occupants: self.settings.max_occupants,
+            user_rooms: 0,
+            max_rooms_per_user: self.settings.max_rooms_per_user,
+            message_rate: self.settings.occupant_message_rate,
+            message_burst: f64::from(self.settings.occupant_message_burst),
+        }
+    }
+
+    /// Counts the rooms each user is in (`max_rooms_per_user`) after a call into `room`.
+    fn count_rooms(&self, room: &Room, from: &FullJid, out: &mut Out) {
+        if out.entered {
+            *self
+                .user_rooms
+                .entry(from.to_bare().to_string())
+                .or_insert(0) += 1;
+        }
+        if out.destroy {
+            // Gone without each occupant leaving (a new room's configuration cancelled).
+            for occ in room.occupants.values() {
+                if !out.left.contains(&occ.bare) {
+                    out.left.push(occ.bare.clone());
+                }
+            }
+        }
+        for bare in out.left.drain(..) {
+            if let dashmap::mapref::entry::Entry::Occupied(mut n) =
+                self.user_rooms.entry(bare.to_string())
+            {
+                if *n.get() <= 1 {
+                    n.remove();
+                } else {
+                    *n.get_mut() -= 1;
+                }
+            }
         }
     }
 
@@ -496,11 +582,22 @@ impl Muc {
             return;
         };
         let answer = match (payload.name(), payload.ns().as_str(), is_set) {
-            ("query", ns::DISCO_INFO, false) => Ok(Some(self.room_info(room))),
+            ("query", ns::DISCO_INFO, false) => match payload.attr("node") {
+                None => Ok(Some(self.room_info(room))),
+                Some(register::NODE_ROOMUSER) => Ok(Some(room.reserved_nick_info(from))),
+                Some(_) => Err(crate::error::StanzaError::new(
+                    StanzaErrorCondition::ItemNotFound,
+                )),
+            },
             ("query", ns::DISCO_ITEMS, false) => {
                 let mut q = Element::builder("query", ns::DISCO_ITEMS).build();
                 if room.occupant_of(from.as_str()).is_some() {
-                    for nick in room.occupants.keys() {
+                    let bare = from.to_bare();
+                    let listed = room
+                        .occupants
+                        .iter()
+                        .filter(|(_, o)| room.shown(o.role) || o.bare == bare);
+                    for (nick, _) in listed {
                         q.append_child(
                             Element::builder("item", ns::DISCO_ITEMS)
                                 .attr(xml_ncname!("jid").into(), format!("{}/{nick}", room.jid))
@@ -514,6 +611,10 @@ impl Muc {
             ("query", NS_ADMIN, true) => room.admin_set(ctx, from, payload, out).map(|_| None),
             ("query", NS_OWNER, false) => room.owner_get(ctx, from, payload).map(Some),
             ("query", NS_OWNER, true) => room.owner_set(ctx, from, payload, out).map(|_| None),
+            ("query", register::NS_REGISTER, false) => room.register_get(ctx, from).map(Some),
+            ("query", register::NS_REGISTER, true) => {
+                room.register_set(ctx, from, payload, out).map(|_| None)
+            }
             ("ping", NS_PING, false) => Ok(None),
             ("vCard", extras::NS_VCARD, false) => Ok(Some(room.vcard_get())),
             ("vCard", extras::NS_VCARD, true) => {
@@ -547,6 +648,7 @@ impl Muc {
             NS_CONFERENCE,
             extras::NS_VCARD,
             extras::FORM_REQUEST,
+            register::NS_REGISTER,
         ]
         .into_iter()
         .map(String::from)

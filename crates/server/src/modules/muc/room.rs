@@ -13,7 +13,7 @@ use rxml::xml_ncname;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::config::RoomConfig;
+use super::config::{RoleSet, RoomConfig};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 use crate::stanza;
@@ -105,6 +105,8 @@ pub struct Occupant {
     presence: Element,
     /// XEP-0421: stable for the bare JID in this room.
     pub id: String,
+    /// Its groupchat messages' budget (`occupant_message_rate`).
+    pub budget: Bucket,
 }
 
 pub(super) struct History {
@@ -121,6 +123,43 @@ pub struct Ctx<'a> {
     pub max_history: usize,
     /// Occupants per room at most, whatever its configuration.
     pub max_occupants: usize,
+    /// Rooms the sender is in (counted for entering presences only) and the most it may be
+    /// in (0: no limit).
+    pub user_rooms: usize,
+    pub max_rooms_per_user: usize,
+    /// Groupchat messages per second and at once per occupant (rate 0: no limit).
+    pub message_rate: f64,
+    pub message_burst: f64,
+}
+
+/// An occupant's groupchat budget: a token bucket, refilled at the service's rate.
+pub struct Bucket {
+    tokens: f64,
+    at: SystemTime,
+}
+
+impl Bucket {
+    fn full(ctx: &Ctx<'_>) -> Bucket {
+        Bucket {
+            tokens: ctx.message_burst,
+            at: ctx.now,
+        }
+    }
+
+    /// Takes a token if there is one: whether the occupant may send now.
+    pub fn take(&mut self, ctx: &Ctx<'_>) -> bool {
+        let elapsed = ctx
+            .now
+            .duration_since(self.at)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.at = ctx.now;
+        self.tokens = (self.tokens + elapsed * ctx.message_rate).min(ctx.message_burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 /// What a call leaves to do.
@@ -134,6 +173,10 @@ pub struct Out {
     /// A message to everyone to archive (XEP-0313): the sender's nick, the message, and the
     /// stanzas (copies of it) that get its `<stanza-id/>`.
     pub archive: Option<(String, Element, std::ops::Range<usize>)>,
+    /// The sender's bare JID came into the room (it was in under no nick).
+    pub entered: bool,
+    /// Bare JIDs no longer in the room under any nick.
+    pub left: Vec<BareJid>,
 }
 
 /// The part of a room kept in storage when it is persistent.
@@ -146,6 +189,9 @@ pub struct Saved {
     /// The room's vCard (its avatar), as XML.
     #[serde(default)]
     pub vcard: Option<String>,
+    /// Reserved nicks (§7.10): bare JID → nick.
+    #[serde(default)]
+    pub nicks: BTreeMap<String, String>,
 }
 
 pub struct Room {
@@ -156,6 +202,8 @@ pub struct Room {
     pub subject: Option<Subject>,
     /// The room's vCard, as XML (extras.rs).
     pub vcard: Option<String>,
+    /// Reserved nicks (register.rs): bare JID → nick.
+    pub nicks: BTreeMap<String, String>,
     /// Salt of the occupant ids.
     secret: String,
     /// Created and not yet configured (§10.1.2): only its owner may enter.
@@ -199,6 +247,7 @@ impl Room {
             affiliations: BTreeMap::new(),
             subject: None,
             vcard: None,
+            nicks: BTreeMap::new(),
             secret: base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
             locked: false,
             occupants: BTreeMap::new(),
@@ -213,6 +262,7 @@ impl Room {
         room.subject = saved.subject;
         room.secret = saved.secret;
         room.vcard = saved.vcard;
+        room.nicks = saved.nicks;
         room
     }
 
@@ -223,6 +273,7 @@ impl Room {
             subject: self.subject.clone(),
             secret: self.secret.clone(),
             vcard: self.vcard.clone(),
+            nicks: self.nicks.clone(),
         }
     }
 
@@ -262,6 +313,12 @@ impl Room {
             .chain_update(bare.as_str().as_bytes())
             .finalize();
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..18])
+    }
+
+    /// Whether the others get the presence of an occupant with `role`
+    /// (`muc#roomconfig_presencebroadcast`).
+    pub fn shown(&self, role: Role) -> bool {
+        self.config.presence_broadcast.contains(role)
     }
 
     /// Whether `viewer` (a role) sees occupants' real JIDs.
@@ -317,7 +374,7 @@ impl Room {
     }
 
     /// Sends `nick`'s presence to every session in the room; its own sessions get `own`
-    /// codes (110 first), the others `others`.
+    /// codes (110 first), the others `others`, when its role's presence is broadcast.
     fn broadcast_presence(
         &self,
         ctx: &Ctx<'_>,
@@ -327,8 +384,12 @@ impl Room {
         others: &[u16],
         out: &mut Out,
     ) {
+        let shown = self.shown(occ.role);
         for viewer in self.occupants.values() {
             let mine = viewer.bare == occ.bare && viewer.nick == occ.nick;
+            if !mine && !shown {
+                continue;
+            }
             for session in &viewer.sessions {
                 let codes = if mine { own } else { others };
                 out.stanzas.push(self.presence_of(
@@ -436,6 +497,10 @@ impl Room {
                 );
             }
         }
+        if let Err(e) = self.check_reserved(nick, bare.as_str()) {
+            out.stanzas.extend(e.reply_to(stanza));
+            return;
+        }
         let limit = match self.config.max_users {
             0 => ctx.max_occupants,
             n => n.min(ctx.max_occupants),
@@ -451,12 +516,29 @@ impl Room {
             );
         }
         let joined_before = self.occupants.contains_key(nick);
+        let new_here = !joined_before && !self.occupants.values().any(|o| o.bare == bare);
+        if new_here
+            && ctx.max_rooms_per_user > 0
+            && ctx.user_rooms >= ctx.max_rooms_per_user
+            && !ctx.admins.iter().any(|a| a == bare.as_str())
+        {
+            let text = format!(
+                "you are in too many rooms already (at most {})",
+                ctx.max_rooms_per_user
+            );
+            return refuse(out, StanzaErrorCondition::ResourceConstraint, &text);
+        }
+        out.entered = new_here;
         // The others, as the newcomer sees them (§7.2.3).
         let role = self
             .occupants
             .get(nick)
             .map_or(self.default_role(affiliation), |o| o.role);
-        for other in self.occupants.values().filter(|o| o.nick != nick) {
+        for other in self
+            .occupants
+            .values()
+            .filter(|o| o.nick != nick && (self.shown(o.role) || o.bare == bare))
+        {
             out.stanzas
                 .push(self.presence_of(ctx, other, from.as_str(), role, false, &[]));
         }
@@ -471,6 +553,7 @@ impl Room {
                 role,
                 presence: Element::builder("presence", ns::CLIENT).build(),
                 id,
+                budget: Bucket::full(ctx),
             });
         occ.sessions.push(from.clone());
         occ.presence = Self::sanitised(stanza);
@@ -493,7 +576,11 @@ impl Room {
             // The others first, the newcomer's own last (§7.2.3: it ends the list).
             let mut mine = Vec::new();
             let mut theirs = Vec::new();
+            let shown = self.shown(role);
             for viewer in self.occupants.values() {
+                if !shown && viewer.nick != nick {
+                    continue;
+                }
                 for session in &viewer.sessions {
                     let own_session = session == from;
                     let codes: &[u16] = if own_session {
@@ -607,10 +694,18 @@ impl Room {
             return;
         }
         let occ = &self.occupants[old];
+        if let Err(e) = self.check_reserved(new, occ.bare.as_str()) {
+            out.stanzas.extend(e.reply_to(stanza));
+            return;
+        }
+        let shown = self.shown(occ.role);
         // 303 with the new nick in the item, from the old nick, to everyone.
         for viewer in self.occupants.values() {
+            let own = viewer.nick == old;
+            if !own && !shown {
+                continue;
+            }
             for session in &viewer.sessions {
-                let own = viewer.nick == old;
                 let codes: &[u16] = if own { &[303, 110] } else { &[303] };
                 let mut p = self.presence_of(ctx, occ, session.as_str(), viewer.role, true, codes);
                 // The item carries the new nick and the occupant's role (§7.6.3).
@@ -672,7 +767,9 @@ impl Room {
             return;
         }
         let occ = self.occupants.remove(&nick).expect("present above");
-        for viewer in self.occupants.values() {
+        // The others never saw an occupant whose role's presence is not broadcast.
+        let shown = self.shown(occ.role);
+        for viewer in self.occupants.values().filter(|_| shown) {
             for session in &viewer.sessions {
                 out.stanzas.push(with_status(self.presence_of(
                     ctx,
@@ -685,6 +782,9 @@ impl Room {
             }
         }
         out.stanzas.push(leaving);
+        if !self.occupants.values().any(|o| o.bare == occ.bare) {
+            out.left.push(occ.bare);
+        }
         if self.occupants.is_empty() && !self.config.persistent {
             out.destroy = true;
         }
@@ -729,11 +829,51 @@ impl Room {
         codes: &[u16],
         out: &mut Out,
     ) {
-        if let Some(occ) = self.occupants.get_mut(nick) {
-            occ.role = role;
-        }
-        if let Some(occ) = self.occupants.get(nick) {
+        let Some(occ) = self.occupants.get_mut(nick) else {
+            return;
+        };
+        let before = std::mem::replace(&mut occ.role, role);
+        let occ = &self.occupants[nick];
+        if !self.shown(before) || self.shown(role) {
             self.broadcast_presence(ctx, occ, false, codes, codes, out);
+            return;
+        }
+        // Its presence is no longer broadcast: the others see it leave, it sees its new role.
+        for viewer in self.occupants.values() {
+            let mine = viewer.nick == occ.nick;
+            for session in &viewer.sessions {
+                out.stanzas.push(self.presence_of(
+                    ctx,
+                    occ,
+                    session.as_str(),
+                    viewer.role,
+                    !mine,
+                    codes,
+                ));
+            }
+        }
+    }
+
+    /// The roles whose presence is broadcast changed from `was`: the others see occupants
+    /// that are no longer shown leave, and get the presence of those now shown.
+    pub fn presence_broadcast_changed(&self, ctx: &Ctx<'_>, was: RoleSet, out: &mut Out) {
+        for occ in self.occupants.values() {
+            let shown = self.shown(occ.role);
+            if was.contains(occ.role) == shown {
+                continue;
+            }
+            for viewer in self.occupants.values().filter(|v| v.nick != occ.nick) {
+                for session in &viewer.sessions {
+                    out.stanzas.push(self.presence_of(
+                        ctx,
+                        occ,
+                        session.as_str(),
+                        viewer.role,
+                        !shown,
+                        &[],
+                    ));
+                }
+            }
         }
     }
 

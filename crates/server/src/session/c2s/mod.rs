@@ -220,9 +220,29 @@ impl C2s {
         Box::pin(this.close(bound, end)).await;
     }
 
-    async fn close(&mut self, bound: Bound, end: End) {
+    async fn close(&mut self, mut bound: Bound, end: End) {
+        if matches!(end, End::Shutdown) {
+            self.write_queued(&mut bound).await;
+        }
         self.end_session(bound).await;
         self.finish(end).await;
+    }
+
+    /// At shutdown, what was queued for the session before it was told to stop (modules'
+    /// last words, `Module::stopping`: rooms' 332) is written before the stream closes, at
+    /// most a queue's worth: the stop wins over anything still arriving.
+    async fn write_queued(&mut self, bound: &mut Bound) {
+        let mut written = false;
+        for _ in 0..self.state.config.limits.session_queue {
+            let Some(el) = bound.delivery.try_next() else {
+                break;
+            };
+            self.send(bound, el);
+            written = true;
+        }
+        if written {
+            let _ = self.framed.flush().await;
+        }
     }
 
     /// The session is over. What it took and never delivered goes elsewhere first (XEP-0198
