@@ -13,6 +13,12 @@
 #             weft-relay, the ceiling, in the ws runs right after weft (at weft's half peak in
 #             the latency run)
 #   scale     SCALE_N idle ws sessions on weft (memory slope, projection to 1,000,000)
+#   bosh      (issue 20) XEP-0124/XEP-0206 BOSH at /http-bind on each server's http port, the
+#             way browser clients run it (HTTP/1.1 kept alive, hold 1, up to 2 requests in
+#             flight, one empty request held for the server to push): N_BOSH logins
+#             (SCRAM-SHA-1, bind, initial presence) on a fresh server, logins/s, memory per
+#             idle session and a ping sample; then BOSH_PAIRS pairs (window BOSH_WINDOW), msgs/s;
+#             every XMPP server in turn, in BOSH_ROUNDS rounds
 #   roster    (issue 18) ROSTER_N logins over ws of accounts with ROSTER_SIZE contacts each,
 #             subscription both, all offline: SCRAM-SHA-1, bind, roster get (all items checked),
 #             initial presence (probes), ping; logins/s, bounded to ROSTER_SECONDS
@@ -55,10 +61,11 @@
 # 10, 10), ROSTER_ROUNDS (1) and FANOUT_ROUNDS (3; --smoke 1), FANOUT_WINDOW (changes in
 # flight, 16), MUC_OCCUPANTS MUC_SENDERS MUC_MESSAGES MUC_WINDOW MUC_JOINS MUC_JOIN_WINDOW
 # MUC_SECONDS MUC_ROUNDS (500, 10, 2000, 16, 100, 8, 30, 3; --smoke 20, 2, 10, 16, 5, 8, 10, 1),
+# N_BOSH (2000; --smoke 20), BOSH_PAIRS (PAIRS), BOSH_WINDOW (32), BOSH_ROUNDS (3; --smoke 1),
 # MAM_PAIRS (PAIRS) and MAM_ROUNDS (3; --smoke 1), MAMQ_FILL (100000; --smoke 500),
 # MAMQ_CLIENTS (10; --smoke 2), MAMQ_PAGE (50), MAMQ_SECONDS (T), MAMQ_FILL_SECONDS (600,
 # the fill's bound), MAMQ_FILL_EJABBERD (10000, see below), PROSODY_ARCHIVE (internal, or sql: SQLite; see below),
-# SCENARIOS (subset of "connect throughput latency scale roster fanout muc mam-throughput
+# SCENARIOS (subset of "connect throughput latency scale bosh roster fanout muc mam-throughput
 # mam-query"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
 # table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
@@ -77,7 +84,7 @@ SMOKE=0
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,60p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,75p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $arg (--smoke, --help)" >&2; exit 2 ;;
     esac
 done
@@ -92,6 +99,7 @@ if ((SMOKE)); then
     MAM_ROUNDS=${MAM_ROUNDS:-1} MAMQ_FILL=${MAMQ_FILL:-500} MAMQ_CLIENTS=${MAMQ_CLIENTS:-2}
     MUC_OCCUPANTS=${MUC_OCCUPANTS:-20} MUC_SENDERS=${MUC_SENDERS:-2} MUC_MESSAGES=${MUC_MESSAGES:-10}
     MUC_JOINS=${MUC_JOINS:-5} MUC_SECONDS=${MUC_SECONDS:-10} MUC_ROUNDS=${MUC_ROUNDS:-1}
+    N_BOSH=${N_BOSH:-20} BOSH_ROUNDS=${BOSH_ROUNDS:-1}
 else
     N=${N:-10000} T=${T:-10} PAIRS=${PAIRS:-10} BIG_PAIRS=${BIG_PAIRS:-500} WARMUP=${WARMUP:-1}
     SCALE_N=${SCALE_N:-19500} SETTLE=2 BENCH_TIMEOUT=1200 LOGIN_ROUNDS=${LOGIN_ROUNDS:-3}
@@ -103,9 +111,11 @@ else
     MAM_ROUNDS=${MAM_ROUNDS:-3} MAMQ_FILL=${MAMQ_FILL:-100000} MAMQ_CLIENTS=${MAMQ_CLIENTS:-10}
     MUC_OCCUPANTS=${MUC_OCCUPANTS:-500} MUC_SENDERS=${MUC_SENDERS:-10} MUC_MESSAGES=${MUC_MESSAGES:-2000}
     MUC_JOINS=${MUC_JOINS:-100} MUC_SECONDS=${MUC_SECONDS:-30} MUC_ROUNDS=${MUC_ROUNDS:-3}
+    N_BOSH=${N_BOSH:-2000} BOSH_ROUNDS=${BOSH_ROUNDS:-3}
 fi
 # Messages (over all senders) and joins in flight in the room scenario.
 MUC_WINDOW=${MUC_WINDOW:-16} MUC_JOIN_WINDOW=${MUC_JOIN_WINDOW:-8}
+BOSH_PAIRS=${BOSH_PAIRS:-$PAIRS} BOSH_WINDOW=${BOSH_WINDOW:-32}
 MAM_PAIRS=${MAM_PAIRS:-$PAIRS} MAMQ_PAGE=${MAMQ_PAGE:-50} MAMQ_SECONDS=${MAMQ_SECONDS:-$T}
 MAMQ_FILL_SECONDS=${MAMQ_FILL_SECONDS:-600}
 # ejabberd's archive_msg is a Mnesia bag keyed by account, on disk a dets file: every write
@@ -114,7 +124,7 @@ MAMQ_FILL_SECONDS=${MAMQ_FILL_SECONDS:-600}
 # archive holds MAMQ_FILL_EJABBERD messages instead; its queries read all of the account's
 # records, so their rate at 10k is an upper bound of its rate at 100k.
 MAMQ_FILL_EJABBERD=${MAMQ_FILL_EJABBERD:-$((MAMQ_FILL < 10000 ? MAMQ_FILL : 10000))}
-SCENARIOS=${SCENARIOS:-connect throughput latency scale roster fanout muc mam-throughput mam-query}
+SCENARIOS=${SCENARIOS:-connect throughput latency scale bosh roster fanout muc mam-throughput mam-query}
 # Presence changes in flight in the fan-out's rate runs. With one at a time the generator's
 # round trip sets the pace, not the server: the next change waits until the generator has read
 # all FANOUT_N deliveries, and weft's core idled while it did (117k deliveries/s at window 1
@@ -135,6 +145,10 @@ PASSWORD=bench-password
 PEER_USERS=$(((N > 2 * BIG_PAIRS ? N : 2 * BIG_PAIRS) + 2))
 # The room scenario's occupants and joiners are bench1.. too.
 PEER_USERS=$((PEER_USERS > MUC_OCCUPANTS + MUC_JOINS ? PEER_USERS : MUC_OCCUPANTS + MUC_JOINS))
+if [[ " $SCENARIOS " == *" bosh "* ]]; then
+    PEER_USERS=$((PEER_USERS > N_BOSH + 2 ? PEER_USERS : N_BOSH + 2))
+    PEER_USERS=$((PEER_USERS > 2 * BOSH_PAIRS + 2 ? PEER_USERS : 2 * BOSH_PAIRS + 2))
+fi
 WEFT_USERS=$((PEER_USERS > SCALE_N + 2 ? PEER_USERS : SCALE_N + 2))
 # ejabberd's BEAM on one core: one normal and one dirty CPU scheduler, and no busy-waiting
 # (a spinning scheduler would be counted as ejabberd's CPU per message).
@@ -147,8 +161,8 @@ want() { [[ " $SERVERS " == *" $1 "* ]]; }
 scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 for sc in $SCENARIOS; do
     case $sc in
-        connect | throughput | latency | scale | roster | fanout | muc | mam-throughput | mam-query) ;;
-        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale roster fanout muc mam-throughput mam-query)" ;;
+        connect | throughput | latency | scale | bosh | roster | fanout | muc | mam-throughput | mam-query) ;;
+        *) die "unknown scenario $sc in SCENARIOS (connect throughput latency scale bosh roster fanout muc mam-throughput mam-query)" ;;
     esac
 done
 
@@ -482,6 +496,10 @@ args() {
         prosody:tcp) port=$PROSODY_C2S_PORT ;;
         ejabberd:ws) port=$EJABBERD_HTTP_PORT ;;
         ejabberd:tcp) port=$EJABBERD_C2S_PORT ;;
+        # BOSH at /http-bind (weft-bench's default path for it) on the http listeners.
+        weft:bosh) port=$WEFT_HTTP_PORT ;;
+        prosody:bosh) port=$PROSODY_HTTP_PORT ;;
+        ejabberd:bosh) port=$EJABBERD_HTTP_PORT ;;
         relay:ws)
             echo --target relay --transport ws --port "$RELAY_PORT" --path /relay --server-pid "$SERVER_PID" --label relay
             return
@@ -551,6 +569,9 @@ each_server() {
         "stop_$s"
     done
 }
+
+# bosh_tput_run SERVER: BOSH_PAIRS pairs over BOSH, window BOSH_WINDOW (issue 20).
+bosh_tput_run() { window_run "$1" bosh tput-bosh "$BOSH_PAIRS" "$BOSH_WINDOW"; }
 
 # --- the roster scenarios (issue 18) ---------------------------------------------------------
 
@@ -857,6 +878,16 @@ if scenario latency; then
     done
 fi
 if scenario scale && want weft && ((SCALE_N > 0)); then connect_run weft ws scale "$SCALE_N"; fi
+# BOSH (issue 20): in each round, every XMPP server's logins (a fresh server each, as the other
+# connect runs), then every server's throughput; no relay (it speaks WebSocket only).
+if scenario bosh; then
+    for ((round = 1; round <= BOSH_ROUNDS; round++)); do
+        for s in weft ejabberd prosody; do
+            if want "$s"; then connect_run "$s" bosh connect-bosh "$N_BOSH"; fi
+        done
+        xmpp_servers bosh_tput_run
+    done
+fi
 # The roster scenarios last, on stores provisioned only now: the runs above see the same
 # servers and stores as before they existed.
 # Rounds as for the other ratios: the logins run for seconds to the time bound on every server,
@@ -914,6 +945,9 @@ BASE=$RESULTS/$DATE-$COMMIT
     echo "- pinning: $PINNING; ejabberd's BEAM: \`$EJABBERD_SCHED\`"
     echo "- every process started with GLIBC_TUNABLES=\`${GLIBC_TUNABLES:-}\` (empty: glibc's own choice of string functions)"
     echo "- roster scenarios: $ROSTER_N logins (bounded to $ROSTER_SECONDS s of starting logins) of accounts with $ROSTER_SIZE contacts each (all \`both\`, all offline), each SCRAM-SHA-1, bind, roster get, initial presence, ping, in $ROSTER_ROUNDS round(s); fan-out: one user with $FANOUT_N online contacts, $FANOUT_CHANGES presence changes, $FANOUT_WINDOW in flight, then $FANOUT_CHANGES_1 one at a time (each bounded to $FANOUT_SECONDS s), in $FANOUT_ROUNDS round(s); scenarios run: $SCENARIOS"
+    if scenario bosh; then
+        echo "- BOSH (XEP-0124/XEP-0206 at /http-bind, http:// on loopback): every session hold 1, up to 2 requests in flight on up to 2 kept-alive HTTP/1.1 connections, an empty request held for the server to push, stanzas of one flush in one body; $N_BOSH logins (SCRAM-SHA-1, bind, initial presence) on a fresh server, then $BOSH_PAIRS pairs at window $BOSH_WINDOW for $T s, in $BOSH_ROUNDS round(s); servers' BOSH limits at their defaults (weft [bosh], Prosody mod_bosh, ejabberd mod_bosh)"
+    fi
     if scenario mam-throughput || scenario mam-query; then
         echo "- archive scenarios: weft [modules.mam] defaults (archive always, SQLite); Prosody mod_mam (default_archive_policy = true, archive_expires_after 1y, archive in $PROSODY_ARCHIVE storage$([[ $PROSODY_ARCHIVE == sql ]] && echo ': SQLite via mod_storage_sql with SQLite defaults' || echo ', storage_archive_item_limit 1000000')); ejabberd mod_mam (default: always, Mnesia); throughput $MAM_PAIRS pairs over ws, window 32, archive off then on, in $MAM_ROUNDS round(s), every archive emptied before a run and counted after; queries: $MAMQ_FILL messages from bench2 to bench1 sent through the server first$([[ $PROSODY_ARCHIVE == sql ]] && echo ' (ejabberd and Prosody: written into their stores)' || echo ' (ejabberd: $MAMQ_FILL_EJABBERD written into its Mnesia table, an upper bound of its rate at $MAMQ_FILL)'), then $MAMQ_CLIENTS sessions of bench1 query pages of $MAMQ_PAGE with bench2 (last page, then back) for $MAMQ_SECONDS s"
     fi

@@ -7,7 +7,8 @@
 //!
 //! Tags written by compare.sh: `connect-ws`, `connect-wss`, `scale`, `tput-ws-small`,
 //! `tput-tcp-small`, `tput-ws-big`, `tput-tcp-big`, `latency-ws`, `roster-login-ws`,
-//! `fanout-ws`, `fanout1-ws`, and for the message archive (issue 19) `mam-off-ws`, `mam-tput-ws`,
+//! `fanout-ws`, `fanout1-ws`, `connect-bosh` and `tput-bosh` (XEP-0206, issue 20), and for the
+//! message archive (issue 19) `mam-off-ws`, `mam-tput-ws`,
 //! `mam-tput-archived`, `mam-query-ws` and `mam-query-archived`; the relay's records are
 //! `tput-ws-small`, `tput-ws-small-w`, `tput-ws-big` and `latency-ws` (at weft's half-peak rate)
 //! with label `relay`.
@@ -754,10 +755,54 @@ fn build(recs: &Records, a: &CompareArgs) -> (Vec<Row>, bool) {
             Verdict::Info,
         );
     }
+    bosh(&mut t);
     rosters(&mut t);
     rooms(&mut t);
     archive(&mut t);
     (t.rows, t.incomplete)
+}
+
+/// BOSH (XEP-0124 / XEP-0206, issue 20): logins and messages per second over HTTP long
+/// polling, against Prosody's and ejabberd's BOSH. The issue sets no target: the figures and
+/// ratios are there to read, each the median of the rounds (BOSH_ROUNDS).
+fn bosh(t: &mut Table) {
+    let recs = t.recs;
+    if let Some(any) = recs.any("connect-bosh") {
+        let n = field(Some(any), "n");
+        let tag = "connect-bosh";
+        for (figure, key) in [
+            (
+                format!("SCRAM-SHA-1 logins/s over BOSH ({n} sessions)"),
+                "logins_per_s",
+            ),
+            ("login time p99 over BOSH (ms)".into(), "login_p99_ms"),
+            (
+                format!("RSS per idle BOSH session, KiB ({n} sessions)"),
+                "rss_kib_per_session",
+            ),
+        ] {
+            t.versus_rounds(figure, tag, key, false, "", Judge::None);
+        }
+        t.pings("pings answered by idle BOSH sessions".into(), tag, true);
+    }
+    if let Some(any) = recs.any("tput-bosh") {
+        let (pairs, window) = (field(Some(any), "pairs"), field(Some(any), "window"));
+        let tag = "tput-bosh";
+        for (figure, unit, key) in [
+            ("msgs/s", "", "msgs_per_s"),
+            ("latency p99", " (ms)", "latency_p99_ms"),
+            ("server CPU s per 1000 msgs", "", "server_cpu_s_per_1000"),
+        ] {
+            t.versus_rounds(
+                format!("{figure}, {pairs} pairs over BOSH (window {window}){unit}"),
+                tag,
+                key,
+                false,
+                "",
+                Judge::None,
+            );
+        }
+    }
 }
 
 /// The message archive (issue 19): PAIRS pairs over ws with every message archived, against
@@ -1746,6 +1791,64 @@ mod tests {
         let (rows, incomplete) = build(&recs, &args());
         assert!(incomplete);
         assert!(row(&rows, "MAM queries/s").verdict != Verdict::Pass);
+    }
+
+    #[test]
+    fn bosh_rows_are_read_not_judged() {
+        let login = |label: &str, rate: f64| {
+            serde_json::json!({"tag": "connect-bosh", "label": label, "scenario": "connect",
+                "n": 2000, "ok": 2000, "failed": 0, "dropped": 0, "logins_per_s": rate,
+                "ping_sample": 1000, "ping_ok": 1000})
+        };
+        let tput = |label: &str, rate: f64| {
+            rec(
+                "tput-bosh",
+                label,
+                serde_json::json!({"msgs_per_s": rate, "pairs": 10, "window": 32}),
+            )
+        };
+        let recs = Records(vec![
+            login("weft", 3_000.0),
+            login("ejabberd", 600.0),
+            login("prosody", 300.0),
+            tput("weft", 40_000.0),
+            tput("ejabberd", 8_000.0),
+            tput("prosody", 2_000.0),
+            login("weft", 2_000.0),
+            login("ejabberd", 500.0),
+            login("prosody", 400.0),
+            tput("weft", 36_000.0),
+            tput("ejabberd", 9_000.0),
+            tput("prosody", 3_000.0),
+        ]);
+        let (rows, incomplete) = build(&recs, &args());
+        assert!(!incomplete);
+        let l = row(
+            &rows,
+            "SCRAM-SHA-1 logins/s over BOSH (2000 sessions), median of 2 rounds",
+        );
+        assert_eq!(l.cells[0], "2,500");
+        // Per-round ratios 10 and 5.0 (Prosody), 5.0 and 4.0 (ejabberd).
+        assert_eq!(l.ratios, ["7.5×".to_string(), "4.5×".to_string()]);
+        assert!(l.verdict == Verdict::Info && l.target.is_empty());
+        let m = row(
+            &rows,
+            "msgs/s, 10 pairs over BOSH (window 32), median of 2 rounds",
+        );
+        assert_eq!(m.cells, ["38,000", "2,500", "8,500", ""].map(String::from));
+        assert_eq!(m.ratios, ["16×".to_string(), "4.5×".to_string()]);
+        assert!(m.verdict == Verdict::Info);
+        assert!(!rows
+            .iter()
+            .any(|r| r.figure.contains("BOSH") && r.figure.contains("each round")));
+        assert_eq!(
+            row(&rows, "pings answered by idle BOSH").cells[1],
+            "1000/1000"
+        );
+
+        // Without BOSH records, no BOSH rows.
+        let (rows, _) = build(&Records(vec![]), &args());
+        assert!(rows.iter().all(|r| !r.figure.contains("BOSH")));
     }
 
     #[test]

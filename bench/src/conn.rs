@@ -1,5 +1,6 @@
 //! Client connections of the load generator: RFC 7395 over ws:// and wss://, RFC 6120 over TCP
-//! (plain, STARTTLS, or XEP-0368 Direct TLS), each from one of several loopback source addresses.
+//! (plain, STARTTLS, or XEP-0368 Direct TLS), XEP-0206 BOSH over http:// (`crate::bosh`), each
+//! from one of several loopback source addresses.
 //!
 //! Every connection binds its own 127.0.0.x source before connecting so that tens of thousands
 //! of sessions do not exhaust one address's ephemeral ports. Certificates are not verified: the
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::bosh::BoshConn;
 use crate::split::{Piece, Splitter};
 use crate::xml;
 
@@ -35,12 +37,14 @@ pub enum Transport {
     TcpTls,
     /// XEP-0368 Direct TLS.
     TcpDirectTls,
+    /// XEP-0124 / XEP-0206 BOSH over http://, up to two kept-alive connections per session.
+    Bosh,
 }
 
 impl Transport {
     pub fn default_port(self) -> u16 {
         match self {
-            Transport::Ws => 5280,
+            Transport::Ws | Transport::Bosh => 5280,
             Transport::Wss => 5443,
             Transport::Tcp | Transport::TcpTls => 5222,
             Transport::TcpDirectTls => 5223,
@@ -56,6 +60,14 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::TcpTls => "tcp-tls",
             Transport::TcpDirectTls => "tcp-direct-tls",
+            Transport::Bosh => "bosh",
+        }
+    }
+    /// The HTTP path when `--path` is not given.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Transport::Bosh => "/http-bind",
+            _ => "/xmpp-websocket",
         }
     }
 }
@@ -96,21 +108,14 @@ impl Dialer {
         }
     }
 
+    /// The source address of connection number `index`, if sources are spread.
+    fn source(&self, index: usize) -> Option<Ipv4Addr> {
+        (!self.sources.is_empty() && self.addr.is_ipv4())
+            .then(|| self.sources[index % self.sources.len()])
+    }
+
     async fn tcp(&self, index: usize) -> anyhow::Result<TcpStream> {
-        let socket = match self.addr.ip() {
-            IpAddr::V4(_) => TcpSocket::new_v4()?,
-            IpAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        if !self.sources.is_empty() && self.addr.is_ipv4() {
-            let src = self.sources[index % self.sources.len()];
-            socket
-                .bind(SocketAddr::new(src.into(), 0))
-                .with_context(|| format!("bind {src}"))?;
-        }
-        let stream = socket.connect(self.addr).await.context("connect")?;
-        // Stanzas are small and latency is measured: never wait for Nagle.
-        stream.set_nodelay(true)?;
-        Ok(stream)
+        dial(self.addr, self.source(index)).await
     }
 
     async fn tls(&self, io: Box<dyn Io>) -> anyhow::Result<Box<dyn Io>> {
@@ -125,6 +130,16 @@ impl Dialer {
     /// WebSocket path (the relay pairs clients by path).
     pub async fn connect(&self, index: usize, path: Option<&str>) -> anyhow::Result<Conn> {
         let tcp = self.tcp(index).await?;
+        if self.transport == Transport::Bosh {
+            let path = path.unwrap_or(&self.path);
+            return Ok(Conn::Bosh(BoshConn::new(
+                tcp,
+                self.addr,
+                self.source(index),
+                path,
+                &self.domain,
+            )));
+        }
         let io: Box<dyn Io> = match self.transport {
             Transport::Wss | Transport::TcpDirectTls => self.tls(Box::new(tcp)).await?,
             _ => Box::new(tcp),
@@ -181,6 +196,23 @@ impl Dialer {
     }
 }
 
+/// Opens a TCP connection to `addr` from `src` (a loopback source address), without Nagle.
+pub async fn dial(addr: SocketAddr, src: Option<Ipv4Addr>) -> anyhow::Result<TcpStream> {
+    let socket = match addr.ip() {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(src) = src {
+        socket
+            .bind(SocketAddr::new(src.into(), 0))
+            .with_context(|| format!("bind {src}"))?;
+    }
+    let stream = socket.connect(addr).await.context("connect")?;
+    // Stanzas are small and latency is measured: never wait for Nagle.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 pub struct TcpConn {
     io: Box<dyn Io>,
     rbuf: Vec<u8>,
@@ -193,6 +225,7 @@ pub struct TcpConn {
 pub enum Conn {
     Ws(WebSocketStream<Box<dyn Io>>),
     Tcp(TcpConn),
+    Bosh(BoshConn),
 }
 
 /// A received element's text, without copying WebSocket payloads.
@@ -212,17 +245,21 @@ impl Deref for Text {
 }
 
 pub enum Event {
-    /// `<open/>` or `<stream:stream>`.
+    /// `<open/>` or `<stream:stream>`; over BOSH the session creation response and the
+    /// response to a restart.
     Header,
     Element(Text),
-    /// `<close/>`, `</stream:stream>`, a close frame or end of file.
+    /// `<close/>`, `</stream:stream>`, a close frame or end of file; over BOSH a
+    /// `type='terminate'` body without a condition (one with a condition is an error).
     Closed,
 }
 
 impl Conn {
     /// Sends the stream header for a new stream or a restart (RFC 7395 §3.4, RFC 6120 §4.2).
+    /// Over BOSH: the session creation request, then restarts (XEP-0206 §5).
     pub async fn open_stream(&mut self, domain: &str) -> anyhow::Result<()> {
         let header = match self {
+            Conn::Bosh(b) => return b.open_stream().await,
             Conn::Ws(_) => format!(
                 "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{domain}' version='1.0'/>"
             ),
@@ -236,7 +273,8 @@ impl Conn {
         self.flush().await
     }
 
-    /// Queues one element; nothing reaches the socket before [`Conn::flush`] (batching).
+    /// Queues one element; nothing reaches the socket before [`Conn::flush`] (batching; over
+    /// BOSH, all elements of one flush go in one `<body/>`).
     pub async fn send(&mut self, s: String) -> anyhow::Result<()> {
         match self {
             Conn::Ws(ws) => ws.feed(Message::Text(s.into())).await?,
@@ -247,6 +285,7 @@ impl Conn {
                     t.wbuf.clear();
                 }
             }
+            Conn::Bosh(b) => b.send(s).await?,
         }
         Ok(())
     }
@@ -261,6 +300,7 @@ impl Conn {
                 }
                 t.io.flush().await?;
             }
+            Conn::Bosh(b) => b.flush().await?,
         }
         Ok(())
     }
@@ -301,12 +341,16 @@ impl Conn {
                     return Ok(Event::Closed);
                 }
             },
+            Conn::Bosh(b) => b.recv().await,
         }
     }
 
     /// Ends the stream politely (RFC 7395 §3.6, RFC 6120 §4.4) without waiting for the answer.
     pub async fn close(&mut self) {
         let end = match self {
+            // A terminate body (XEP-0124 §13); it waits briefly for the answer, so that the
+            // sockets closing do not cut it off.
+            Conn::Bosh(b) => return b.close().await,
             Conn::Ws(_) => "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
             Conn::Tcp(_) => "</stream:stream>",
         };

@@ -1,4 +1,5 @@
-//! weft-bench: a load generator for XMPP servers over RFC 7395 WebSocket and RFC 6120 TCP.
+//! weft-bench: a load generator for XMPP servers over RFC 7395 WebSocket, RFC 6120 TCP and
+//! XEP-0206 BOSH.
 //!
 //! Scenarios are bounded and stop by themselves: `connect` (logins per second and memory per
 //! idle session), `throughput` (messages per second, latency, server CPU per message),
@@ -9,6 +10,7 @@
 //! uses exactly one core and the server can have the other.
 #![forbid(unsafe_code)]
 
+mod bosh;
 mod compare;
 mod conn;
 mod connect;
@@ -86,12 +88,13 @@ pub struct Common {
     pub transport: Transport,
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
-    /// Default: 5280 ws, 5443 wss, 5222 tcp/tcp-tls, 5223 tcp-direct-tls.
+    /// Default: 5280 ws and bosh, 5443 wss, 5222 tcp/tcp-tls, 5223 tcp-direct-tls.
     #[arg(long)]
     pub port: Option<u16>,
-    /// WebSocket path.
-    #[arg(long, default_value = "/xmpp-websocket")]
-    pub path: String,
+    /// HTTP path of the WebSocket or BOSH endpoint (default /xmpp-websocket; /http-bind with
+    /// --transport bosh).
+    #[arg(long)]
+    pub path: Option<String>,
     /// XMPP domain of the accounts.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -137,11 +140,18 @@ pub struct Ctx {
 
 impl Ctx {
     fn new(common: Common) -> anyhow::Result<Ctx> {
+        anyhow::ensure!(
+            !(common.target == Target::Relay && common.transport == Transport::Bosh),
+            "the relay speaks WebSocket only"
+        );
         let port = common.port.unwrap_or(common.transport.default_port());
         let dialer = Dialer::new(
             common.transport,
             SocketAddr::new(common.host, port),
-            &common.path,
+            common
+                .path
+                .as_deref()
+                .unwrap_or(common.transport.default_path()),
             &common.domain,
             common.src_addrs,
         );
@@ -162,7 +172,7 @@ impl Ctx {
         let work = async {
             if self.common.target == Target::Relay {
                 // Sessions 2k and 2k+1 are partners: the relay pairs them by path.
-                let path = format!("{}/{}", self.common.path.trim_end_matches('/'), i / 2);
+                let path = format!("{}/{}", self.dialer.path.trim_end_matches('/'), i / 2);
                 let conn = self.dialer.connect(i, Some(&path)).await?;
                 return Ok(Session {
                     conn,

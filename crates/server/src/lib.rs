@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 use weft_config::Config;
 use weft_storage::Storage;
@@ -124,10 +124,25 @@ async fn bind_all(addrs: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpLis
     Ok(out)
 }
 
+/// The accept queue of every listener. `TcpListener::bind` asks for std's 128 (mio 1.x): a
+/// burst of connections beyond it (clients reconnecting after a restart, BOSH sessions
+/// opening their second connection at once) overflows the queue, and each dropped SYN costs
+/// its client a one-second retransmission.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (listen.{what})"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind` does on Unix: a restarted server can listen again at once.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().with_context(|| format!("cannot listen on {addr} (listen.{what})"))
 }
 
 impl RunningServer {
