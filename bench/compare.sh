@@ -68,7 +68,7 @@
 # SCENARIOS (subset of "connect throughput latency scale bosh roster fanout muc mam-throughput
 # mam-query"; latency needs
 # throughput), SERVERS (subset of "weft prosody ejabberd relay"), RESULTS (directory for the
-# table; --smoke: the run's temporary directory), PROFILE (cargo profile; dev reuses a debug build, fine for
+# table; --smoke: the run's temporary directory), WEFT_BIN (a weft binary to run instead of the build's, for A/B runs), PROFILE (cargo profile; dev reuses a debug build, fine for
 # --smoke only), CARGO_TARGET_DIR, and the ports
 # WEFT_HTTP_PORT WEFT_HTTPS_PORT WEFT_C2S_PORT PROSODY_C2S_PORT PROSODY_HTTP_PORT
 # EJABBERD_C2S_PORT EJABBERD_HTTP_PORT EJABBERD_DIST_PORT RELAY_PORT (all on 127.0.0.1, away
@@ -209,6 +209,8 @@ PROFILE=${PROFILE:-release}
 say "cargo build --profile $PROFILE -p weft -p weft-bench"
 cargo build --profile "$PROFILE" -q -p weft -p weft-bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+# WEFT_BIN: another weft binary to run (an A/B of two builds with the same generator).
+WEFT_BIN=${WEFT_BIN:-$BIN/weft}
 
 # Every session is a descriptor in both processes; the soft limit goes up to the hard one
 # (inherited by every server started below).
@@ -324,7 +326,7 @@ setup_weft() {
 }
 
 start_weft() {
-    "${SERVER_CPU[@]}" "$BIN/weft" --config "$WORK/weft/weft$(mam_suffix).toml" >>"$WORK/weft/weft.log" 2>&1 &
+    "${SERVER_CPU[@]}" "$WEFT_BIN" --config "$WORK/weft/weft$(mam_suffix).toml" >>"$WORK/weft/weft.log" 2>&1 &
     WEFT=$!
     if ! { wait_port "$WEFT_HTTP_PORT" 20 "$WEFT" && wait_port "$WEFT_C2S_PORT" 10 "$WEFT" &&
         wait_port "$WEFT_HTTPS_PORT" 10 "$WEFT"; }; then
@@ -828,7 +830,7 @@ if want ejabberd; then
     ejabberd_accounts
     stop_ejabberd
 fi
-say "weft $BIN/weft; Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo -); ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo -) ($EJABBERD_SCHED)"
+say "weft $WEFT_BIN; Prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo -); ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo -) ($EJABBERD_SCHED)"
 # Logins in LOGIN_ROUNDS rounds, each round every server once, weft and ejabberd back to back
 # (their ratio is the close one): the table gives each server's median and the median of the
 # per-round ratios, as one login run takes seconds on a VM whose speed moves by up to 2× over

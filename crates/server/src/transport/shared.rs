@@ -302,9 +302,12 @@ impl Drop for BatchScope {
         if !self.outermost {
             return;
         }
+        let full = batch_is_full();
         BATCHED.with(|n| n.set(None));
         let batch = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
-        if batch.len() >= DEFER_WRITERS {
+        // A full batch (see `batch_is_full`) has several stanzas per socket already, and its
+        // session is ready again at once: deferring would let it run ahead of its writes.
+        if !full && batch.len() >= DEFER_WRITERS {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 // A broadcast (a room's message, a presence to a roster): its writes wait until
                 // the tasks that are ready now have run. Other broadcasts among them append to
