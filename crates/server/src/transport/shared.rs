@@ -514,6 +514,80 @@ mod tests {
         drop(writer);
     }
 
+    /// `DEFER_WRITERS` - `less` connections whose clients are std sockets: a non-blocking
+    /// read of one then says whether bytes were written, without this task yielding.
+    async fn broadcast_pairs(less: usize) -> (Vec<Arc<SharedWriter>>, Vec<std::net::TcpStream>) {
+        let (mut writers, mut clients) = (Vec::new(), Vec::new());
+        for _ in 0..DEFER_WRITERS - less {
+            let (own, writer, client) = pair(8).await;
+            std::mem::forget(own); // the owner's half stays open
+            writers.push(writer);
+            clients.push(client.into_std().unwrap());
+        }
+        (writers, clients)
+    }
+
+    fn broadcast(
+        writers: &[Arc<SharedWriter>],
+        name: &'static str,
+    ) -> impl std::future::Future<Output = ()> {
+        let writers = writers.to_vec();
+        batched(async move {
+            for w in &writers {
+                w.deliver(0, text(name)).unwrap();
+            }
+        })
+    }
+
+    fn read_now(client: &mut std::net::TcpStream) -> usize {
+        use std::io::Read;
+        let mut buf = [0u8; 16];
+        match client.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broadcasts_writes_wait_for_the_ready_tasks_and_take_later_ones_along() {
+        let (writers, mut clients) = broadcast_pairs(0).await;
+        broadcast(&writers, "<a/>").await;
+        // The poll has ended, but its writes wait until this task yields.
+        for client in &mut clients {
+            assert_eq!(
+                read_now(client),
+                0,
+                "written before the tasks ready now ran"
+            );
+        }
+        // A second broadcast meanwhile goes behind the first, in the same write.
+        broadcast(&writers, "<b/>").await;
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for client in &mut clients {
+            use std::io::Read;
+            let mut got = [0u8; 8];
+            client.set_nonblocking(false).unwrap();
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            client.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"<a/><b/>");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_to_fewer_sockets_is_written_when_its_poll_ends() {
+        let (writers, mut clients) = broadcast_pairs(1).await;
+        broadcast(&writers, "<a/>").await;
+        for client in &mut clients {
+            assert_eq!(read_now(client), 4);
+        }
+    }
+
     #[test]
     fn batching_adds_nothing_to_a_sessions_memory() {
         let session = async { [0u8; 512] };
