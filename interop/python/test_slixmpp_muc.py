@@ -111,6 +111,10 @@ async def test_create_configure_talk_moderate_invite_destroy():
         await muc[alice].set_role(room, "Bob", "none", reason="enough", timeout=10)
         out = await bob.expect(lambda s: s.name == "presence" and s["type"] == "unavailable", "the kick", mark_b)
         assert {"110", "307"} <= status_codes(out), out
+        # §8.2: the reason (and the moderator) in the item.
+        item = out.xml.find(f"{USER_NS}x/{USER_NS}item")
+        assert item is not None and item.findtext(f"{USER_NS}reason") == "enough", out
+        assert item.find(f"{USER_NS}actor") is not None, out
         await muc[alice].set_affiliation(room, "outcast", jid=bob.boundjid.bare, timeout=10)
         try:
             await muc[bob].join_muc_wait(room, "Bob", timeout=10)

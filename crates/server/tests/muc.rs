@@ -293,6 +293,25 @@ async fn a_room_is_created_configured_and_lived_in() {
     let mut c = codes(&kicked);
     c.sort();
     assert_eq!(c, ["110", "307"]);
+    // §8.2: the moderator and the reason in the item, not in a <status/> text.
+    let item = kicked
+        .get_child("x", USER)
+        .and_then(|x| x.get_child("item", USER))
+        .expect("an item");
+    assert_eq!(
+        item.get_child("reason", USER).map(|r| r.text()).as_deref(),
+        Some("rude"),
+        "{}",
+        show(&kicked)
+    );
+    assert!(
+        item.get_child("actor", USER)
+            .and_then(|a| a.attr("nick"))
+            .is_some_and(|n| !n.is_empty()),
+        "{}",
+        show(&kicked)
+    );
+    assert!(kicked.get_child("status", "jabber:client").is_none());
 
     // A ban keeps him out, and lists him.
     let ok = iq(&mut alice, "b1", &format!("<iq xmlns='jabber:client' type='set' id='b1' to='{ROOM}'><query xmlns='{ADMIN}'><item jid='bob@localhost' affiliation='outcast'/></query></iq>")).await;

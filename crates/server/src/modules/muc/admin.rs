@@ -6,7 +6,7 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use super::config::{self, RoomConfig};
-use super::room::{Affiliation, Ctx, Out, Role, Room, NS_USER};
+use super::room::{Affiliation, Ctx, Out, Role, Room, Why, NS_USER};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 
@@ -249,6 +249,8 @@ impl Room {
                 "a room keeps at least one owner",
             ));
         }
+        // §8.2, §9.1: the moderator's nick as the actor, when it is in the room.
+        let actor_nick = self.occupant_of(from.as_str()).map(|o| o.nick.clone());
         for c in changes {
             match c {
                 Change::Role {
@@ -256,7 +258,11 @@ impl Room {
                     role: Role::None,
                     reason,
                 } => {
-                    self.remove_occupant(ctx, &nick, &[307], reason.as_deref(), out);
+                    let why = Why {
+                        reason: reason.as_deref(),
+                        actor: actor_nick.as_deref(),
+                    };
+                    self.remove_occupant(ctx, &nick, &[307], &why, out);
                 }
                 Change::Role { nick, role, .. } => self.set_role(ctx, &nick, role, &[], out),
                 Change::Affiliation {
@@ -274,7 +280,11 @@ impl Room {
                         }
                         None => {}
                     }
-                    self.set_affiliation(ctx, &jid, affiliation, reason.as_deref(), out);
+                    let why = Why {
+                        reason: reason.as_deref(),
+                        actor: actor_nick.as_deref(),
+                    };
+                    self.set_affiliation(ctx, &jid, affiliation, &why, out);
                 }
             }
         }
@@ -288,7 +298,7 @@ impl Room {
         ctx: &Ctx<'_>,
         jid: &str,
         affiliation: Affiliation,
-        reason: Option<&str>,
+        why: &Why<'_>,
         out: &mut Out,
     ) {
         if affiliation == Affiliation::None {
@@ -305,9 +315,9 @@ impl Room {
             return;
         };
         if affiliation == Affiliation::Outcast {
-            self.remove_occupant(ctx, &nick, &[301], reason, out);
+            self.remove_occupant(ctx, &nick, &[301], why, out);
         } else if self.config.members_only && affiliation < Affiliation::Member {
-            self.remove_occupant(ctx, &nick, &[321], reason, out);
+            self.remove_occupant(ctx, &nick, &[321], why, out);
         } else {
             let role = self.default_role(affiliation);
             self.set_role(ctx, &nick, role, &[], out);
@@ -414,11 +424,11 @@ impl Room {
                         .map(|(j, _)| j.clone())
                         .collect();
                     for j in gone {
-                        self.set_affiliation(ctx, &j, Affiliation::None, None, out);
+                        self.set_affiliation(ctx, &j, Affiliation::None, &Why::default(), out);
                     }
                     for j in wanted {
                         if self.affiliations.get(&j) != Some(&affiliation) {
-                            self.set_affiliation(ctx, &j, affiliation, None, out);
+                            self.set_affiliation(ctx, &j, affiliation, &Why::default(), out);
                         }
                     }
                 }
@@ -441,7 +451,7 @@ impl Room {
                         .map(|o| o.nick.clone())
                         .collect();
                     for nick in outsiders {
-                        self.remove_occupant(ctx, &nick, &[322], None, out);
+                        self.remove_occupant(ctx, &nick, &[322], &Why::default(), out);
                     }
                 }
                 if !self.config.persistent && self.occupants.is_empty() {

@@ -8,7 +8,7 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use super::config::NS_DATA;
-use super::room::{Affiliation, Ctx, Out, Room};
+use super::room::{Affiliation, Ctx, Out, Room, Why};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
 
@@ -159,7 +159,7 @@ impl Room {
                 out.save = true;
             }
             if affiliation == Affiliation::Member && self.affiliations.contains_key(bare.as_str()) {
-                self.set_affiliation(ctx, bare.as_str(), Affiliation::None, None, out);
+                self.set_affiliation(ctx, bare.as_str(), Affiliation::None, &Why::default(), out);
             }
             return Ok(());
         }
@@ -186,7 +186,13 @@ impl Room {
         self.nicks.insert(bare.to_string(), nick);
         out.save = true;
         if affiliation < Affiliation::Member {
-            self.set_affiliation(ctx, bare.as_str(), Affiliation::Member, None, out);
+            self.set_affiliation(
+                ctx,
+                bare.as_str(),
+                Affiliation::Member,
+                &Why::default(),
+                out,
+            );
         }
         Ok(())
     }

@@ -162,6 +162,14 @@ impl Bucket {
     }
 }
 
+/// Who removed an occupant and why, for its unavailable presence (XEP-0045 §8.2, §9.1).
+#[derive(Default)]
+pub struct Why<'a> {
+    pub reason: Option<&'a str>,
+    /// The moderator's nick, when it is in the room.
+    pub actor: Option<&'a str>,
+}
+
 /// What a call leaves to do.
 #[derive(Default)]
 pub struct Out {
@@ -790,25 +798,44 @@ impl Room {
         }
     }
 
-    /// Removes every session of the occupant `nick` with `codes` (kicks, bans), the actor's
-    /// reason in the item.
+    /// Removes every session of the occupant `nick` with `codes` (kicks, bans): the actor
+    /// and the reason go in the unavailable presences' item (§8.2, §9.1).
     pub fn remove_occupant(
         &mut self,
         ctx: &Ctx<'_>,
         nick: &str,
         codes: &[u16],
-        reason: Option<&str>,
+        why: &Why<'_>,
         out: &mut Out,
     ) {
         let Some(occ) = self.occupants.get(nick) else {
             return;
         };
-        let mut note = Element::builder("presence", ns::CLIENT).build();
-        if let Some(r) = reason {
-            note.append_child(Element::builder("status", ns::CLIENT).append(r).build());
-        }
+        let note = Element::builder("presence", ns::CLIENT).build();
+        let first = out.stanzas.len();
         for s in occ.sessions.clone() {
             self.exit(ctx, &s, &note, codes, out);
+        }
+        if why.reason.is_none() && why.actor.is_none() {
+            return;
+        }
+        for p in &mut out.stanzas[first..] {
+            let Some(item) = p
+                .get_child_mut("x", NS_USER)
+                .and_then(|x| x.get_child_mut("item", NS_USER))
+            else {
+                continue;
+            };
+            if let Some(actor) = why.actor {
+                item.append_child(
+                    Element::builder("actor", NS_USER)
+                        .attr(xml_ncname!("nick").into(), actor)
+                        .build(),
+                );
+            }
+            if let Some(reason) = why.reason {
+                item.append_child(Element::builder("reason", NS_USER).append(reason).build());
+            }
         }
     }
 
