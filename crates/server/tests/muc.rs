@@ -104,7 +104,7 @@ async fn a_room_is_created_configured_and_lived_in() {
     assert_eq!(own.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
     let mut c = codes(own);
     c.sort();
-    assert_eq!(c, ["110", "201"], "{}", show(own));
+    assert_eq!(c, ["110", "170", "201"], "{}", show(own));
     assert_eq!(item(own).attr("affiliation"), Some("owner"));
     assert_eq!(item(own).attr("role"), Some("moderator"));
     assert!(own.has_child("occupant-id", OCCUPANT_ID));
@@ -156,7 +156,11 @@ async fn a_room_is_created_configured_and_lived_in() {
         presences[1].attr("from"),
         Some(format!("{ROOM}/Bob").as_str())
     );
-    assert_eq!(codes(presences[1]), ["110"]);
+    assert_eq!(
+        codes(presences[1]),
+        ["110", "170"],
+        "its own, and the room is logged"
+    );
     assert_eq!(item(presences[1]).attr("role"), Some("participant"));
     assert_eq!(item(presences[0]).attr("jid"), None, "bob is no moderator");
     let seen = next(&mut alice, "bob's presence", |e| {
@@ -427,8 +431,24 @@ async fn passwords_members_only_and_entering_errors() {
     let own = got.iter().rfind(|e| e.name() == "presence").unwrap();
     let mut c = codes(own);
     c.sort();
-    assert_eq!(c, ["100", "110"], "non-anonymous: {}", show(own));
+    assert_eq!(c, ["100", "110", "170"], "non-anonymous: {}", show(own));
     assert!(item(own).attr("jid").is_some(), "everyone sees JIDs");
+
+    // §10.2.1: logging turned off is announced with 104 and 171.
+    let done = configure(
+        &mut alice,
+        "cfg-log",
+        &field("muc#roomconfig_enablelogging", "0"),
+    )
+    .await;
+    assert_eq!(done.attr("type"), Some("result"), "{}", show(&done));
+    let note = next(&mut bob, "the configuration change", |e| {
+        e.name() == "message" && !codes(e).is_empty()
+    })
+    .await;
+    let mut c = codes(&note);
+    c.sort();
+    assert_eq!(c, ["104", "171"], "{}", show(&note));
 
     // Members only: bob (no affiliation) is removed with 322; made a member, he may enter.
     let done = configure(

@@ -433,10 +433,14 @@ impl Room {
                     }
                 }
                 // §10.2.1: occupants hear that the configuration changed (104), and whether
-                // the room became non-anonymous (172) or semi-anonymous (173).
+                // the room became non-anonymous (172) or semi-anonymous (173), logged (170)
+                // or unlogged (171).
                 let mut codes = vec![104];
                 if self.config.whois_anyone != was.whois_anyone {
                     codes.push(if self.config.whois_anyone { 172 } else { 173 });
+                }
+                if self.config.logging != was.logging && ctx.archived {
+                    codes.push(if self.config.logging { 170 } else { 171 });
                 }
                 self.notify(&codes, out);
                 if self.config.presence_broadcast != was.presence_broadcast {

@@ -49,7 +49,7 @@ static SPEC: ModuleSpec = ModuleSpec {
     service_stanzas: true,
     server_features: &[],
     specs: &[
-        Claim::xep(45, "1.34.6", "modules::muc: rooms with configuration (presence broadcast by role, member list access), affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, registered nicks (§7.10, §7.12, reserved on the member list), the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars), 332 at the service's shutdown, per-user room and message-rate limits; no approval of registrations, no status 170, kick and ban reasons in the presence's status rather than the item, no actor").partial(),
+        Claim::xep(45, "1.35.5", "modules::muc: rooms with configuration (presence broadcast by role, member list access), affiliations, roles, kicks and bans, subject, history, private messages, nick changes, multiple sessions per nick, mediated invitations, persistence, registered nicks (§7.10, §7.12, reserved on the member list), the room archive (XEP-0313), voice requests, room vCards (XEP-0486 avatars), 332 at the service's shutdown, per-user room and message-rate limits; status 170/171 for the room archive, the actor and reason of kicks and bans; no approval of registrations (a registration is granted at once)").partial(),
         Claim::xep(249, "1.2", "routed between clients; modules::muc passes a room's password along"),
         Claim::xep(410, "1.1.0", "modules::muc: self-pings answered by the room"),
         Claim::xep(421, "0.2.0", "modules::muc: occupant ids in presence and messages"),
@@ -149,6 +149,7 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<weft_config::ConfigEr
         settings,
         rooms: DashMap::new(),
         user_rooms: DashMap::new(),
+        archived: std::sync::atomic::AtomicBool::new(false),
     }))
 }
 
@@ -158,6 +159,8 @@ pub struct Muc {
     rooms: DashMap<String, Arc<Mutex<Room>>>,
     /// Bare JID → the number of rooms it is in (`max_rooms_per_user`).
     user_rooms: DashMap<String, usize>,
+    /// Whether rooms have an archive (the mam module is loaded); set at start.
+    archived: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -174,6 +177,9 @@ impl Module for Muc {
     }
 
     async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
+        let archived = state.modules.find::<crate::modules::mam::Mam>().is_some();
+        self.archived
+            .store(archived, std::sync::atomic::Ordering::Relaxed);
         for domain in &state.config.server.domains {
             let service = format!("{}.{domain}", self.settings.subdomain);
             for stored in state.storage.muc.muc_rooms(&service).await? {
@@ -323,6 +329,7 @@ impl Muc {
             max_rooms_per_user: self.settings.max_rooms_per_user,
             message_rate: self.settings.occupant_message_rate,
             message_burst: f64::from(self.settings.occupant_message_burst),
+            archived: self.archived.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
             max_rooms_per_user: 0,
             message_rate: 0.0,
             message_burst: 1.0,
+            archived: false,
         }
     }
 

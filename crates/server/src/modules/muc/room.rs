@@ -130,6 +130,9 @@ pub struct Ctx<'a> {
     /// Groupchat messages per second and at once per occupant (rate 0: no limit).
     pub message_rate: f64,
     pub message_burst: f64,
+    /// The room archive exists (the mam module is loaded): a room configured for logging is
+    /// then logged (status 170).
+    pub archived: bool,
 }
 
 /// An occupant's groupchat budget: a token bucket, refilled at the service's rate.
@@ -566,11 +569,14 @@ impl Room {
         occ.sessions.push(from.clone());
         occ.presence = Self::sanitised(stanza);
         self.by_session.insert(from.to_string(), nick.to_string());
-        // §7.2.4, §7.2.5: 110 to the occupant itself, 100 in a non-anonymous room, 201 for a
-        // room just created.
+        // §7.2.4, §7.2.5, §7.2.12: 110 to the occupant itself, 100 in a non-anonymous room,
+        // 170 in a logged one (its archive), 201 for a room just created.
         let mut own = vec![110];
         if self.config.whois_anyone {
             own.push(100);
+        }
+        if self.config.logging && ctx.archived {
+            own.push(170);
         }
         if created {
             own.push(201);
