@@ -30,26 +30,28 @@ pub async fn route_from_client(
     let hook = StanzaHook::from_local(kind).filter(|h| {
         state.modules.wants(*h) && state.modules.concerned(*h, bare_part(from.as_str()))
     });
-    let (stanza, to_sender) = match hook {
+    let (stanza, to_sender, to) = match hook {
         Some(hook) => match from_local_hook(state, hook, stanza, kind, from).await {
             Ok(passed) => passed,
             Err(replies) => return replies,
         },
-        None => (stanza, Vec::new()),
+        None => (stanza, Vec::new(), None),
     };
     if !to_sender.is_empty() {
-        let replies = Box::pin(route_on(state, stanza, kind, from)).await;
+        let replies = Box::pin(route_on(state, stanza, kind, from, to)).await;
         return joined(to_sender, replies);
     }
-    route_on(state, stanza, kind, from).await
+    route_on(state, stanza, kind, from, to).await
 }
 
-/// Routing proper, once the modules let a client's stanza through.
+/// Routing proper, once the modules let a client's stanza through. `to`: its 'to' if the
+/// modules' hook parsed it already.
 async fn route_on(
     state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &FullJid,
+    to: Option<Jid>,
 ) -> Vec<Element> {
     // A module concerned with the addressee (its carbons, its blocklist) sees the stanza
     // before delivery, on the way that parses 'to'.
@@ -57,7 +59,7 @@ async fn route_on(
     if state.modules.wants(to_hook) {
         let account = stanza.attr("to").map(bare_part);
         if account.is_some_and(|a| state.modules.concerned(to_hook, a)) {
-            return Box::pin(route_parsed(state, stanza, kind, from)).await;
+            return Box::pin(route_parsed(state, stanza, kind, from, to)).await;
         }
     }
     // The usual case: 'to' is, byte for byte, the JID of a bound local session. Then it is a
@@ -69,20 +71,26 @@ async fn route_on(
         Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,
         handed => return replies_for(handed),
     };
-    route_parsed(state, stanza, kind, from).await
+    route_parsed(state, stanza, kind, from, to).await
 }
 
-/// A client's stanza whose 'to' is not a bound session as written: parsed and routed by the
-/// decision table.
+/// A client's stanza whose 'to' is not a bound session as written: parsed (unless `parsed`
+/// is its 'to' already) and routed by the decision table.
 async fn route_parsed(
     state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &FullJid,
+    parsed: Option<Jid>,
 ) -> Vec<Element> {
-    let to = match stanza::to_jid(&stanza) {
-        Ok(to) => to,
-        Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
+    // The 'to' the modules' hook parsed, if no module changed it since: a message archived
+    // (XEP-0313) goes through two hooks, and parsing a JID (stringprep) costs.
+    let to = match parsed.filter(|p| stanza.attr("to") == Some(p.as_str())) {
+        Some(to) => Some(to),
+        None => match stanza::to_jid(&stanza) {
+            Ok(to) => to,
+            Err(_) => return reply(&stanza, StanzaErrorCondition::JidMalformed),
+        },
     };
     let Some(to) = to else {
         return to_own_account(state, stanza, kind, from).await;
@@ -104,20 +112,21 @@ async fn route_parsed(
     to_local(state, stanza, kind, from.borrow(), to).await
 }
 
-/// Runs a client's stanza through the modules on `hook` (its 'to' parsed for them).
+/// Runs a client's stanza through the modules on `hook` (its 'to' parsed for them, and
+/// returned with the stanza).
 async fn from_local_hook(
     state: &Arc<ServerState>,
     hook: StanzaHook,
     stanza: Element,
     kind: Kind,
     from: &FullJid,
-) -> Result<(Element, Vec<Element>), Vec<Element>> {
+) -> Result<(Element, Vec<Element>, Option<Jid>), Vec<Element>> {
     let to = match stanza::to_jid(&stanza) {
         Ok(to) => to,
         Err(_) => return Err(reply(&stanza, StanzaErrorCondition::JidMalformed)),
     };
     let account = bare_part(from.as_str());
-    run_hook(
+    let (stanza, to_sender) = run_hook(
         state,
         hook,
         account,
@@ -126,7 +135,8 @@ async fn from_local_hook(
         from.borrow(),
         to.as_ref(),
     )
-    .await
+    .await?;
+    Ok((stanza, to_sender, to))
 }
 
 /// Passes a stanza through the modules on `hook`: `Ok` with the stanza to go on with and the

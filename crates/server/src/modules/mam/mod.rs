@@ -12,6 +12,7 @@ mod archiver;
 mod query;
 
 use crate::compliance::Claim;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +129,7 @@ fn build(section: &Section) -> Result<Arc<dyn Module>, Vec<ConfigError>> {
             default,
             settings,
             prefs: DashMap::new(),
+            any_prefs: AtomicBool::new(false),
             archiver: std::sync::OnceLock::new(),
         })),
         _ => Err(problems),
@@ -139,6 +141,9 @@ pub struct Mam {
     default: ArchiveDefault,
     /// Preferences of the accounts that set any (bare JID), loaded at start.
     prefs: DashMap<String, Arc<ArchivePrefs>>,
+    /// Whether `prefs` holds any: until an account sets some, routing looks none up (hashing
+    /// the JID twice a message).
+    any_prefs: AtomicBool,
     /// Started with the server (`start`).
     archiver: std::sync::OnceLock<Archiver>,
 }
@@ -158,6 +163,7 @@ impl Module for Mam {
         for (domain, user, prefs) in store.all_archive_prefs().await? {
             self.prefs
                 .insert(format!("{user}@{domain}"), Arc::new(prefs));
+            self.any_prefs.store(true, Ordering::Relaxed);
         }
         let last = store.archive_last_id().await?;
         let _ = self.archiver.set(Archiver::start(
@@ -346,7 +352,11 @@ impl Mam {
 
     /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other` (bare JIDs).
     async fn archives(&self, state: &ServerState, owner: &str, other: &str) -> bool {
-        let prefs = self.prefs.get(owner).map(|p| p.clone());
+        let prefs = if self.any_prefs.load(Ordering::Relaxed) {
+            self.prefs.get(owner).map(|p| p.clone())
+        } else {
+            None
+        };
         let default = match prefs.as_deref() {
             Some(p) if p.never.iter().any(|j| j == other) => return false,
             Some(p) if p.always.iter().any(|j| j == other) => return true,
@@ -402,6 +412,7 @@ impl Mam {
             return IqOutcome::storage_failed("archive preferences", e);
         }
         self.prefs.insert(user.to_string(), Arc::new(stored));
+        self.any_prefs.store(true, Ordering::Relaxed);
         IqOutcome::Result(Some(self.prefs_of(user).into()))
     }
 
