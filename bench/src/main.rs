@@ -3,9 +3,9 @@
 //!
 //! Scenarios are bounded and stop by themselves: `connect` (logins per second and memory per
 //! idle session), `throughput` (messages per second, latency, server CPU per message),
-//! `roster-login` (logins with a roster get and initial presence to a full roster) and `fanout`
-//! (one user's presence changes to many online contacts) and `mam-query` (pages of a large
-//! message archive). `users` creates weft accounts
+//! `roster-login` (logins with a roster get and initial presence to a full roster), `fanout`
+//! (one user's presence changes to many online contacts), `muc` (a room of many occupants:
+//! deliveries, then joins) and `mam-query` (pages of a large message archive). `users` creates weft accounts
 //! quickly, `rosters` mutual rosters in each server's store. It runs on one thread (pin it with `taskset`) so it
 //! uses exactly one core and the server can have the other.
 #![forbid(unsafe_code)]
@@ -241,6 +241,26 @@ impl Ctx {
 
     pub fn emit(&self, record: &Map<String, Value>) -> anyhow::Result<()> {
         report::emit(record, self.common.json_out.as_deref())
+    }
+}
+
+/// Waits until `cond(state)` holds or `timeout` passes, checking again whenever `progress` is
+/// notified; whether it held.
+pub async fn wait_until<S>(
+    state: &S,
+    progress: &tokio::sync::Notify,
+    timeout: Duration,
+    cond: impl Fn(&S) -> bool,
+) -> bool {
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        let woken = progress.notified();
+        if cond(state) {
+            return true;
+        }
+        if tokio::time::timeout_at(until, woken).await.is_err() {
+            return cond(state);
+        }
     }
 }
 

@@ -485,16 +485,7 @@ pub async fn run(ctx: Ctx, a: MucArgs) -> anyhow::Result<bool> {
 
 /// Waits until `cond` holds or `timeout` passes; whether it held.
 async fn wait_for(sh: &Shared, timeout: Duration, cond: impl Fn(&Shared) -> bool) -> bool {
-    let until = tokio::time::Instant::now() + timeout;
-    loop {
-        let woken = sh.progress.notified();
-        if cond(sh) {
-            return true;
-        }
-        if tokio::time::timeout_at(until, woken).await.is_err() {
-            return cond(sh);
-        }
-    }
+    crate::wait_until(sh, &sh.progress, timeout, cond).await
 }
 
 /// An occupant: counts the room's messages; a sender also sends what it is told to.
