@@ -161,7 +161,9 @@ impl Default for RoomConfig {
     }
 }
 
-fn field(var: &str, kind: &str, label: &str, values: &[&str]) -> Element {
+/// A data form field (XEP-0004); no label when `label` is empty. The room's other forms
+/// (registration, voice requests) use it too.
+pub(super) fn field(var: &str, kind: &str, label: &str, values: &[&str]) -> Element {
     let mut b = Element::builder("field", NS_DATA)
         .attr(xml_ncname!("var").into(), var)
         .attr(xml_ncname!("type").into(), kind);

@@ -6,7 +6,7 @@ use minidom::Element;
 use rxml::xml_ncname;
 use sha1::Digest;
 
-use super::config::NS_DATA;
+use super::config::{self, NS_DATA};
 use super::room::{error, Affiliation, Ctx, Out, Role, Room};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
@@ -32,12 +32,7 @@ fn form_values(x: &Element) -> Vec<(String, String)> {
 }
 
 fn field(var: &str, kind: &str, label: &str, value: &str) -> Element {
-    Element::builder("field", NS_DATA)
-        .attr(xml_ncname!("var").into(), var)
-        .attr(xml_ncname!("type").into(), kind)
-        .attr(xml_ncname!("label").into(), label)
-        .append(Element::builder("value", NS_DATA).append(value).build())
-        .build()
+    config::field(var, kind, label, &[value])
 }
 
 /// The `muc#request` form of a message to the room, if it carries one.
@@ -111,17 +106,7 @@ impl Room {
                     .append("Voice request")
                     .build(),
             )
-            .append(
-                Element::builder("field", NS_DATA)
-                    .attr(xml_ncname!("var").into(), "FORM_TYPE")
-                    .attr(xml_ncname!("type").into(), "hidden")
-                    .append(
-                        Element::builder("value", NS_DATA)
-                            .append(FORM_REQUEST)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .append(config::field("FORM_TYPE", "hidden", "", &[FORM_REQUEST]))
             .append(field(
                 "muc#role",
                 "list-single",

@@ -7,7 +7,7 @@ use jid::FullJid;
 use minidom::Element;
 use rxml::xml_ncname;
 
-use super::config::NS_DATA;
+use super::config::{self, NS_DATA};
 use super::room::{Affiliation, Ctx, Out, Room, Why};
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::ns;
@@ -120,17 +120,7 @@ impl Room {
                     )
                     .build(),
             )
-            .append(
-                Element::builder("field", NS_DATA)
-                    .attr(xml_ncname!("var").into(), "FORM_TYPE")
-                    .attr(xml_ncname!("type").into(), "hidden")
-                    .append(
-                        Element::builder("value", NS_DATA)
-                            .append(FORM_REGISTER)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .append(config::field("FORM_TYPE", "hidden", "", &[FORM_REGISTER]))
             .append(
                 Element::builder("field", NS_DATA)
                     .attr(xml_ncname!("var").into(), "muc#register_roomnick")
