@@ -1438,3 +1438,54 @@ fn the_example_configuration_documents_the_muc_module() {
     let modules = weft_server::modules::load(&config).expect("the example's modules load");
     assert!(modules.names().contains(&"muc"));
 }
+
+/// A room's message reaches a session on a plain connection as bytes serialised once for every
+/// such session, and a TLS session (or one that a module watches) as an element through the
+/// router: both get the same message, addressed to themselves, carrying the room's
+/// `<stanza-id/>` alone (ids an occupant put in, even one naming a recipient's account, are
+/// dropped: XEP-0359 §4).
+#[tokio::test]
+async fn every_occupant_gets_the_same_copy_whatever_its_connection() {
+    const SID: &str = "urn:xmpp:sid:0";
+    let server = TestServer::start().await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha256).await;
+    let mut bob = server.ws().await;
+    let bob_jid = bob.login("bob", Login::ScramSha256).await;
+    let mut carol = server.tcp_direct_tls().await;
+    let carol_jid = carol.login("carol", Login::ScramSha256).await;
+    enter(&mut alice, "Alice", "").await;
+    configure(&mut alice, "cfg", "").await;
+    enter(&mut bob, "Bob", "").await;
+    enter(&mut carol, "Carol", "").await;
+    alice
+        .send(&format!(
+            "<message xmlns='jabber:client' to='{ROOM}' type='groupchat' id='m1'>\
+             <body>toil &amp; &lt;trouble&gt; 'n' \"bubble\"</body>\
+             <stanza-id xmlns='{SID}' by='bob@localhost' id='forged-bob'/>\
+             <stanza-id xmlns='{SID}' by='{ROOM}' id='forged-room'/></message>"
+        ))
+        .await;
+    let text = "toil & <trouble> 'n' \"bubble\"";
+    let bob_copy = next(&mut bob, "the room's message", |e| body(e) == text).await;
+    let carol_copy = next(&mut carol, "the room's message", |e| body(e) == text).await;
+    let mut copies = Vec::new();
+    for (mut copy, jid) in [(bob_copy, &bob_jid), (carol_copy, &carol_jid)] {
+        assert_eq!(copy.attr("to"), Some(jid.as_str()), "{}", show(&copy));
+        assert_eq!(copy.attr("from"), Some(format!("{ROOM}/Alice").as_str()));
+        assert_eq!(copy.attr("id"), Some("m1"));
+        let sids: Vec<_> = copy.children().filter(|c| c.is("stanza-id", SID)).collect();
+        assert_eq!(sids.len(), 1, "{}", show(&copy));
+        assert_eq!(sids[0].attr("by"), Some(ROOM));
+        assert!(!sids[0].attr("id").unwrap_or("").starts_with("forged"));
+        copy.attrs_mut().remove(&rxml::Namespace::NONE, "to");
+        copies.push(copy);
+    }
+    assert_eq!(
+        copies[0],
+        copies[1],
+        "{} vs {}",
+        show(&copies[0]),
+        show(&copies[1])
+    );
+}

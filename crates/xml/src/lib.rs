@@ -51,7 +51,7 @@ pub use header::StreamHeader;
 pub use message::{parse_message, parse_message_bytes};
 pub use minidom::Element;
 pub use stream::{StreamEvent, StreamParser};
-pub use writer::{escape, escape_text, write_element, write_element_in};
+pub use writer::{escape, escape_text, write_element, write_element_in, Slotted};
 
 /// The XML namespace (`xml:` prefix, bound by definition), in which `xml:lang` lives.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";

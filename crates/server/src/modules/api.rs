@@ -278,6 +278,15 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
         true
     }
 
+    /// Whether the module, on `MessageToLocal`, wants a room's groupchat message to each
+    /// session of `account` in it (XEP-0045 §7.4: one message, hundreds of copies). For the
+    /// accounts no module wants them for, the copies skip the hook and are serialised once.
+    /// By default whenever `concerns` says so; a module that does nothing with groupchat
+    /// messages says no.
+    fn concerns_room_copies(&self, account: &str) -> bool {
+        self.concerns(StanzaHook::MessageToLocal, account)
+    }
+
     /// Once, when the server starts, before it accepts connections: load what `concerns`
     /// needs to answer without storage.
     async fn start(&self, _state: &Arc<ServerState>) -> Result<(), weft_storage::StorageError> {

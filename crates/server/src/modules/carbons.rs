@@ -69,6 +69,11 @@ impl Module for Carbons {
         self.accounts.contains(account)
     }
 
+    /// §6: groupchat messages are never copied (see `eligible`).
+    fn concerns_room_copies(&self, _account: &str) -> bool {
+        false
+    }
+
     async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
         let enable = match req.payload.name() {
             "enable" => true,

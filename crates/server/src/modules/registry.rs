@@ -285,6 +285,15 @@ impl Modules {
             .any(|m| m.concerns(hook, account))
     }
 
+    /// Whether any module on `MessageToLocal` wants a room's groupchat copies to `account`
+    /// (see [`Module::concerns_room_copies`]).
+    #[inline]
+    pub fn concerned_by_room_copies(&self, account: &str) -> bool {
+        self.stanza[StanzaHook::MessageToLocal.index()]
+            .iter()
+            .any(|m| m.concerns_room_copies(account))
+    }
+
     /// Passes a stanza concerning `account` through every module on `hook` that it concerns,
     /// in priority order, until one is done with it.
     pub async fn stanza(

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use weft_config::ResourceConflict;
 
 use super::stop::{StopReason, StopSignal};
-use crate::framing::Wire;
+use crate::framing::{Copies, Wire};
 use crate::transport::shared::{Refused, SharedWriter};
 
 /// What other tasks can ask of a session.
@@ -266,6 +266,24 @@ impl SessionRegistry {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         let resource = stanza.attr("to").and_then(|to| find(&accounts, to));
         hand(resource, stanza)
+    }
+
+    /// Writes `copies`' copy for `jid` straight into the connection of the session bound
+    /// there. False, with nothing written, when that session takes its stanzas otherwise
+    /// (through a filter, or its task's queue: TLS, stream management), is not bound here, or
+    /// refuses the copy: the caller then hands it an element the usual way, which gives the
+    /// usual answers.
+    pub fn write_copy(&self, jid: &FullJid, copies: &Copies) -> bool {
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let Some(resource) = find(&accounts, jid.as_str()) else {
+            return false;
+        };
+        match (&resource.filter, &resource.handle.inbox) {
+            (None, Inbox::Direct(writer, wire)) => {
+                wire.deliver_copy(writer, copies, jid.as_str()).is_ok()
+            }
+            _ => false,
+        }
     }
 
     /// Hands `stanza` to the session bound to `jid`.

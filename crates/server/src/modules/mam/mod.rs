@@ -158,6 +158,13 @@ impl Module for Mam {
         self.default != ArchiveDefault::Never || self.prefs.contains_key(account)
     }
 
+    /// §5: an account's archive keeps no groupchat message (the room's archive does), and a
+    /// room sends on no `<stanza-id/>` but its own (`muc::messages`), so there is none here
+    /// to strip for the account (XEP-0359 §4).
+    fn concerns_room_copies(&self, _account: &str) -> bool {
+        false
+    }
+
     async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
         let store = state.storage.archive.clone();
         for (domain, user, prefs) in store.all_archive_prefs().await? {

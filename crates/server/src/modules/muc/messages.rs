@@ -8,9 +8,10 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use super::room::{
-    addressed, error, x_user, Affiliation, Ctx, History, Out, Role, Room, Subject, NS_OCCUPANT_ID,
-    NS_USER,
+    addressed, error, x_user, Affiliation, Broadcast, Ctx, History, Out, Role, Room, Subject,
+    NS_OCCUPANT_ID, NS_USER,
 };
+use super::NS_SID;
 use crate::error::StanzaErrorCondition;
 use crate::ns;
 use crate::stanza;
@@ -74,9 +75,10 @@ impl Room {
             .remove_child("occupant-id", NS_OCCUPANT_ID)
             .is_some()
         {}
-        // XEP-0359 §4: only the room says which id it gave.
-        let room = self.jid.to_string();
-        strip_ids_by(&mut message, &room);
+        // XEP-0359 §4: only the room says which id it gave, and an occupant's server gives
+        // none to what the room sends on (the account's archive keeps no groupchat message):
+        // no `<stanza-id/>` from the sender goes on, whoever it claims gave it.
+        while message.remove_child("stanza-id", NS_SID).is_some() {}
         stanza::remove_attr(&mut message, "to");
         stanza::set_attr(
             &mut message,
@@ -88,17 +90,18 @@ impl Room {
                 .attr(xml_ncname!("id").into(), id)
                 .build(),
         );
-        let first = out.stanzas.len();
-        for viewer in self.occupants.values() {
-            for session in &viewer.sessions {
-                let mut copy = message.clone();
-                stanza::set_attr(&mut copy, xml_ncname!("to").into(), session.as_str());
-                out.stanzas.push(copy);
-            }
-        }
+        let to = self
+            .occupants
+            .values()
+            .flat_map(|viewer| viewer.sessions.iter().cloned())
+            .collect();
         if self.config.logging && crate::stanza::worth_storing_in_room(&message) {
-            out.archive = Some((nick.clone(), message.clone(), first..out.stanzas.len()));
+            out.archive = Some(nick.clone());
         }
+        out.broadcast = Some(Broadcast {
+            message: message.clone(),
+            to,
+        });
         if body && self.config.history_length > 0 {
             self.history.push_back(History {
                 message,
@@ -307,24 +310,6 @@ impl Room {
         );
         stanza::set_attr(&mut forwarded, xml_ncname!("id").into(), &id);
         out.stanzas.push(forwarded);
-    }
-}
-
-/// Drops `<stanza-id/>` elements claiming to be by `by`.
-fn strip_ids_by(message: &mut Element, by: &str) {
-    const SID: &str = "urn:xmpp:sid:0";
-    let ours = |c: &Element| c.is("stanza-id", SID) && c.attr("by") == Some(by);
-    if !message.children().any(ours) {
-        return;
-    }
-    let keep: Vec<Element> = message
-        .children()
-        .filter(|c| c.is("stanza-id", SID) && !ours(c))
-        .cloned()
-        .collect();
-    while message.remove_child("stanza-id", SID).is_some() {}
-    for c in keep {
-        message.append_child(c);
     }
 }
 

@@ -30,7 +30,7 @@ use crate::ns;
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
 use admin::{NS_ADMIN, NS_OWNER};
-use room::{error, Ctx, Out, Room, NS_MUC, NS_OCCUPANT_ID, NS_USER};
+use room::{error, Broadcast, Ctx, Out, Room, NS_MUC, NS_OCCUPANT_ID, NS_USER};
 
 pub const DEF: ModuleDef = ModuleDef {
     name: "muc",
@@ -43,7 +43,7 @@ const NS_PING: &str = "urn:xmpp:ping";
 const NS_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
 const NS_CONFERENCE: &str = "jabber:x:conference";
 const NS_MAM: &str = "urn:xmpp:mam:2";
-const NS_SID: &str = "urn:xmpp:sid:0";
+pub(super) const NS_SID: &str = "urn:xmpp:sid:0";
 
 static SPEC: ModuleSpec = ModuleSpec {
     service_stanzas: true,
@@ -365,25 +365,24 @@ impl Muc {
     /// XEP-0313 on rooms: the message to everyone goes to the room's archive, and each copy
     /// (and the history) gets the `<stanza-id by='room'/>` it was given.
     async fn archive(&self, state: &Arc<ServerState>, room: &mut Room, out: &mut Out) {
-        let Some((nick, message, copies)) = out.archive.take() else {
+        let (Some(nick), Some(broadcast)) = (out.archive.take(), out.broadcast.as_mut()) else {
             return;
         };
         let Some(mam) = state.modules.find::<crate::modules::mam::Mam>() else {
             return;
         };
-        let Some(id) = mam.archive_room_message(&room.jid, &nick, &message).await else {
+        let message = &mut broadcast.message;
+        let Some(id) = mam.archive_room_message(&room.jid, &nick, message).await else {
             return;
         };
         let stanza_id = Element::builder("stanza-id", NS_SID)
             .attr(xml_ncname!("id").into(), id.to_string())
             .attr(xml_ncname!("by").into(), room.jid.as_str())
             .build();
-        for copy in &mut out.stanzas[copies] {
-            copy.append_child(stanza_id.clone());
-        }
         if message.has_child("body", ns::CLIENT) {
             room.stamp_last_history(&stanza_id);
         }
+        message.append_child(stanza_id);
     }
 
     /// A query of the room's archive (XEP-0313 §4 on a MUC): for occupants, members, and
@@ -512,6 +511,9 @@ impl Muc {
                 crate::router::send_addressed(state, el, kind, from, to).await;
             }
         }
+        if let Some(broadcast) = out.broadcast {
+            self.broadcast(state, broadcast, sender, &mut back).await;
+        }
         let (service, name) = (
             room.jid.domain().as_str(),
             room.jid.node().map_or("", |n| n.as_str()),
@@ -549,6 +551,39 @@ impl Muc {
             }
         }
         back
+    }
+
+    /// Sends a room's message to each of its sessions: the sender's copy into `back`; a
+    /// session on a plain connection that no module watches gets bytes serialised once for
+    /// all (`framing::Copies`); every other one an element through the router.
+    async fn broadcast(
+        &self,
+        state: &Arc<ServerState>,
+        broadcast: Broadcast,
+        sender: &FullJid,
+        back: &mut Vec<Element>,
+    ) {
+        let Some(Ok(from)) = broadcast.message.attr("from").map(Jid::new) else {
+            return;
+        };
+        let copies = crate::framing::Copies::new(broadcast.message);
+        let watched = state
+            .modules
+            .wants(crate::modules::StanzaHook::MessageToLocal);
+        for to in broadcast.to {
+            if to == *sender {
+                back.push(copies.element_to(to.as_str()));
+                continue;
+            }
+            let account = to.as_str().split_once('/').map_or("", |(bare, _)| bare);
+            if !(watched && state.modules.concerned_by_room_copies(account))
+                && state.sessions.write_copy(&to, &copies)
+            {
+                continue;
+            }
+            let el = copies.element_to(to.as_str());
+            crate::router::send_addressed(state, el, Kind::Message, &from, Jid::from(to)).await;
+        }
     }
 
     /// A message to the room itself: groupchat, a bounce of one, invitations.

@@ -181,13 +181,23 @@ pub struct Out {
     pub save: bool,
     /// The room is gone (temporary and empty, or destroyed).
     pub destroy: bool,
-    /// A message to everyone to archive (XEP-0313): the sender's nick, the message, and the
-    /// stanzas (copies of it) that get its `<stanza-id/>`.
-    pub archive: Option<(String, Element, std::ops::Range<usize>)>,
+    /// A groupchat message to every occupant's sessions (§7.4), after `stanzas`.
+    pub broadcast: Option<Broadcast>,
+    /// The broadcast goes to the room's archive (XEP-0313) as sent by this nick, and gets
+    /// the `<stanza-id/>` it was given there.
+    pub archive: Option<String>,
     /// The sender's bare JID came into the room (it was in under no nick).
     pub entered: bool,
     /// Bare JIDs no longer in the room under any nick.
     pub left: Vec<BareJid>,
+}
+
+/// One message to many sessions: kept as one element, not a copy per session, so that it can
+/// be serialised once for all of them (`framing::Copies`).
+pub struct Broadcast {
+    /// Without `to`.
+    pub message: Element,
+    pub to: Vec<FullJid>,
 }
 
 /// The part of a room kept in storage when it is persistent.
