@@ -278,13 +278,14 @@ pub trait Module: std::any::Any + Send + Sync + 'static {
         true
     }
 
-    /// Whether the module, on `MessageToLocal`, wants a room's groupchat message to each
-    /// session of `account` in it (XEP-0045 §7.4: one message, hundreds of copies). For the
-    /// accounts no module wants them for, the copies skip the hook and are serialised once.
-    /// By default whenever `concerns` says so; a module that does nothing with groupchat
-    /// messages says no.
-    fn concerns_room_copies(&self, account: &str) -> bool {
-        self.concerns(StanzaHook::MessageToLocal, account)
+    /// Whether the module, on the hook for `kind` to a local account, wants what a room
+    /// sends to every occupant (XEP-0045: a groupchat message, §7.4; an occupant's available
+    /// or unavailable presence, §7.2.3, §7.7.2, §7.14) at each session of `account` in it: one
+    /// stanza, hundreds of copies. For accounts no module wants them for, the copies skip the
+    /// hook and are serialised once. By default whenever `concerns` says so; a module that
+    /// does nothing with such stanzas says no.
+    fn concerns_room_copies(&self, kind: Kind, account: &str) -> bool {
+        self.concerns(StanzaHook::to_local(kind), account)
     }
 
     /// Once, when the server starts, before it accepts connections: load what `concerns`

@@ -70,7 +70,7 @@ impl Module for Carbons {
     }
 
     /// §6: groupchat messages are never copied (see `eligible`).
-    fn concerns_room_copies(&self, _account: &str) -> bool {
+    fn concerns_room_copies(&self, _kind: crate::stanza::Kind, _account: &str) -> bool {
         false
     }
 

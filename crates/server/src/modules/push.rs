@@ -224,6 +224,12 @@ impl Module for Push {
         self.inner.accounts.contains(account)
     }
 
+    /// Its hook acts on subscription requests only, which no room sends (sessions it wakes
+    /// for are hibernated, and those take their stanzas through their task anyway).
+    fn concerns_room_copies(&self, _kind: crate::stanza::Kind, _account: &str) -> bool {
+        false
+    }
+
     async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
         for (domain, user, stored) in state.storage.push.all_push_registrations().await? {
             let account = format!("{user}@{domain}");

@@ -285,13 +285,13 @@ impl Modules {
             .any(|m| m.concerns(hook, account))
     }
 
-    /// Whether any module on `MessageToLocal` wants a room's groupchat copies to `account`
-    /// (see [`Module::concerns_room_copies`]).
+    /// Whether any module on the hook for `kind` to a local account wants a room's copies to
+    /// `account` (see [`Module::concerns_room_copies`]).
     #[inline]
-    pub fn concerned_by_room_copies(&self, account: &str) -> bool {
-        self.stanza[StanzaHook::MessageToLocal.index()]
+    pub fn concerned_by_room_copies(&self, kind: crate::stanza::Kind, account: &str) -> bool {
+        self.stanza[StanzaHook::to_local(kind).index()]
             .iter()
-            .any(|m| m.concerns_room_copies(account))
+            .any(|m| m.concerns_room_copies(kind, account))
     }
 
     /// Passes a stanza concerning `account` through every module on `hook` that it concerns,

@@ -161,7 +161,7 @@ impl Module for Mam {
     /// §5: an account's archive keeps no groupchat message (the room's archive does), and a
     /// room sends on no `<stanza-id/>` but its own (`muc::messages`), so there is none here
     /// to strip for the account (XEP-0359 §4).
-    fn concerns_room_copies(&self, _account: &str) -> bool {
+    fn concerns_room_copies(&self, _kind: crate::stanza::Kind, _account: &str) -> bool {
         false
     }
 

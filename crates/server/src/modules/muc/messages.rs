@@ -8,8 +8,8 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use super::room::{
-    addressed, error, x_user, Affiliation, Broadcast, Ctx, History, Out, Role, Room, Subject,
-    NS_OCCUPANT_ID, NS_USER,
+    addressed, error, x_user, Affiliation, Ctx, History, Out, Role, Room, Subject, NS_OCCUPANT_ID,
+    NS_USER,
 };
 use super::NS_SID;
 use crate::error::StanzaErrorCondition;
@@ -96,12 +96,9 @@ impl Room {
             .flat_map(|viewer| viewer.sessions.iter().cloned())
             .collect();
         if self.config.logging && crate::stanza::worth_storing_in_room(&message) {
-            out.archive = Some(nick.clone());
+            out.archive = Some((nick.clone(), out.broadcast.len()));
         }
-        out.broadcast = Some(Broadcast {
-            message: message.clone(),
-            to,
-        });
+        out.broadcast(message.clone(), to);
         if body && self.config.history_length > 0 {
             self.history.push_back(History {
                 message,

@@ -365,7 +365,10 @@ impl Muc {
     /// XEP-0313 on rooms: the message to everyone goes to the room's archive, and each copy
     /// (and the history) gets the `<stanza-id by='room'/>` it was given.
     async fn archive(&self, state: &Arc<ServerState>, room: &mut Room, out: &mut Out) {
-        let (Some(nick), Some(broadcast)) = (out.archive.take(), out.broadcast.as_mut()) else {
+        let Some((nick, index)) = out.archive.take() else {
+            return;
+        };
+        let Some(broadcast) = out.broadcast.get_mut(index) else {
             return;
         };
         let Some(mam) = state.modules.find::<crate::modules::mam::Mam>() else {
@@ -488,7 +491,12 @@ impl Muc {
         let mut back = Vec::new();
         // A message's copies all come from one occupant JID: parsed once, not per copy.
         let mut last_from: Option<Jid> = None;
-        for el in out.stanzas {
+        let mut broadcasts = out.broadcast.into_iter().peekable();
+        for (i, el) in out.stanzas.into_iter().enumerate() {
+            // In the order the room made them (a broadcast before the i-th stanza goes first).
+            while let Some(b) = broadcasts.next_if(|b| b.at <= i) {
+                self.broadcast(state, b, sender, &mut back).await;
+            }
             if el.attr("to") == Some(sender.as_str()) {
                 back.push(el);
                 continue;
@@ -511,8 +519,8 @@ impl Muc {
                 crate::router::send_addressed(state, el, kind, from, to).await;
             }
         }
-        if let Some(broadcast) = out.broadcast {
-            self.broadcast(state, broadcast, sender, &mut back).await;
+        for b in broadcasts {
+            self.broadcast(state, b, sender, &mut back).await;
         }
         let (service, name) = (
             room.jid.domain().as_str(),
@@ -553,9 +561,9 @@ impl Muc {
         back
     }
 
-    /// Sends a room's message to each of its sessions: the sender's copy into `back`; a
-    /// session on a plain connection that no module watches gets bytes serialised once for
-    /// all (`framing::Copies`); every other one an element through the router.
+    /// Sends one stanza of a room to many sessions: the sender's copy into `back`; a session
+    /// on a plain connection that no module watches gets bytes serialised once for all
+    /// (`framing::Copies`); every other one an element through the router.
     async fn broadcast(
         &self,
         state: &Arc<ServerState>,
@@ -563,26 +571,29 @@ impl Muc {
         sender: &FullJid,
         back: &mut Vec<Element>,
     ) {
-        let Some(Ok(from)) = broadcast.message.attr("from").map(Jid::new) else {
+        let (Some(kind), Some(Ok(from))) = (
+            Kind::of(&broadcast.message, ns::CLIENT),
+            broadcast.message.attr("from").map(Jid::new),
+        ) else {
             return;
         };
         let copies = crate::framing::Copies::new(broadcast.message);
         let watched = state
             .modules
-            .wants(crate::modules::StanzaHook::MessageToLocal);
+            .wants(crate::modules::StanzaHook::to_local(kind));
         for to in broadcast.to {
             if to == *sender {
                 back.push(copies.element_to(to.as_str()));
                 continue;
             }
             let account = to.as_str().split_once('/').map_or("", |(bare, _)| bare);
-            if !(watched && state.modules.concerned_by_room_copies(account))
+            if !(watched && state.modules.concerned_by_room_copies(kind, account))
                 && state.sessions.write_copy(&to, &copies)
             {
                 continue;
             }
             let el = copies.element_to(to.as_str());
-            crate::router::send_addressed(state, el, Kind::Message, &from, Jid::from(to)).await;
+            crate::router::send_addressed(state, el, kind, &from, Jid::from(to)).await;
         }
     }
 

@@ -181,11 +181,12 @@ pub struct Out {
     pub save: bool,
     /// The room is gone (temporary and empty, or destroyed).
     pub destroy: bool,
-    /// A groupchat message to every occupant's sessions (§7.4), after `stanzas`.
-    pub broadcast: Option<Broadcast>,
-    /// The broadcast goes to the room's archive (XEP-0313) as sent by this nick, and gets
-    /// the `<stanza-id/>` it was given there.
-    pub archive: Option<String>,
+    /// Stanzas to many sessions each (a groupchat message, an occupant's presence), in
+    /// order among `stanzas` (see `Broadcast::at`).
+    pub broadcast: Vec<Broadcast>,
+    /// The broadcast at this index, a groupchat message, goes to the room's archive
+    /// (XEP-0313) as sent by this nick, and gets the `<stanza-id/>` it was given there.
+    pub archive: Option<(String, usize)>,
     /// The sender's bare JID came into the room (it was in under no nick).
     pub entered: bool,
     /// Bare JIDs no longer in the room under any nick.
@@ -198,6 +199,19 @@ pub struct Broadcast {
     /// Without `to`.
     pub message: Element,
     pub to: Vec<FullJid>,
+    /// Sent before `Out::stanzas[at]`: the length of `stanzas` when it was made.
+    pub at: usize,
+}
+
+impl Out {
+    /// Adds `message` (no `to`) for each of `to`, after the stanzas made so far.
+    pub fn broadcast(&mut self, message: Element, to: Vec<FullJid>) {
+        if to.is_empty() {
+            return;
+        }
+        let at = self.stanzas.len();
+        self.broadcast.push(Broadcast { message, to, at });
+    }
 }
 
 /// The part of a room kept in storage when it is persistent.
@@ -405,23 +419,53 @@ impl Room {
         others: &[u16],
         out: &mut Out,
     ) {
-        let shown = self.shown(occ.role);
-        for viewer in self.occupants.values() {
-            let mine = viewer.bare == occ.bare && viewer.nick == occ.nick;
-            if !mine && !shown {
-                continue;
-            }
+        let mine = |viewer: &Occupant| viewer.bare == occ.bare && viewer.nick == occ.nick;
+        if self.shown(occ.role) {
+            let viewers = self.occupants.values().filter(|v| !mine(v));
+            self.presence_to_viewers(ctx, occ, unavailable, others, viewers, out);
+        }
+        for viewer in self.occupants.values().filter(|v| mine(v)) {
             for session in &viewer.sessions {
-                let codes = if mine { own } else { others };
                 out.stanzas.push(self.presence_of(
                     ctx,
                     occ,
                     session.as_str(),
                     viewer.role,
                     unavailable,
-                    codes,
+                    own,
                 ));
             }
+        }
+    }
+
+    /// `occ`'s presence with `codes` to every session of `viewers`: one broadcast for those
+    /// who see its real JID and one for the others (`Out::broadcast`), not a stanza each.
+    fn presence_to_viewers<'v>(
+        &self,
+        ctx: &Ctx<'_>,
+        occ: &Occupant,
+        unavailable: bool,
+        codes: &[u16],
+        viewers: impl Iterator<Item = &'v Occupant>,
+        out: &mut Out,
+    ) {
+        let (mut seeing, mut blind) = (Vec::new(), Vec::new());
+        for viewer in viewers {
+            let to = if self.sees_jids(viewer.role) {
+                &mut seeing
+            } else {
+                &mut blind
+            };
+            to.extend(viewer.sessions.iter().cloned());
+        }
+        // A moderator always sees real JIDs, a visitor only where anyone does (`sees_jids`).
+        for (to, role) in [(seeing, Role::Moderator), (blind, Role::Visitor)] {
+            if to.is_empty() {
+                continue;
+            }
+            let mut p = self.presence_of(ctx, occ, "", role, unavailable, codes);
+            stanza::remove_attr(&mut p, "to");
+            out.broadcast(p, to);
         }
     }
 
@@ -598,32 +642,12 @@ impl Room {
                 .push(self.presence_of(ctx, occ, from.as_str(), role, false, &own));
         } else {
             // The others first, the newcomer's own last (§7.2.3: it ends the list).
-            let mut mine = Vec::new();
-            let mut theirs = Vec::new();
-            let shown = self.shown(role);
-            for viewer in self.occupants.values() {
-                if !shown && viewer.nick != nick {
-                    continue;
-                }
-                for session in &viewer.sessions {
-                    let own_session = session == from;
-                    let codes: &[u16] = if own_session {
-                        &own
-                    } else if viewer.nick == nick {
-                        &[110]
-                    } else {
-                        &[]
-                    };
-                    let p = self.presence_of(ctx, occ, session.as_str(), viewer.role, false, codes);
-                    if own_session {
-                        mine.push(p);
-                    } else {
-                        theirs.push(p);
-                    }
-                }
+            if self.shown(role) {
+                let others = self.occupants.values().filter(|v| v.nick != nick);
+                self.presence_to_viewers(ctx, occ, false, &[], others, out);
             }
-            out.stanzas.extend(theirs);
-            out.stanzas.extend(mine);
+            let p = self.presence_of(ctx, occ, from.as_str(), role, false, &own);
+            out.stanzas.push(p);
         }
         self.send_history(ctx, from, stanza, out);
         // §7.2.15: the subject, even an empty one, ends the entering.

@@ -189,6 +189,12 @@ impl Module for Pep {
         self.owners.contains(account)
     }
 
+    /// A room occupant's presence is no contact coming online (it has no subscription to the
+    /// owner), nor a source of caps for the owner's notifications.
+    fn concerns_room_copies(&self, _kind: crate::stanza::Kind, _account: &str) -> bool {
+        false
+    }
+
     async fn start(&self, state: &Arc<ServerState>) -> Result<(), StorageError> {
         for (domain, username) in state.storage.pep.accounts_with_pep().await? {
             self.owners.insert(format!("{username}@{domain}"));

@@ -124,6 +124,11 @@ impl Module for RosterModule {
         &SPEC
     }
 
+    /// Its hook acts on subscriptions and probes, which no room sends to its occupants.
+    fn concerns_room_copies(&self, _kind: crate::stanza::Kind, _account: &str) -> bool {
+        false
+    }
+
     async fn iq(&self, state: &Arc<ServerState>, req: &IqRequest<'_>) -> IqOutcome {
         if req.payload.name() != "query" {
             return IqOutcome::NotMine;
