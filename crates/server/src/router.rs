@@ -12,7 +12,7 @@ use minidom::Element;
 use rxml::xml_ncname;
 
 use crate::error::{StanzaError, StanzaErrorCondition};
-use crate::modules::{Flow, IqOutcome, IqRequest, StanzaEvent, StanzaHook};
+use crate::modules::{Flow, IqOutcome, IqRequest, StanzaEvent, StanzaHook, StanzaText};
 use crate::session::registry::{DeliveryError, Handed};
 use crate::stanza::{self, Kind};
 use crate::state::ServerState;
@@ -30,28 +30,31 @@ pub async fn route_from_client(
     let hook = StanzaHook::from_local(kind).filter(|h| {
         state.modules.wants(*h) && state.modules.concerned(*h, bare_part(from.as_str()))
     });
+    let mut text = None;
     let (stanza, to_sender, to) = match hook {
-        Some(hook) => match from_local_hook(state, hook, stanza, kind, from).await {
+        Some(hook) => match from_local_hook(state, hook, stanza, kind, from, &mut text).await {
             Ok(passed) => passed,
             Err(replies) => return replies,
         },
         None => (stanza, Vec::new(), None),
     };
     if !to_sender.is_empty() {
-        let replies = Box::pin(route_on(state, stanza, kind, from, to)).await;
+        let replies = Box::pin(route_on(state, stanza, kind, from, to, text)).await;
         return joined(to_sender, replies);
     }
-    route_on(state, stanza, kind, from, to).await
+    route_on(state, stanza, kind, from, to, text).await
 }
 
 /// Routing proper, once the modules let a client's stanza through. `to`: its 'to' if the
-/// modules' hook parsed it already.
+/// modules' hook parsed it already; `text`: the stanza's text, if a module left it
+/// (`StanzaEvent::text`).
 async fn route_on(
     state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &FullJid,
     to: Option<Jid>,
+    text: Option<StanzaText>,
 ) -> Vec<Element> {
     // A module concerned with the addressee (its carbons, its blocklist) sees the stanza
     // before delivery, on the way that parses 'to'.
@@ -59,7 +62,7 @@ async fn route_on(
     if state.modules.wants(to_hook) {
         let account = stanza.attr("to").map(bare_part);
         if account.is_some_and(|a| state.modules.concerned(to_hook, a)) {
-            return Box::pin(route_parsed(state, stanza, kind, from, to)).await;
+            return Box::pin(route_parsed(state, stanza, kind, from, to, text)).await;
         }
     }
     // The usual case: 'to' is, byte for byte, the JID of a bound local session. Then it is a
@@ -71,7 +74,7 @@ async fn route_on(
         Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,
         handed => return replies_for(handed),
     };
-    route_parsed(state, stanza, kind, from, to).await
+    route_parsed(state, stanza, kind, from, to, text).await
 }
 
 /// A client's stanza whose 'to' is not a bound session as written: parsed (unless `parsed`
@@ -82,6 +85,7 @@ async fn route_parsed(
     kind: Kind,
     from: &FullJid,
     parsed: Option<Jid>,
+    text: Option<StanzaText>,
 ) -> Vec<Element> {
     // The 'to' the modules' hook parsed, if no module changed it since: a message archived
     // (XEP-0313) goes through two hooks, and parsing a JID (stringprep) costs.
@@ -109,7 +113,7 @@ async fn route_parsed(
         };
     }
     // FullJid borrows as Jid: no copy of the sender's JID per stanza.
-    to_local(state, stanza, kind, from.borrow(), to).await
+    to_local(state, stanza, kind, from.borrow(), to, text).await
 }
 
 /// Runs a client's stanza through the modules on `hook` (its 'to' parsed for them, and
@@ -120,6 +124,7 @@ async fn from_local_hook(
     stanza: Element,
     kind: Kind,
     from: &FullJid,
+    text: &mut Option<StanzaText>,
 ) -> Result<(Element, Vec<Element>, Option<Jid>), Vec<Element>> {
     let to = match stanza::to_jid(&stanza) {
         Ok(to) => to,
@@ -134,6 +139,7 @@ async fn from_local_hook(
         kind,
         from.borrow(),
         to.as_ref(),
+        text,
     )
     .await?;
     Ok((stanza, to_sender, to))
@@ -141,7 +147,9 @@ async fn from_local_hook(
 
 /// Passes a stanza through the modules on `hook`: `Ok` with the stanza to go on with and the
 /// stanzas modules left for its sender, or `Err` with every stanza for the sender when a
-/// module took it.
+/// module took it. `text`: the stanza's text, kept up to date by the modules that know of
+/// it and dropped by any other (`StanzaEvent::text`).
+#[allow(clippy::too_many_arguments)]
 async fn run_hook(
     state: &Arc<ServerState>,
     hook: StanzaHook,
@@ -150,6 +158,7 @@ async fn run_hook(
     kind: Kind,
     from: &Jid,
     to: Option<&Jid>,
+    text: &mut Option<StanzaText>,
 ) -> Result<(Element, Vec<Element>), Vec<Element>> {
     let mut to_sender = Vec::new();
     let event = StanzaEvent {
@@ -158,6 +167,7 @@ async fn run_hook(
         from,
         to,
         to_sender: &mut to_sender,
+        text,
     };
     match state.modules.stanza(state, hook, account, event).await {
         Flow::Continue(stanza) => Ok((stanza, to_sender)),
@@ -178,13 +188,14 @@ fn joined(mut first: Vec<Element>, mut then: Vec<Element>) -> Vec<Element> {
 }
 
 /// Delivers a stanza addressed to a local JID (RFC 6121 §8.5.2, §8.5.3); returns the replies
-/// for its sender.
+/// for its sender. `text`: the stanza's text if a module left it (`StanzaEvent::text`).
 async fn to_local(
     state: &Arc<ServerState>,
     stanza: Element,
     kind: Kind,
     from: &Jid,
     to: Jid,
+    mut text: Option<StanzaText>,
 ) -> Vec<Element> {
     let domain = to.domain().as_str();
     if !state.is_local_domain(domain) {
@@ -202,7 +213,18 @@ async fn to_local(
     let hook = StanzaHook::to_local(kind);
     let account = bare_part(to.as_str());
     let (stanza, extra) = if state.modules.wants(hook) && state.modules.concerned(hook, account) {
-        match run_hook(state, hook, account, stanza, kind, from, Some(&to)).await {
+        match run_hook(
+            state,
+            hook,
+            account,
+            stanza,
+            kind,
+            from,
+            Some(&to),
+            &mut text,
+        )
+        .await
+        {
             Ok(passed) => passed,
             Err(replies) => return replies,
         }
@@ -210,7 +232,7 @@ async fn to_local(
         (stanza, Vec::new())
     };
     let replies = match to.try_as_full() {
-        Ok(full) => to_full_jid(state, stanza, kind, full).await,
+        Ok(full) => to_full_jid(state, stanza, kind, full, text.as_deref()).await,
         Err(bare) => to_bare_jid(state, stanza, kind, from, bare).await,
     };
     joined(extra, replies)
@@ -244,7 +266,7 @@ pub fn deliver_local(
                 return;
             }
         }
-        for reply in to_local(state, stanza, kind, &from, to).await {
+        for reply in to_local(state, stanza, kind, &from, to, None).await {
             dispatch(state, reply).await;
         }
     })
@@ -274,7 +296,18 @@ pub async fn send_presence_addressed(
     let account = bare_part(from.as_str());
     let stanza = if state.modules.wants(hook) && state.modules.concerned(hook, account) {
         let kind = Kind::Presence;
-        match run_hook(state, hook, account, stanza, kind, from, Some(&to)).await {
+        match run_hook(
+            state,
+            hook,
+            account,
+            stanza,
+            kind,
+            from,
+            Some(&to),
+            &mut None,
+        )
+        .await
+        {
             Ok((stanza, _)) => stanza,
             Err(_) => return,
         }
@@ -295,7 +328,7 @@ pub async fn send_addressed(
     to: Jid,
 ) {
     if state.is_local_domain(to.domain().as_str()) {
-        for reply in to_local(state, stanza, kind, from, to).await {
+        for reply in to_local(state, stanza, kind, from, to, None).await {
             dispatch(state, reply).await;
         }
         return;
@@ -441,8 +474,9 @@ async fn to_full_jid(
     stanza: Element,
     kind: Kind,
     to: &FullJid,
+    text: Option<&str>,
 ) -> Vec<Element> {
-    let stanza = match state.sessions.deliver_to_full(to, stanza) {
+    let stanza = match state.sessions.deliver_to_full_as(to, stanza, text) {
         Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,
         handed => return replies_for(handed),
     };
@@ -550,7 +584,19 @@ async fn no_resource(
         let account = to.as_str();
         let to = Jid::from(to.clone());
         let hook = StanzaHook::MessageNoResource;
-        match run_hook(state, hook, account, stanza, Kind::Message, from, Some(&to)).await {
+        let kind = Kind::Message;
+        match run_hook(
+            state,
+            hook,
+            account,
+            stanza,
+            kind,
+            from,
+            Some(&to),
+            &mut None,
+        )
+        .await
+        {
             Ok(passed) => passed,
             Err(replies) => return replies,
         }

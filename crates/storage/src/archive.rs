@@ -24,8 +24,9 @@ pub struct ArchivedMessage {
     pub with_resource: Option<String>,
     /// Whether the account sent it.
     pub outgoing: bool,
-    /// The serialised `<message/>`, as it was sent or delivered.
-    pub stanza: String,
+    /// The serialised `<message/>`, as it was sent or delivered. Shared: the server hands
+    /// the archive the text it writes to the recipient.
+    pub stanza: Arc<str>,
 }
 
 /// A message to append to an account's archive, or to a room's.

@@ -185,7 +185,7 @@ impl Stored<'_> {
             outgoing: self.outgoing,
             stanza: std::str::from_utf8(self.stanza)
                 .map_err(|_| corrupt())?
-                .to_owned(),
+                .into(),
         })
     }
 }
@@ -374,7 +374,7 @@ mod tests {
             with: "romeo@example.org".into(),
             with_resource: resource.map(str::to_owned),
             outgoing,
-            stanza: format!("<message xmlns='jabber:client'><body>{id} é</body></message>"),
+            stanza: format!("<message xmlns='jabber:client'><body>{id} é</body></message>").into(),
         }
     }
 

@@ -71,19 +71,31 @@ pub enum Wire {
 }
 
 impl Wire {
+    /// Writes `el` to the connection; `text`, when given, is `el` as
+    /// [`weft_xml::write_element`] writes it, copied instead of serialising `el` again.
     pub fn deliver(
         self,
         writer: &std::sync::Arc<SharedWriter>,
         el: &Element,
+        text: Option<&str>,
     ) -> Result<(), Refused> {
         match self {
             Wire::TcpClient => writer.deliver(0, |buf, _| {
-                weft_xml::write_element_in(el, crate::ns::CLIENT, buf);
+                match text.and_then(|t| in_client_stream(el, t)) {
+                    Some((open, rest)) => {
+                        buf.extend_from_slice(open.as_bytes());
+                        buf.extend_from_slice(rest.as_bytes());
+                    }
+                    None => weft_xml::write_element_in(el, crate::ns::CLIENT, buf),
+                }
                 0
             }),
             Wire::WebSocket => writer.deliver(websocket::MAX_HEADER, |buf, start| {
                 let payload = start + websocket::MAX_HEADER;
-                weft_xml::write_element(el, buf);
+                match text {
+                    Some(t) => buf.extend_from_slice(t.as_bytes()),
+                    None => weft_xml::write_element(el, buf),
+                }
                 let len = buf.len() - payload;
                 websocket::text_frame_header(&mut buf[start..payload], len)
             }),
@@ -150,6 +162,23 @@ impl Wire {
             }
         }
     }
+}
+
+/// `text` (`el` by `weft_xml::write_element`) as `weft_xml::write_element_in(el,
+/// jabber:client)` writes it, in two pieces: the same bytes without the root's
+/// `xmlns='jabber:client'`, which a stream in that namespace leaves out. None when `el` is in
+/// another namespace (or `text` does not begin as expected).
+fn in_client_stream<'t>(el: &Element, text: &'t str) -> Option<(&'t str, &'t str)> {
+    const DECL: &str = " xmlns='jabber:client'";
+    if !el.has_ns(crate::ns::CLIENT) {
+        return None;
+    }
+    if !text.strip_prefix('<')?.starts_with(el.name()) {
+        return None;
+    }
+    let open = 1 + el.name().len();
+    let rest = text.get(open..)?.strip_prefix(DECL)?;
+    Some((&text[..open], rest))
 }
 
 /// The attributes of our response header.
@@ -314,5 +343,28 @@ impl Framed {
         }
         self.queue_stream_element(&err.to_element());
         self.close(false, None).await;
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn a_stanzas_text_in_a_client_stream_drops_the_roots_namespace() {
+        let el: Element = "<message xmlns='jabber:client' to='a@b'><body>x</body>\
+             <x xmlns='urn:example'/></message>"
+            .parse()
+            .unwrap();
+        let mut text = Vec::new();
+        weft_xml::write_element(&el, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        let (open, rest) = in_client_stream(&el, &text).unwrap();
+        let mut want = Vec::new();
+        weft_xml::write_element_in(&el, crate::ns::CLIENT, &mut want);
+        assert_eq!(format!("{open}{rest}").as_bytes(), want);
+        let other: Element = "<iq xmlns='jabber:server' type='get'/>".parse().unwrap();
+        assert!(in_client_stream(&other, "<iq xmlns='jabber:server' type='get'/>").is_none());
+        assert!(in_client_stream(&el, "<presence xmlns='jabber:client'/>").is_none());
     }
 }

@@ -155,6 +155,10 @@ pub struct ModuleSpec {
     /// the JIDs under it (XEP-0045 rooms and occupants), through
     /// [`Module::service_stanza`], rather than IQs to the domain alone.
     pub service_stanzas: bool,
+    /// Whether its stanza hook keeps [`StanzaEvent::text`] true: it clears or replaces the
+    /// text whenever it changes the stanza. For any other module the text is dropped before
+    /// its hook runs, so that a module never has to know about it.
+    pub keeps_text: bool,
 }
 
 impl ModuleSpec {
@@ -173,6 +177,7 @@ impl ModuleSpec {
             specs: &[],
             away_deliveries: false,
             service_stanzas: false,
+            keeps_text: false,
         }
     }
 }
@@ -252,7 +257,16 @@ pub struct StanzaEvent<'a> {
     /// delivering to the sender: stored messages at login, a reflected copy). Unbounded by
     /// the session queue, unlike a delivery through the registry.
     pub to_sender: &'a mut Vec<Element>,
+    /// The stanza as [`weft_xml::write_element`] writes it, when a module serialised it
+    /// (the archive) and it has not changed since; the delivery to a WebSocket or plain TCP
+    /// session then writes these bytes instead of serialising the stanza again. Only modules
+    /// declaring [`ModuleSpec::keeps_text`] see it; they must clear or replace it when they
+    /// change the stanza.
+    pub text: &'a mut Option<StanzaText>,
 }
+
+/// A stanza's text by [`weft_xml::write_element`] (shared: the archive keeps it too).
+pub type StanzaText = std::sync::Arc<str>;
 
 /// What a module did with a stanza at a hook point.
 pub enum Flow {

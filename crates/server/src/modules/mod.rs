@@ -35,7 +35,7 @@ pub mod version;
 
 pub use api::{
     Away, Flow, IqOutcome, IqRequest, Module, ModuleSpec, Priority, SessionHook, StanzaEvent,
-    StanzaHook,
+    StanzaHook, StanzaText,
 };
 pub use registry::{ModuleDef, Modules, Section};
 

@@ -313,13 +313,19 @@ impl Modules {
                 from,
                 to,
                 to_sender,
+                text,
             } = event;
+            if !module.spec().keeps_text {
+                // It may change the stanza without knowing of the text.
+                *text = None;
+            }
             let next = StanzaEvent {
                 stanza,
                 kind,
                 from,
                 to,
                 to_sender: &mut *to_sender,
+                text: &mut *text,
             };
             match module.stanza(state, hook, next).await {
                 Flow::Continue(stanza) => {
@@ -329,6 +335,7 @@ impl Modules {
                         from,
                         to,
                         to_sender,
+                        text,
                     }
                 }
                 done => return done,

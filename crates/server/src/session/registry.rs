@@ -63,8 +63,18 @@ impl SessionHandle {
     /// Hands `stanza` to the session; on failure the stanza comes back, so callers need no
     /// copy of it (the stanza path is hot) to build an error reply.
     pub fn deliver(&self, stanza: Element) -> Result<(), (DeliveryError, Element)> {
+        self.deliver_as(stanza, None)
+    }
+
+    /// [`Self::deliver`], writing `text` (the stanza as `weft_xml::write_element` writes it)
+    /// instead of serialising the stanza when the session writes directly.
+    fn deliver_as(
+        &self,
+        stanza: Element,
+        text: Option<&str>,
+    ) -> Result<(), (DeliveryError, Element)> {
         match &self.inbox {
-            Inbox::Direct(writer, wire) => match wire.deliver(writer, &stanza) {
+            Inbox::Direct(writer, wire) => match wire.deliver(writer, &stanza, text) {
                 Ok(()) => Ok(()),
                 Err(Refused::Closed) => Err((DeliveryError::Gone, stanza)),
                 Err(Refused::Full) => Err((DeliveryError::Congested, stanza)),
@@ -124,8 +134,18 @@ impl Resource {
 
     /// Delivers through the session's filter, if it has one.
     fn deliver(&self, stanza: Element) -> Result<(), (DeliveryError, Element)> {
+        self.deliver_as(stanza, None)
+    }
+
+    /// [`Self::deliver`] with the stanza's text, if known (`SessionHandle::deliver_as`); a
+    /// filter gets the stanza alone.
+    fn deliver_as(
+        &self,
+        stanza: Element,
+        text: Option<&str>,
+    ) -> Result<(), (DeliveryError, Element)> {
         let Some(filter) = &self.filter else {
-            return self.handle.deliver(stanza);
+            return self.handle.deliver_as(stanza, text);
         };
         let mut result = Ok(());
         for s in filter.offer(stanza) {
@@ -149,11 +169,11 @@ pub enum Handed {
 }
 
 /// Hands `stanza` to the resource found for it, if any.
-fn hand(resource: Option<&Resource>, stanza: Element) -> Handed {
+fn hand(resource: Option<&Resource>, stanza: Element, text: Option<&str>) -> Handed {
     let Some(resource) = resource else {
         return Handed::NoSession(stanza);
     };
-    match resource.deliver(stanza) {
+    match resource.deliver_as(stanza, text) {
         Ok(()) => Handed::Queued,
         Err((why, stanza)) => Handed::Refused(why, stanza),
     }
@@ -265,7 +285,7 @@ impl SessionRegistry {
     pub fn deliver_to_addressee(&self, stanza: Element) -> Handed {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         let resource = stanza.attr("to").and_then(|to| find(&accounts, to));
-        hand(resource, stanza)
+        hand(resource, stanza, None)
     }
 
     /// Writes `copies`' copy for `jid` straight into the connection of the session bound
@@ -288,8 +308,15 @@ impl SessionRegistry {
 
     /// Hands `stanza` to the session bound to `jid`.
     pub fn deliver_to_full(&self, jid: &FullJid, stanza: Element) -> Handed {
+        self.deliver_to_full_as(jid, stanza, None)
+    }
+
+    /// [`Self::deliver_to_full`] with the stanza's text as `weft_xml::write_element` writes
+    /// it, when the caller has it (`modules::StanzaEvent::text`): a session writing directly
+    /// copies it rather than serialising the stanza again.
+    pub fn deliver_to_full_as(&self, jid: &FullJid, stanza: Element, text: Option<&str>) -> Handed {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        hand(find(&accounts, jid.as_str()), stanza)
+        hand(find(&accounts, jid.as_str()), stanza, text)
     }
 
     /// Replaces where the session `session_id` bound to `jid` receives its stanzas (XEP-0198:

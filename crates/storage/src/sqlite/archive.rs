@@ -223,7 +223,7 @@ pub(super) async fn move_rows_into_chunks(conn: &mut SqliteConnection) -> Result
                         with: r.try_get("with_jid")?,
                         with_resource: r.try_get("with_resource")?,
                         outgoing: r.try_get("outgoing")?,
-                        stanza: r.try_get("stanza")?,
+                        stanza: r.try_get::<String, _>("stanza")?.into(),
                     },
                 })
             })

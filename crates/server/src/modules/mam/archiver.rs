@@ -225,7 +225,7 @@ mod tests {
                 with: "room@rooms.example".into(),
                 with_resource: Some(format!("nick{}", i % 3)),
                 outgoing: false,
-                stanza: format!("<message xmlns='jabber:client'><body>{i}</body></message>"),
+                stanza: format!("<message xmlns='jabber:client'><body>{i}</body></message>").into(),
             },
         }
     }

@@ -29,7 +29,7 @@ use xmpp_parsers::mam_prefs::{DefaultPrefs, Prefs};
 use super::api::account_parts;
 use super::{
     Flow, IqOutcome, IqRequest, Module, ModuleDef, ModuleSpec, Priority, Section, StanzaEvent,
-    StanzaHook,
+    StanzaHook, StanzaText,
 };
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::state::ServerState;
@@ -60,6 +60,9 @@ static SPEC: ModuleSpec = ModuleSpec {
         (StanzaHook::MessageToLocal, Priority(-50)),
     ],
     account_features: &[NS_MAM, NS_MAM_EXTENDED, NS_SID],
+    // The text it archives is the stanza's, left for the next hooks and the delivery; it
+    // replaces it when it stamps a stanza-id.
+    keeps_text: true,
     specs: &[
         Claim::xep(313, "1.1.3", "modules::mam: user archives with preferences, metadata, extended queries; no full-text search"),
         Claim::xep(359, "0.7.0", "modules::mam: stanza-id on archived messages"),
@@ -229,6 +232,7 @@ impl Module for Mam {
             mut stanza,
             from,
             to,
+            text,
             ..
         } = event;
         let Some(to) = to else {
@@ -240,9 +244,9 @@ impl Module for Mam {
         // runs twice for every message (its sender's archive and its recipient's).
         let owner_bare = bare(owner);
         let other_bare = bare(other);
-        if incoming {
+        if incoming && strip_stanza_ids(&mut stanza, owner_bare) {
             // XEP-0359 §4: only this server says which ids it gave for the account.
-            strip_stanza_ids(&mut stanza, owner_bare);
+            *text = None;
         }
         if !crate::stanza::worth_storing(&stanza)
             || !self.archives(state, owner_bare, other_bare).await
@@ -250,14 +254,27 @@ impl Module for Mam {
             return Flow::Continue(stanza);
         }
         let id = archiver.next_id();
-        if incoming {
-            stanza.append_child(
-                Element::builder("stanza-id", NS_SID)
-                    .attr(xml_ncname!("id").into(), id.to_string())
-                    .attr(xml_ncname!("by").into(), owner_bare)
-                    .build(),
-            );
-        }
+        // The text archived, serialised once a message: the sender's copy is the stanza as
+        // it came, the recipient's the same with its stanza-id, added to that text; the
+        // delivery then writes the recipient's.
+        let archived: StanzaText = if incoming {
+            let stamp = Element::builder("stanza-id", NS_SID)
+                .attr(xml_ncname!("id").into(), id.to_string())
+                .attr(xml_ncname!("by").into(), owner_bare)
+                .build();
+            let spliced = text
+                .as_deref()
+                .and_then(|t| with_last_child(t, &stanza, &stamp));
+            stanza.append_child(stamp);
+            spliced.unwrap_or_else(|| serialise(&stanza))
+        } else {
+            match text.take() {
+                Some(t) => t,
+                None => serialise(&stanza),
+            }
+        };
+        debug_assert_eq!(*archived, *serialise(&stanza), "the text is the stanza's");
+        *text = Some(archived.clone());
         let (node, domain) = bare_parts(owner_bare);
         archiver
             .write(ArchiveEntry {
@@ -269,7 +286,7 @@ impl Module for Mam {
                     with: other_bare.to_owned(),
                     with_resource: other.resource().map(|r| r.as_str().to_owned()),
                     outgoing: !incoming,
-                    stanza: serialise(&stanza),
+                    stanza: archived,
                 },
             })
             .await;
@@ -527,21 +544,62 @@ fn bare_parts(bare: &str) -> (&str, &str) {
     bare.split_once('@').unwrap_or(("", bare))
 }
 
+thread_local! {
+    /// Where texts are written before they are shared (one allocation per text).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `write` into an empty scratch buffer, then its bytes as a shared text.
+fn shared_text(write: impl FnOnce(&mut Vec<u8>)) -> StanzaText {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write(out);
+        // The writer writes UTF-8 only (the element's own strings, escaped).
+        let text: StanzaText = match std::str::from_utf8(out) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(out).into(),
+        };
+        if out.capacity() > 64 * 1024 {
+            *out = Vec::new(); // a rare large stanza does not stay in every thread
+        }
+        text
+    })
+}
+
 /// The stanza's text for the archive, by weft's own writer (the one the transports use):
 /// minidom's, through rxml's namespace-tracking encoder, took about 5% of weft's CPU at 10
 /// pairs with every message archived, twice a message.
-fn serialise(stanza: &Element) -> String {
-    let mut out = Vec::with_capacity(256);
-    weft_xml::write_element(stanza, &mut out);
-    // The writer writes UTF-8 only (the element's own strings, escaped).
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+fn serialise(stanza: &Element) -> StanzaText {
+    shared_text(|out| weft_xml::write_element(stanza, out))
 }
 
-/// Drops `<stanza-id/>` elements claiming to be by `owner` (XEP-0359 §4).
-fn strip_stanza_ids(stanza: &mut Element, owner: &str) {
+/// The text of `parent` with `child` appended, from `text`, the text of `parent` without it:
+/// `weft_xml::write_element` writes the last child of a `jabber:client` element just before
+/// the end tag, declaring its own namespace. None for anything else (the caller serialises).
+fn with_last_child(text: &str, parent: &Element, child: &Element) -> Option<StanzaText> {
+    if !parent.has_ns(crate::ns::CLIENT) || parent.nodes().next().is_none() {
+        return None; // an empty element's text is <x/>
+    }
+    let name = parent.name();
+    let head = text
+        .strip_suffix('>')?
+        .strip_suffix(name)?
+        .strip_suffix("</")?;
+    Some(shared_text(|out| {
+        out.extend_from_slice(head.as_bytes());
+        weft_xml::write_element_in(child, crate::ns::CLIENT, out);
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'>');
+    }))
+}
+
+/// Drops `<stanza-id/>` elements claiming to be by `owner` (XEP-0359 §4); whether there were
+/// any.
+fn strip_stanza_ids(stanza: &mut Element, owner: &str) -> bool {
     let ours = |c: &Element| c.is("stanza-id", NS_SID) && c.attr("by") == Some(owner);
     if !stanza.children().any(ours) {
-        return;
+        return false;
     }
     let theirs: Vec<Element> = stanza
         .children()
@@ -552,6 +610,7 @@ fn strip_stanza_ids(stanza: &mut Element, owner: &str) {
     for c in theirs {
         stanza.append_child(c);
     }
+    true
 }
 
 #[cfg(test)]
@@ -576,6 +635,32 @@ mod tests {
             let (node, domain) = bare_parts(bare(&jid));
             assert_eq!((domain, node), account_parts(&want));
         }
+    }
+
+    #[test]
+    fn a_stamp_added_to_the_text_gives_the_stamped_stanzas_text() {
+        for xml in [
+            "<message xmlns='jabber:client' from='a@b.example/r' to='c@b.example/s' \
+             type='chat'><body>1 &lt; 2 &amp; 'q'</body></message>",
+            "<message xmlns='jabber:client'><body>x</body>\
+             <x xmlns='urn:example'><y/>text</x></message>",
+        ] {
+            let mut m = msg(xml);
+            let before = serialise(&m);
+            let stamp = Element::builder("stanza-id", NS_SID)
+                .attr(xml_ncname!("id").into(), "123")
+                .attr(xml_ncname!("by").into(), "c@b.example")
+                .build();
+            let spliced = with_last_child(&before, &m, &stamp).unwrap();
+            m.append_child(stamp);
+            assert_eq!(*spliced, *serialise(&m));
+        }
+        // Not an element of jabber:client, or empty: serialised instead.
+        let stamp = Element::builder("stanza-id", NS_SID).build();
+        let other = msg("<message xmlns='jabber:server'><body>x</body></message>");
+        assert!(with_last_child(&serialise(&other), &other, &stamp).is_none());
+        let empty = msg("<message xmlns='jabber:client'/>");
+        assert!(with_last_child(&serialise(&empty), &empty, &stamp).is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn entry(user: &str, id: i64, with: &str, outgoing: bool) -> ArchiveEntry {
             with: with.into(),
             with_resource: Some("phone".into()),
             outgoing,
-            stanza: format!("<message xmlns='jabber:client'><body>{id}</body></message>"),
+            stanza: format!("<message xmlns='jabber:client'><body>{id}</body></message>").into(),
         },
     }
 }
@@ -406,7 +406,7 @@ async fn rows_of_schema_5_move_into_chunks() {
         .bind(&e.message.with)
         .bind(&e.message.with_resource)
         .bind(e.message.outgoing)
-        .bind(&e.message.stanza)
+        .bind(&*e.message.stanza)
         .execute(&old.pool)
         .await
         .unwrap();
