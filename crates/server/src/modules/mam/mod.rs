@@ -248,7 +248,9 @@ impl Module for Mam {
             // XEP-0359 §4: only this server says which ids it gave for the account.
             *text = None;
         }
-        if !crate::stanza::worth_storing(&stanza)
+        // A text from the sender's hook means that hook archived this very stanza: it was
+        // worth storing there, and it is here.
+        if !(text.is_some() || crate::stanza::worth_storing(&stanza))
             || !self.archives(state, owner_bare, other_bare).await
         {
             return Flow::Continue(stanza);
