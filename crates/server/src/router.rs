@@ -14,7 +14,7 @@ use rxml::xml_ncname;
 use crate::error::{StanzaError, StanzaErrorCondition};
 use crate::modules::{Flow, IqOutcome, IqRequest, StanzaEvent, StanzaHook, StanzaText};
 use crate::session::registry::{DeliveryError, Handed};
-use crate::stanza::{self, Kind};
+use crate::stanza::{self, bare_part, Kind};
 use crate::state::ServerState;
 
 /// Routes a stanza whose 'from' was already stamped with the sender's full JID. Returns the
@@ -634,9 +634,4 @@ fn reply(stanza: &Element, condition: StanzaErrorCondition) -> Vec<Element> {
 
 fn reply_with(stanza: &Element, err: StanzaError) -> Vec<Element> {
     err.reply_to(stanza).into_iter().collect()
-}
-
-/// The bare JID part of a JID's string (RFC 7622 §3.1: no '/' before the resource).
-fn bare_part(jid: &str) -> &str {
-    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }

@@ -27,6 +27,13 @@ impl Kind {
     }
 }
 
+/// The bare JID part of a JID's string: everything before the first '/' (neither a
+/// localpart nor a domainpart may contain one, RFC 7622 §3.2 and §3.3); a borrow, where
+/// `Jid::to_bare` formats a new string.
+pub fn bare_part(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
 pub fn set_attr(el: &mut Element, name: NcName, value: &str) {
     el.set_attr(Namespace::NONE, name, value.to_string());
 }

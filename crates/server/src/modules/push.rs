@@ -12,6 +12,7 @@
 //! for an app server. An error answer other than `wait` removes the registration.
 
 use crate::compliance::Claim;
+use crate::stanza::bare_part;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -755,11 +756,6 @@ fn notification(
         .attr(xml_ncname!("to").into(), registration.service.as_str())
         .append(pubsub.build())
         .build()
-}
-
-/// The bare JID part of a JID's string.
-fn bare_part(jid: &str) -> &str {
-    jid.split_once('/').map_or(jid, |(bare, _)| bare)
 }
 
 #[cfg(test)]

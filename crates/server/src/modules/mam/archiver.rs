@@ -230,6 +230,20 @@ mod tests {
         }
     }
 
+    /// Everything in the test room's archive, once the archiver has written what it holds.
+    async fn stored(
+        archiver: &Archiver,
+        store: &std::sync::Arc<dyn weft_storage::ArchiveStore>,
+    ) -> Vec<weft_storage::ArchivedMessage> {
+        archiver.flushed().await;
+        let q = weft_storage::ArchiveQuery {
+            max: 1000,
+            ..Default::default()
+        };
+        let page = store.query_archive("rooms.example", "room", &q).await;
+        page.unwrap().messages
+    }
+
     #[tokio::test]
     async fn gathered_writes_are_all_stored_before_a_barrier_is_answered() {
         let store = weft_storage::Storage::in_memory().await.unwrap().archive;
@@ -241,22 +255,10 @@ mod tests {
             want.push(e.message.clone());
             archiver.write(e).await;
             if i == 150 {
-                archiver.flushed().await;
-                let q = weft_storage::ArchiveQuery {
-                    max: 1000,
-                    ..Default::default()
-                };
-                let page = store.query_archive("rooms.example", "room", &q).await;
-                assert_eq!(page.unwrap().messages, want);
+                assert_eq!(stored(&archiver, &store).await, want);
             }
         }
-        archiver.flushed().await;
-        let q = weft_storage::ArchiveQuery {
-            max: 1000,
-            ..Default::default()
-        };
-        let page = store.query_archive("rooms.example", "room", &q).await;
-        assert_eq!(page.unwrap().messages, want);
+        assert_eq!(stored(&archiver, &store).await, want);
     }
 
     #[tokio::test]

@@ -537,8 +537,7 @@ async fn sweep(store: &dyn weft_storage::ArchiveStore, retention: Duration, keep
 /// The bare part of a JID's text: up to the resource's `/` (neither a node nor a domain holds
 /// one).
 fn bare(jid: &Jid) -> &str {
-    let s = jid.as_str();
-    s.split_once('/').map_or(s, |(bare, _)| bare)
+    crate::stanza::bare_part(jid.as_str())
 }
 
 /// A bare JID's node (empty for a domain) and domain (a domain holds no `@`).

@@ -586,7 +586,7 @@ impl Muc {
                 back.push(copies.element_to(to.as_str()));
                 continue;
             }
-            let account = to.as_str().split_once('/').map_or("", |(bare, _)| bare);
+            let account = stanza::bare_part(to.as_str());
             if !(watched && state.modules.concerned_by_room_copies(kind, account))
                 && state.sessions.write_copy(&to, &copies)
             {
