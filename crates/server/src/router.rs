@@ -232,7 +232,7 @@ async fn to_local(
         (stanza, Vec::new())
     };
     let replies = match to.try_as_full() {
-        Ok(full) => to_full_jid(state, stanza, kind, full, text.as_deref()).await,
+        Ok(full) => to_full_jid(state, stanza, kind, full, text.as_ref()).await,
         Err(bare) => to_bare_jid(state, stanza, kind, from, bare).await,
     };
     joined(extra, replies)
@@ -474,7 +474,7 @@ async fn to_full_jid(
     stanza: Element,
     kind: Kind,
     to: &FullJid,
-    text: Option<&str>,
+    text: Option<&StanzaText>,
 ) -> Vec<Element> {
     let stanza = match state.sessions.deliver_to_full_as(to, stanza, text) {
         Handed::NoSession(stanza) | Handed::Refused(DeliveryError::Gone, stanza) => stanza,

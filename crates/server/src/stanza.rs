@@ -143,3 +143,106 @@ pub fn stamp_delay(stanza: &mut Element, from: &str, at: std::time::SystemTime) 
             .build(),
     );
 }
+
+/// A stanza's text as [`weft_xml::write_element`] writes it, when a module serialised it (the
+/// archive), for the delivery to copy instead of serialising the stanza again. Two parts: the
+/// shared `base` (the archive keeps the same allocation) and a child written just before
+/// base's end tag (a recipient's `<stanza-id/>`), so that adding that child copies nothing.
+#[derive(Clone, Debug)]
+pub struct StanzaText {
+    base: std::sync::Arc<str>,
+    /// Where base's end tag starts, and the child's text written there.
+    last_child: Option<(usize, Box<str>)>,
+}
+
+impl StanzaText {
+    pub fn new(base: std::sync::Arc<str>) -> StanzaText {
+        StanzaText {
+            base,
+            last_child: None,
+        }
+    }
+
+    /// The text without the child added by [`Self::with_last_child`].
+    pub fn base(&self) -> &std::sync::Arc<str> {
+        &self.base
+    }
+
+    /// Whether a child was added to the base.
+    pub fn has_last_child(&self) -> bool {
+        self.last_child.is_some()
+    }
+
+    /// The text of `el` with `child` appended, from this text of `el` without it:
+    /// `write_element` writes the last child of a `jabber:client` element just before the end
+    /// tag, declaring the child's own namespace. None for anything else (an element that was
+    /// empty is written `<x/>`), or when a child was added already.
+    pub fn with_last_child(&self, el: &Element, child: &Element) -> Option<StanzaText> {
+        if self.last_child.is_some() || !el.has_ns(crate::ns::CLIENT) || el.nodes().next().is_none()
+        {
+            return None;
+        }
+        let head = self
+            .base
+            .strip_suffix('>')?
+            .strip_suffix(el.name())?
+            .strip_suffix("</")?;
+        let mut out = Vec::with_capacity(96);
+        weft_xml::write_element_in(child, crate::ns::CLIENT, &mut out);
+        // The writer writes UTF-8 only (the element's own strings, escaped).
+        let child = String::from_utf8(out).ok()?.into_boxed_str();
+        Some(StanzaText {
+            base: self.base.clone(),
+            last_child: Some((head.len(), child)),
+        })
+    }
+
+    /// The text in the order it is written: before the child, the child, and the rest.
+    pub fn parts(&self) -> [&str; 3] {
+        match &self.last_child {
+            None => [&self.base, "", ""],
+            Some((at, child)) => [&self.base[..*at], child, &self.base[*at..]],
+        }
+    }
+
+    /// The whole text in one string (tests and checks).
+    pub fn joined(&self) -> String {
+        self.parts().concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_child_is_written_before_the_end_tag_as_the_writer_writes_it() {
+        let mut el: Element =
+            "<message xmlns='jabber:client' to='a@b'><body>x &amp; y</body></message>"
+                .parse()
+                .unwrap();
+        let mut base = Vec::new();
+        weft_xml::write_element(&el, &mut base);
+        let text = StanzaText::new(String::from_utf8(base).unwrap().into());
+        let child: Element = "<stanza-id xmlns='urn:xmpp:sid:0' id='1' by='a@b'/>"
+            .parse()
+            .unwrap();
+        let stamped = text.with_last_child(&el, &child).unwrap();
+        el.append_child(child.clone());
+        let mut want = Vec::new();
+        weft_xml::write_element(&el, &mut want);
+        assert_eq!(stamped.joined().as_bytes(), want.as_slice());
+        assert_eq!(stamped.base(), text.base(), "the base is shared, unchanged");
+        // One child at most; an element that was empty has no end tag to write before.
+        assert!(stamped.with_last_child(&el, &child).is_none());
+        let other: Element = "<message xmlns='jabber:server'><body>x</body></message>"
+            .parse()
+            .unwrap();
+        let other_text =
+            StanzaText::new("<message xmlns='jabber:server'><body>x</body></message>".into());
+        assert!(other_text.with_last_child(&other, &child).is_none());
+        let empty: Element = "<message xmlns='jabber:client'/>".parse().unwrap();
+        let empty_text = StanzaText::new("<message xmlns='jabber:client'/>".into());
+        assert!(empty_text.with_last_child(&empty, &child).is_none());
+    }
+}

@@ -290,6 +290,67 @@ async fn both_parties_archive_with_stanza_ids_and_pages_go_both_ways() {
     server.stop().await;
 }
 
+/// The one received message with a body, and its only stanza-id's id (by `owner`).
+async fn stamped_message<C: Client>(c: &mut C, owner: &str) -> (Element, String) {
+    loop {
+        let m = c.recv().await;
+        if m.name() != "message" || !m.has_child("body", "jabber:client") {
+            continue;
+        }
+        let ids: Vec<_> = m.children().filter(|c| c.is("stanza-id", SID)).collect();
+        assert_eq!(ids.len(), 1, "exactly our stanza-id: {}", show(&m));
+        assert_eq!(ids[0].attr("by"), Some(owner), "{}", show(&m));
+        let id = ids[0].attr("id").unwrap().to_owned();
+        return (m, id);
+    }
+}
+
+/// Recipients on plain connections (ws, TCP) get the archived text with their stanza-id
+/// written in, rather than a fresh serialisation: the same message, addressed alike.
+#[tokio::test]
+async fn recipients_on_plain_connections_get_the_archived_text_with_their_stanza_id() {
+    // TCP without TLS, as behind a TLS-terminating proxy.
+    let server = TestServer::start_with(|c| c.c2s.require_encryption = false).await;
+    let mut alice = server.ws().await;
+    alice.login("alice", Login::ScramSha1).await;
+    let mut bob = server.tcp().await;
+    let bob_jid = bob.login("bob", Login::ScramSha1).await;
+    let mut carol = server.ws().await;
+    let carol_jid = carol.login("carol", Login::ScramSha1).await;
+    for (to, i) in [(&bob_jid, 1), (&carol_jid, 2)] {
+        alice
+            .send(&format!(
+                "<message xmlns='jabber:client' to='{to}' type='chat' id='t{i}'>\
+                 <body>1 &lt; 2 &amp; &apos;q&apos; {i}</body>\
+                 <stanza-id xmlns='{SID}' id='forged' by='{}'/>\
+                 <x xmlns='urn:example'><y a='&quot;'/>tail</x></message>",
+                to.split('/').next().unwrap()
+            ))
+            .await;
+    }
+    let (for_bob, bob_id) = stamped_message(&mut bob, "bob@localhost").await;
+    let (for_carol, carol_id) = stamped_message(&mut carol, "carol@localhost").await;
+    for (m, to, i) in [(&for_bob, &bob_jid, 1), (&for_carol, &carol_jid, 2)] {
+        assert_eq!(m.attr("to"), Some(to.as_str()));
+        assert_eq!(m.attr("id"), Some(format!("t{i}").as_str()));
+        let body = m.get_child("body", "jabber:client").unwrap().text();
+        assert_eq!(body, format!("1 < 2 & 'q' {i}"));
+        let x = m.get_child("x", "urn:example").unwrap();
+        assert_eq!(
+            x.get_child("y", "urn:example").unwrap().attr("a"),
+            Some("\"")
+        );
+        assert_eq!(x.text(), "tail");
+    }
+    // Each archive holds it under the id its recipient was given.
+    let (bobs, _) = query(&mut bob, "qb", "").await;
+    assert_eq!(result_ids(&bobs), [bob_id]);
+    let (carols, _) = query(&mut carol, "qc", "").await;
+    assert_eq!(result_ids(&carols), [carol_id]);
+    assert_eq!(bodies(&carols), ["1 < 2 & 'q' 2"]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn preferences_decide_what_is_archived_and_offline_messages_keep_their_id() {
     let server = TestServer::start().await;

@@ -30,14 +30,127 @@ pub struct ArchivedMessage {
 }
 
 /// A message to append to an account's archive, or to a room's.
+///
+/// Two are made for every message routed with the archive on (its sender's and its
+/// recipient's): their four names share one allocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveEntry {
-    pub domain: String,
-    pub username: String,
+    /// The domain, username, other party and its resource, one after the other.
+    names: Box<str>,
+    /// Where the username, the other party and its resource start in `names`.
+    starts: [u32; 3],
+    has_resource: bool,
     /// The archive of an XEP-0045 room (domain: its service, username: its node), which no
     /// account stands behind; else an account's, written only while the account exists.
     pub of_room: bool,
-    pub message: ArchivedMessage,
+    /// As [`ArchivedMessage::id`].
+    pub id: i64,
+    /// Whether the archive's owner sent it.
+    pub outgoing: bool,
+    /// As [`ArchivedMessage::stanza`].
+    pub stanza: Arc<str>,
+}
+
+/// Whose archive an [`ArchiveEntry`] goes to, and the other party.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryNames<'a> {
+    pub domain: &'a str,
+    pub username: &'a str,
+    /// The other party's bare JID.
+    pub with: &'a str,
+    pub with_resource: Option<&'a str>,
+}
+
+impl ArchiveEntry {
+    pub fn new(
+        names: EntryNames<'_>,
+        of_room: bool,
+        id: i64,
+        outgoing: bool,
+        stanza: Arc<str>,
+    ) -> ArchiveEntry {
+        let EntryNames {
+            domain,
+            username,
+            with,
+            with_resource,
+        } = names;
+        let resource = with_resource.unwrap_or("");
+        let mut all =
+            String::with_capacity(domain.len() + username.len() + with.len() + resource.len());
+        let mut starts = [0u32; 3];
+        for (i, part) in [domain, username, with, resource].into_iter().enumerate() {
+            if i > 0 {
+                // JIDs are at most 3071 bytes a part (RFC 7622 §3.1).
+                starts[i - 1] = all.len() as u32;
+            }
+            all.push_str(part);
+        }
+        ArchiveEntry {
+            names: all.into_boxed_str(),
+            starts,
+            has_resource: with_resource.is_some(),
+            of_room,
+            id,
+            outgoing,
+            stanza,
+        }
+    }
+
+    /// The entry of `message` in the archive of `username` at `domain`.
+    pub fn of_message(
+        domain: &str,
+        username: &str,
+        of_room: bool,
+        message: &ArchivedMessage,
+    ) -> ArchiveEntry {
+        let names = EntryNames {
+            domain,
+            username,
+            with: &message.with,
+            with_resource: message.with_resource.as_deref(),
+        };
+        let stanza = message.stanza.clone();
+        ArchiveEntry::new(names, of_room, message.id, message.outgoing, stanza)
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 {
+            0
+        } else {
+            self.starts[i - 1] as usize
+        };
+        let end = self.starts.get(i).map_or(self.names.len(), |&e| e as usize);
+        &self.names[start..end]
+    }
+
+    pub fn domain(&self) -> &str {
+        self.part(0)
+    }
+
+    pub fn username(&self) -> &str {
+        self.part(1)
+    }
+
+    /// The other party's bare JID.
+    pub fn with(&self) -> &str {
+        self.part(2)
+    }
+
+    pub fn with_resource(&self) -> Option<&str> {
+        self.has_resource.then(|| self.part(3))
+    }
+
+    /// The message as a query reads it back.
+    pub fn message(&self) -> ArchivedMessage {
+        ArchivedMessage {
+            id: self.id,
+            with: self.with().to_owned(),
+            with_resource: self.with_resource().map(str::to_owned),
+            outgoing: self.outgoing,
+            stanza: self.stanza.clone(),
+        }
+    }
 }
 
 /// Which messages a query wants, and which page of them (XEP-0313 §4.1, XEP-0059).

@@ -47,7 +47,7 @@ pub(crate) struct Group<'a> {
     /// A room's archive: no account to check.
     pub of_room: bool,
     pub with: &'a str,
-    pub messages: Vec<&'a ArchivedMessage>,
+    pub messages: Vec<&'a ArchiveEntry>,
 }
 
 /// A chunk ready to store.
@@ -67,11 +67,7 @@ pub(crate) fn groups(entries: &[ArchiveEntry]) -> Vec<Group<'_>> {
         HashMap::with_capacity_and_hasher(64, foldhash::fast::RandomState::default());
     let mut groups: Vec<Group<'_>> = Vec::new();
     for e in entries {
-        let key = (
-            e.domain.as_str(),
-            e.username.as_str(),
-            e.message.with.as_str(),
-        );
+        let key = (e.domain(), e.username(), e.with());
         let i = *index.entry(key).or_insert_with(|| {
             groups.push(Group {
                 domain: key.0,
@@ -82,7 +78,7 @@ pub(crate) fn groups(entries: &[ArchiveEntry]) -> Vec<Group<'_>> {
             });
             groups.len() - 1
         });
-        groups[i].messages.push(&e.message);
+        groups[i].messages.push(e);
     }
     for g in &mut groups {
         // Usually sorted already: ids are given in routing order, and queued nearly so.
@@ -110,7 +106,8 @@ pub(crate) fn chunks(group: &Group<'_>) -> Vec<Chunk> {
                 first_id: m.id,
                 last_id: m.id,
                 count: 0,
-                messages: Vec::with_capacity(1024),
+                // Full chunks are the common case under load: no regrowth copies.
+                messages: Vec::with_capacity(MAX_BYTES + 2048),
             }
         });
         encode(c, m);
@@ -136,22 +133,27 @@ pub(crate) fn records(blob: &[u8]) -> Result<Vec<u8>, StorageError> {
     lz4_flex::decompress(block, size).map_err(|_| corrupt())
 }
 
-fn encode(c: &mut Chunk, m: &ArchivedMessage) {
+fn encode(c: &mut Chunk, m: &ArchiveEntry) {
+    let resource = m.with_resource();
+    encode_record(c, m.id, m.outgoing, resource, m.stanza.as_bytes());
+}
+
+fn encode_record(c: &mut Chunk, id: i64, outgoing: bool, resource: Option<&str>, stanza: &[u8]) {
     let out = &mut c.messages;
-    put_varint(out, (m.id - c.first_id) as u64);
+    put_varint(out, (id - c.first_id) as u64);
     let mut flags = 0;
-    if m.outgoing {
+    if outgoing {
         flags |= OUTGOING;
     }
-    if m.with_resource.is_some() {
+    if resource.is_some() {
         flags |= HAS_RESOURCE;
     }
     out.push(flags);
-    if let Some(r) = &m.with_resource {
+    if let Some(r) = resource {
         put_bytes(out, r.as_bytes());
     }
-    put_bytes(out, m.stanza.as_bytes());
-    c.last_id = m.id;
+    put_bytes(out, stanza);
+    c.last_id = id;
     c.count += 1;
 }
 
@@ -352,14 +354,13 @@ pub(crate) fn rewrite(
         if !keep(m.id) {
             continue;
         }
-        let message = m.to_message("")?;
         let c = out.get_or_insert_with(|| Chunk {
             first_id: m.id,
             last_id: m.id,
             count: 0,
             messages: Vec::with_capacity(blob.len()),
         });
-        encode(c, &message);
+        encode_record(c, m.id, m.outgoing, m.resource, m.stanza);
     }
     Ok(out.map(sealed))
 }
@@ -379,12 +380,7 @@ mod tests {
     }
 
     fn entry(user: &str, m: ArchivedMessage) -> ArchiveEntry {
-        ArchiveEntry {
-            domain: "example.org".into(),
-            username: user.into(),
-            of_room: false,
-            message: m,
-        }
+        ArchiveEntry::of_message("example.org", user, false, &m)
     }
 
     #[test]
@@ -409,7 +405,7 @@ mod tests {
             }
             assert!(c.last_id - c.first_id <= MAX_SPAN);
         }
-        let mut want: Vec<_> = entries[..271].iter().map(|e| e.message.clone()).collect();
+        let mut want: Vec<_> = entries[..271].iter().map(|e| e.message()).collect();
         want.sort_by_key(|m| m.id);
         assert_eq!(back, want);
         // A retried batch makes the same chunks (which the store then skips).

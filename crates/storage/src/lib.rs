@@ -30,7 +30,7 @@ mod sqlite;
 pub use accounts::{AccountName, AccountStore};
 pub use archive::{
     ArchiveDefault, ArchiveEntry, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveStore,
-    ArchivedMessage,
+    ArchivedMessage, EntryNames,
 };
 pub use disk_files::DiskFileStore;
 pub use files::{valid_file_id, FileReader, FileStore, FileUpload, StoredFile};

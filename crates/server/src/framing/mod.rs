@@ -10,6 +10,7 @@ use minidom::Element;
 use weft_xml::{StreamHeader, XmlError};
 
 use crate::error::StreamError;
+use crate::stanza::StanzaText;
 use crate::transport::shared::{Refused, SharedWriter};
 
 pub use bosh::BoshFraming;
@@ -77,14 +78,18 @@ impl Wire {
         self,
         writer: &std::sync::Arc<SharedWriter>,
         el: &Element,
-        text: Option<&str>,
+        text: Option<&StanzaText>,
     ) -> Result<(), Refused> {
+        let parts = text.map(StanzaText::parts);
         match self {
             Wire::TcpClient => writer.deliver(0, |buf, _| {
-                match text.and_then(|t| in_client_stream(el, t)) {
-                    Some((open, rest)) => {
-                        buf.extend_from_slice(open.as_bytes());
-                        buf.extend_from_slice(rest.as_bytes());
+                match parts.and_then(|[head, child, tail]| {
+                    Some((in_client_stream(el, head)?, child, tail))
+                }) {
+                    Some(((open, rest), child, tail)) => {
+                        for part in [open, rest, child, tail] {
+                            buf.extend_from_slice(part.as_bytes());
+                        }
                     }
                     None => weft_xml::write_element_in(el, crate::ns::CLIENT, buf),
                 }
@@ -92,8 +97,12 @@ impl Wire {
             }),
             Wire::WebSocket => writer.deliver(websocket::MAX_HEADER, |buf, start| {
                 let payload = start + websocket::MAX_HEADER;
-                match text {
-                    Some(t) => buf.extend_from_slice(t.as_bytes()),
+                match parts {
+                    Some(parts) => {
+                        for part in parts {
+                            buf.extend_from_slice(part.as_bytes());
+                        }
+                    }
                     None => weft_xml::write_element(el, buf),
                 }
                 let len = buf.len() - payload;

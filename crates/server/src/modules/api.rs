@@ -265,8 +265,7 @@ pub struct StanzaEvent<'a> {
     pub text: &'a mut Option<StanzaText>,
 }
 
-/// A stanza's text by [`weft_xml::write_element`] (shared: the archive keeps it too).
-pub type StanzaText = std::sync::Arc<str>;
+pub use crate::stanza::StanzaText;
 
 /// What a module did with a stanza at a hook point.
 pub enum Flow {

@@ -12,7 +12,7 @@ use weft_config::ResourceConflict;
 
 use super::stop::{StopReason, StopSignal};
 use crate::framing::{Copies, Wire};
-use crate::stanza::bare_part;
+use crate::stanza::{bare_part, StanzaText};
 use crate::transport::shared::{Refused, SharedWriter};
 
 /// What other tasks can ask of a session.
@@ -72,7 +72,7 @@ impl SessionHandle {
     fn deliver_as(
         &self,
         stanza: Element,
-        text: Option<&str>,
+        text: Option<&StanzaText>,
     ) -> Result<(), (DeliveryError, Element)> {
         match &self.inbox {
             Inbox::Direct(writer, wire) => match wire.deliver(writer, &stanza, text) {
@@ -143,7 +143,7 @@ impl Resource {
     fn deliver_as(
         &self,
         stanza: Element,
-        text: Option<&str>,
+        text: Option<&StanzaText>,
     ) -> Result<(), (DeliveryError, Element)> {
         let Some(filter) = &self.filter else {
             return self.handle.deliver_as(stanza, text);
@@ -170,7 +170,7 @@ pub enum Handed {
 }
 
 /// Hands `stanza` to the resource found for it, if any.
-fn hand(resource: Option<&Resource>, stanza: Element, text: Option<&str>) -> Handed {
+fn hand(resource: Option<&Resource>, stanza: Element, text: Option<&StanzaText>) -> Handed {
     let Some(resource) = resource else {
         return Handed::NoSession(stanza);
     };
@@ -315,7 +315,12 @@ impl SessionRegistry {
     /// [`Self::deliver_to_full`] with the stanza's text as `weft_xml::write_element` writes
     /// it, when the caller has it (`modules::StanzaEvent::text`): a session writing directly
     /// copies it rather than serialising the stanza again.
-    pub fn deliver_to_full_as(&self, jid: &FullJid, stanza: Element, text: Option<&str>) -> Handed {
+    pub fn deliver_to_full_as(
+        &self,
+        jid: &FullJid,
+        stanza: Element,
+        text: Option<&StanzaText>,
+    ) -> Handed {
         let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
         hand(find(&accounts, jid.as_str()), stanza, text)
     }

@@ -214,18 +214,18 @@ pub(super) async fn move_rows_into_chunks(conn: &mut SqliteConnection) -> Result
         let entries = rows
             .iter()
             .map(|r| {
-                Ok(ArchiveEntry {
-                    domain: r.try_get("domain")?,
-                    username: r.try_get("username")?,
-                    of_room: false,
-                    message: ArchivedMessage {
-                        id: r.try_get("id")?,
-                        with: r.try_get("with_jid")?,
-                        with_resource: r.try_get("with_resource")?,
-                        outgoing: r.try_get("outgoing")?,
-                        stanza: r.try_get::<String, _>("stanza")?.into(),
-                    },
-                })
+                let message = ArchivedMessage {
+                    id: r.try_get("id")?,
+                    with: r.try_get("with_jid")?,
+                    with_resource: r.try_get("with_resource")?,
+                    outgoing: r.try_get("outgoing")?,
+                    stanza: r.try_get::<String, _>("stanza")?.into(),
+                };
+                let domain: String = r.try_get("domain")?;
+                let username: String = r.try_get("username")?;
+                Ok(ArchiveEntry::of_message(
+                    &domain, &username, false, &message,
+                ))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         moved += entries.len();

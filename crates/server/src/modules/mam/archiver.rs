@@ -29,11 +29,14 @@ const BATCH: usize = 32_768;
 /// How long a batch gathers at most before it is written (see the module's comment).
 const LINGER: Duration = Duration::from_millis(50);
 
-enum Job {
+pub(super) enum Job {
     Write(ArchiveEntry),
     /// Answered once everything queued before it is written.
     Barrier(oneshot::Sender<()>),
 }
+
+/// A write the archive's queue had no room for.
+pub struct QueueFull(Job);
 
 /// Gives archive ids and queues archive writes.
 pub struct Archiver {
@@ -88,20 +91,34 @@ impl Archiver {
 
     /// Queues a write; waits while the queue is full.
     pub async fn write(&self, entry: ArchiveEntry) {
+        if let Err(full) = self.try_write(entry) {
+            Box::pin(self.write_when_room(full)).await;
+        }
+    }
+
+    /// Queues a write if the queue has room, else gives it back for [`Self::write_when_room`].
+    /// Apart from `write` so that a caller's future holds no waiting send (the router's
+    /// hooks are boxed futures, copied whole on every message).
+    pub fn try_write(&self, entry: ArchiveEntry) -> Result<(), QueueFull> {
         match self.jobs.try_send(Job::Write(entry)) {
             Ok(()) => {
                 if self.jobs.capacity() <= self.hurry_below {
                     self.hurry.notify_one();
                 }
+                Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(job)) => {
-                self.hurry.notify_one();
-                let _ = self.jobs.send(job).await;
-            }
+            Err(mpsc::error::TrySendError::Full(job)) => Err(QueueFull(job)),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::warn!("the archive writer has stopped; a message was not archived");
+                Ok(())
             }
         }
+    }
+
+    /// Queues what [`Self::try_write`] gave back, waiting for room (back-pressure).
+    pub async fn write_when_room(&self, full: QueueFull) {
+        self.hurry.notify_one();
+        let _ = self.jobs.send(full.0).await;
     }
 
     /// Waits until everything queued so far is written (a query then sees it).
@@ -216,18 +233,14 @@ mod tests {
     }
 
     fn room_entry(id: i64, i: usize) -> ArchiveEntry {
-        ArchiveEntry {
-            domain: "rooms.example".into(),
-            username: "room".into(),
-            of_room: true,
-            message: weft_storage::ArchivedMessage {
-                id,
-                with: "room@rooms.example".into(),
-                with_resource: Some(format!("nick{}", i % 3)),
-                outgoing: false,
-                stanza: format!("<message xmlns='jabber:client'><body>{i}</body></message>").into(),
-            },
-        }
+        let message = weft_storage::ArchivedMessage {
+            id,
+            with: "room@rooms.example".into(),
+            with_resource: Some(format!("nick{}", i % 3)),
+            outgoing: false,
+            stanza: format!("<message xmlns='jabber:client'><body>{i}</body></message>").into(),
+        };
+        ArchiveEntry::of_message("rooms.example", "room", true, &message)
     }
 
     /// Everything in the test room's archive, once the archiver has written what it holds.
@@ -252,7 +265,7 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..300 {
             let e = room_entry(archiver.next_id(), i);
-            want.push(e.message.clone());
+            want.push(e.message());
             archiver.write(e).await;
             if i == 150 {
                 assert_eq!(stored(&archiver, &store).await, want);

@@ -22,7 +22,9 @@ use minidom::Element;
 use rxml::xml_ncname;
 use serde::Deserialize;
 use weft_config::{ConfigError, HumanDuration};
-use weft_storage::{ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchivedMessage, StorageError};
+use weft_storage::{
+    ArchiveDefault, ArchiveEntry, ArchivePrefs, ArchivedMessage, EntryNames, StorageError,
+};
 use xmpp_parsers::mam::{End, MetadataResponse, Start};
 use xmpp_parsers::mam_prefs::{DefaultPrefs, Prefs};
 
@@ -250,48 +252,53 @@ impl Module for Mam {
         }
         // A text from the sender's hook means that hook archived this very stanza: it was
         // worth storing there, and it is here.
-        if !(text.is_some() || crate::stanza::worth_storing(&stanza))
-            || !self.archives(state, owner_bare, other_bare).await
-        {
+        if !(text.is_some() || crate::stanza::worth_storing(&stanza)) {
+            return Flow::Continue(stanza);
+        }
+        // The rare waits are boxed: this future is boxed and copied for every message.
+        let archives = match self.archives_by_prefs(owner_bare, other_bare) {
+            Some(archives) => archives,
+            None => Box::pin(on_roster(state, owner_bare, other_bare)).await,
+        };
+        if !archives {
             return Flow::Continue(stanza);
         }
         let id = archiver.next_id();
-        // The text archived, serialised once a message: the sender's copy is the stanza as
-        // it came, the recipient's the same with its stanza-id, added to that text; the
-        // delivery then writes the recipient's.
-        let archived: StanzaText = if incoming {
+        // Serialised once a message: both archives keep the stanza as it came, which the
+        // sender's hook left as the text (XEP-0313 results carry the id in `<result/>`, as
+        // Prosody stores them too); the recipient's copy adds its stanza-id to that text
+        // for the delivery, without copying it.
+        let base = match text.take() {
+            Some(t) if !t.has_last_child() => t,
+            _ => StanzaText::new(serialise(&stanza)),
+        };
+        let archived = base.base().clone();
+        if incoming {
             let stamp = Element::builder("stanza-id", NS_SID)
                 .attr(xml_ncname!("id").into(), id.to_string())
                 .attr(xml_ncname!("by").into(), owner_bare)
                 .build();
-            let spliced = text
-                .as_deref()
-                .and_then(|t| with_last_child(t, &stanza, &stamp));
+            *text = base.with_last_child(&stanza, &stamp);
             stanza.append_child(stamp);
-            spliced.unwrap_or_else(|| serialise(&stanza))
         } else {
-            match text.take() {
-                Some(t) => t,
-                None => serialise(&stanza),
-            }
-        };
-        debug_assert_eq!(*archived, *serialise(&stanza), "the text is the stanza's");
-        *text = Some(archived.clone());
+            *text = Some(base);
+        }
+        debug_assert!(
+            text.as_ref()
+                .is_none_or(|t| t.joined() == *serialise(&stanza)),
+            "the text is the stanza's"
+        );
         let (node, domain) = bare_parts(owner_bare);
-        archiver
-            .write(ArchiveEntry {
-                domain: domain.to_owned(),
-                username: node.to_owned(),
-                of_room: false,
-                message: ArchivedMessage {
-                    id,
-                    with: other_bare.to_owned(),
-                    with_resource: other.resource().map(|r| r.as_str().to_owned()),
-                    outgoing: !incoming,
-                    stanza: archived,
-                },
-            })
-            .await;
+        let names = EntryNames {
+            domain,
+            username: node,
+            with: other_bare,
+            with_resource: other.resource().map(|r| r.as_str()),
+        };
+        let entry = ArchiveEntry::new(names, false, id, !incoming, archived);
+        if let Err(full) = archiver.try_write(entry) {
+            Box::pin(archiver.write_when_room(full)).await;
+        }
         Flow::Continue(stanza)
     }
 }
@@ -311,18 +318,18 @@ impl Mam {
         let id = archiver.next_id();
         let (node, domain) = bare_parts(room.as_str());
         archiver
-            .write(ArchiveEntry {
-                domain: domain.to_owned(),
-                username: node.to_owned(),
-                of_room: true,
-                message: ArchivedMessage {
-                    id,
-                    with: room.to_string(),
-                    with_resource: Some(nick.to_owned()),
-                    outgoing: false,
-                    stanza: serialise(message),
+            .write(ArchiveEntry::new(
+                EntryNames {
+                    domain,
+                    username: node,
+                    with: room.as_str(),
+                    with_resource: Some(nick),
                 },
-            })
+                true,
+                id,
+                false,
+                serialise(message),
+            ))
             .await;
         Some(id)
     }
@@ -376,29 +383,24 @@ impl Mam {
         }
     }
 
-    /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other` (bare JIDs).
-    async fn archives(&self, state: &ServerState, owner: &str, other: &str) -> bool {
+    /// XEP-0313 §4.2: whether `owner`'s preferences archive messages with `other` (bare
+    /// JIDs); None when that depends on `owner`'s roster ([`on_roster`]).
+    fn archives_by_prefs(&self, owner: &str, other: &str) -> Option<bool> {
         let prefs = if self.any_prefs.load(Ordering::Relaxed) {
             self.prefs.get(owner).map(|p| p.clone())
         } else {
             None
         };
         let default = match prefs.as_deref() {
-            Some(p) if p.never.iter().any(|j| j == other) => return false,
-            Some(p) if p.always.iter().any(|j| j == other) => return true,
+            Some(p) if p.never.iter().any(|j| j == other) => return Some(false),
+            Some(p) if p.always.iter().any(|j| j == other) => return Some(true),
             Some(p) => p.default,
             None => self.default,
         };
         match default {
-            ArchiveDefault::Always => true,
-            ArchiveDefault::Never => false,
-            ArchiveDefault::Roster => {
-                let (node, domain) = bare_parts(owner);
-                matches!(
-                    state.storage.roster.roster_item(domain, node, other).await,
-                    Ok(Some(item)) if item.listed
-                )
-            }
+            ArchiveDefault::Always => Some(true),
+            ArchiveDefault::Never => Some(false),
+            ArchiveDefault::Roster => None,
         }
     }
 
@@ -540,6 +542,15 @@ fn bare(jid: &Jid) -> &str {
     crate::stanza::bare_part(jid.as_str())
 }
 
+/// Whether `other` is on `owner`'s roster (bare JIDs), for the "roster" preference.
+async fn on_roster(state: &ServerState, owner: &str, other: &str) -> bool {
+    let (node, domain) = bare_parts(owner);
+    matches!(
+        state.storage.roster.roster_item(domain, node, other).await,
+        Ok(Some(item)) if item.listed
+    )
+}
+
 /// A bare JID's node (empty for a domain) and domain (a domain holds no `@`).
 fn bare_parts(bare: &str) -> (&str, &str) {
     bare.split_once('@').unwrap_or(("", bare))
@@ -551,12 +562,12 @@ thread_local! {
 }
 
 /// `write` into an empty scratch buffer, then its bytes as a shared text.
-fn shared_text(write: impl FnOnce(&mut Vec<u8>)) -> StanzaText {
+fn shared_text(write: impl FnOnce(&mut Vec<u8>)) -> Arc<str> {
     SCRATCH.with_borrow_mut(|out| {
         out.clear();
         write(out);
         // The writer writes UTF-8 only (the element's own strings, escaped).
-        let text: StanzaText = match std::str::from_utf8(out) {
+        let text: Arc<str> = match std::str::from_utf8(out) {
             Ok(s) => s.into(),
             Err(_) => String::from_utf8_lossy(out).into(),
         };
@@ -570,29 +581,8 @@ fn shared_text(write: impl FnOnce(&mut Vec<u8>)) -> StanzaText {
 /// The stanza's text for the archive, by weft's own writer (the one the transports use):
 /// minidom's, through rxml's namespace-tracking encoder, took about 5% of weft's CPU at 10
 /// pairs with every message archived, twice a message.
-fn serialise(stanza: &Element) -> StanzaText {
+fn serialise(stanza: &Element) -> Arc<str> {
     shared_text(|out| weft_xml::write_element(stanza, out))
-}
-
-/// The text of `parent` with `child` appended, from `text`, the text of `parent` without it:
-/// `weft_xml::write_element` writes the last child of a `jabber:client` element just before
-/// the end tag, declaring its own namespace. None for anything else (the caller serialises).
-fn with_last_child(text: &str, parent: &Element, child: &Element) -> Option<StanzaText> {
-    if !parent.has_ns(crate::ns::CLIENT) || parent.nodes().next().is_none() {
-        return None; // an empty element's text is <x/>
-    }
-    let name = parent.name();
-    let head = text
-        .strip_suffix('>')?
-        .strip_suffix(name)?
-        .strip_suffix("</")?;
-    Some(shared_text(|out| {
-        out.extend_from_slice(head.as_bytes());
-        weft_xml::write_element_in(child, crate::ns::CLIENT, out);
-        out.extend_from_slice(b"</");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'>');
-    }))
 }
 
 /// Drops `<stanza-id/>` elements claiming to be by `owner` (XEP-0359 §4); whether there were
@@ -636,32 +626,6 @@ mod tests {
             let (node, domain) = bare_parts(bare(&jid));
             assert_eq!((domain, node), account_parts(&want));
         }
-    }
-
-    #[test]
-    fn a_stamp_added_to_the_text_gives_the_stamped_stanzas_text() {
-        for xml in [
-            "<message xmlns='jabber:client' from='a@b.example/r' to='c@b.example/s' \
-             type='chat'><body>1 &lt; 2 &amp; 'q'</body></message>",
-            "<message xmlns='jabber:client'><body>x</body>\
-             <x xmlns='urn:example'><y/>text</x></message>",
-        ] {
-            let mut m = msg(xml);
-            let before = serialise(&m);
-            let stamp = Element::builder("stanza-id", NS_SID)
-                .attr(xml_ncname!("id").into(), "123")
-                .attr(xml_ncname!("by").into(), "c@b.example")
-                .build();
-            let spliced = with_last_child(&before, &m, &stamp).unwrap();
-            m.append_child(stamp);
-            assert_eq!(*spliced, *serialise(&m));
-        }
-        // Not an element of jabber:client, or empty: serialised instead.
-        let stamp = Element::builder("stanza-id", NS_SID).build();
-        let other = msg("<message xmlns='jabber:server'><body>x</body></message>");
-        assert!(with_last_child(&serialise(&other), &other, &stamp).is_none());
-        let empty = msg("<message xmlns='jabber:client'/>");
-        assert!(with_last_child(&serialise(&empty), &empty, &stamp).is_none());
     }
 
     #[test]

@@ -13,18 +13,14 @@ use crate::{
 const D: &str = "example.org";
 
 fn entry(user: &str, id: i64, with: &str, outgoing: bool) -> ArchiveEntry {
-    ArchiveEntry {
-        domain: D.into(),
-        username: user.into(),
-        of_room: false,
-        message: ArchivedMessage {
-            id,
-            with: with.into(),
-            with_resource: Some("phone".into()),
-            outgoing,
-            stanza: format!("<message xmlns='jabber:client'><body>{id}</body></message>").into(),
-        },
-    }
+    let message = ArchivedMessage {
+        id,
+        with: with.into(),
+        with_resource: Some("phone".into()),
+        outgoing,
+        stanza: format!("<message xmlns='jabber:client'><body>{id}</body></message>").into(),
+    };
+    ArchiveEntry::of_message(D, user, false, &message)
 }
 
 async fn juliet_with_ten(store: &SqliteStore) {
@@ -240,7 +236,7 @@ async fn pages_over_many_interleaved_chunks_match_a_sorted_list() {
                     )
                 })
                 .collect();
-            all.extend(entries.iter().map(|e| e.message.clone()));
+            all.extend(entries.iter().map(|e| e.message()));
             store.append_archive(Arc::new(entries)).await.unwrap();
         }
         assert_eq!(archived(&store, "juliet").await, 600);
@@ -400,18 +396,18 @@ async fn rows_of_schema_5_move_into_chunks() {
             "INSERT INTO archive (domain, username, id, with_jid, with_resource, outgoing, stanza) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&e.domain)
-        .bind(&e.username)
-        .bind(e.message.id)
-        .bind(&e.message.with)
-        .bind(&e.message.with_resource)
-        .bind(e.message.outgoing)
-        .bind(&*e.message.stanza)
+        .bind(e.domain())
+        .bind(e.username())
+        .bind(e.id)
+        .bind(e.with())
+        .bind(e.with_resource())
+        .bind(e.outgoing)
+        .bind(&*e.stanza)
         .execute(&old.pool)
         .await
         .unwrap();
         if user == "juliet" {
-            want.push(e.message);
+            want.push(e.message());
         }
     }
     old.close().await;
