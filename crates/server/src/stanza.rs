@@ -44,7 +44,32 @@ pub fn remove_attr(el: &mut Element, name: &str) {
 
 /// The 'to' address, parsed; an error when present but malformed.
 pub fn to_jid(el: &Element) -> Result<Option<Jid>, jid::Error> {
-    el.attr("to").map(Jid::new).transpose()
+    el.attr("to").map(parse_jid).transpose()
+}
+
+/// JIDs parsed lately on this thread, by their text: routing parses the same few addresses
+/// again and again, and the checks of a parse (nodeprep, nameprep, resourceprep) cost several
+/// times a lookup and a copy. Cleared when full.
+const PARSED_JIDS: usize = 1024;
+
+thread_local! {
+    static PARSED: std::cell::RefCell<std::collections::HashMap<Box<str>, Jid, foldhash::fast::RandomState>> =
+        std::cell::RefCell::new(std::collections::HashMap::default());
+}
+
+/// `Jid::new`, from this thread's cache of JIDs parsed lately when it holds `text`.
+pub fn parse_jid(text: &str) -> Result<Jid, jid::Error> {
+    if let Some(jid) = PARSED.with_borrow(|parsed| parsed.get(text).cloned()) {
+        return Ok(jid);
+    }
+    let jid = Jid::new(text)?;
+    PARSED.with_borrow_mut(|parsed| {
+        if parsed.len() >= PARSED_JIDS {
+            parsed.clear();
+        }
+        parsed.insert(text.into(), jid.clone());
+    });
+    Ok(jid)
 }
 
 /// An IQ result (RFC 6120 §8.2.3) to `iq`, with an optional payload.
@@ -173,11 +198,12 @@ impl StanzaText {
         self.last_child.is_some()
     }
 
-    /// The text of `el` with `child` appended, from this text of `el` without it:
-    /// `write_element` writes the last child of a `jabber:client` element just before the end
-    /// tag, declaring the child's own namespace. None for anything else (an element that was
-    /// empty is written `<x/>`), or when a child was added already.
-    pub fn with_last_child(&self, el: &Element, child: &Element) -> Option<StanzaText> {
+    /// The text of `el` with a child appended whose text (as `write_element` writes it in
+    /// a `jabber:client` parent, declaring its own namespace) is `child`, from this text of
+    /// `el` without it: `write_element` writes a last child just before the end tag. None
+    /// for an element outside `jabber:client` or an empty one (written `<x/>`), or when a
+    /// child was added already.
+    pub fn with_last_child(&self, el: &Element, child: Box<str>) -> Option<StanzaText> {
         if self.last_child.is_some() || !el.has_ns(crate::ns::CLIENT) || el.nodes().next().is_none()
         {
             return None;
@@ -187,10 +213,6 @@ impl StanzaText {
             .strip_suffix('>')?
             .strip_suffix(el.name())?
             .strip_suffix("</")?;
-        let mut out = Vec::with_capacity(96);
-        weft_xml::write_element_in(child, crate::ns::CLIENT, &mut out);
-        // The writer writes UTF-8 only (the element's own strings, escaped).
-        let child = String::from_utf8(out).ok()?.into_boxed_str();
         Some(StanzaText {
             base: self.base.clone(),
             last_child: Some((head.len(), child)),
@@ -216,6 +238,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cached_jid_is_the_parsed_one_and_errors_stay_errors() {
+        for text in [
+            "Juliet@Example.COM/balcony",
+            "example.com",
+            "a@b",
+            "Ⅻ@example.com/r",
+        ] {
+            let want = Jid::new(text).unwrap();
+            assert_eq!(parse_jid(text).unwrap(), want);
+            assert_eq!(parse_jid(text).unwrap(), want, "from the cache");
+        }
+        for bad in ["a@@b", "@example.com", ""] {
+            assert!(parse_jid(bad).is_err());
+            assert!(parse_jid(bad).is_err());
+        }
+        // Past the cache's size it starts over and still answers alike.
+        for i in 0..PARSED_JIDS + 10 {
+            let text = format!("u{i}@example.com/r");
+            assert_eq!(parse_jid(&text).unwrap().as_str(), text);
+        }
+    }
+
+    #[test]
     fn a_last_child_is_written_before_the_end_tag_as_the_writer_writes_it() {
         let mut el: Element =
             "<message xmlns='jabber:client' to='a@b'><body>x &amp; y</body></message>"
@@ -227,22 +272,27 @@ mod tests {
         let child: Element = "<stanza-id xmlns='urn:xmpp:sid:0' id='1' by='a@b'/>"
             .parse()
             .unwrap();
-        let stamped = text.with_last_child(&el, &child).unwrap();
+        let mut child_text = Vec::new();
+        weft_xml::write_element_in(&child, crate::ns::CLIENT, &mut child_text);
+        let child_text: Box<str> = String::from_utf8(child_text).unwrap().into();
+        let stamped = text.with_last_child(&el, child_text.clone()).unwrap();
         el.append_child(child.clone());
         let mut want = Vec::new();
         weft_xml::write_element(&el, &mut want);
         assert_eq!(stamped.joined().as_bytes(), want.as_slice());
         assert_eq!(stamped.base(), text.base(), "the base is shared, unchanged");
         // One child at most; an element that was empty has no end tag to write before.
-        assert!(stamped.with_last_child(&el, &child).is_none());
+        assert!(stamped.with_last_child(&el, child_text.clone()).is_none());
         let other: Element = "<message xmlns='jabber:server'><body>x</body></message>"
             .parse()
             .unwrap();
         let other_text =
             StanzaText::new("<message xmlns='jabber:server'><body>x</body></message>".into());
-        assert!(other_text.with_last_child(&other, &child).is_none());
+        assert!(other_text
+            .with_last_child(&other, child_text.clone())
+            .is_none());
         let empty: Element = "<message xmlns='jabber:client'/>".parse().unwrap();
         let empty_text = StanzaText::new("<message xmlns='jabber:client'/>".into());
-        assert!(empty_text.with_last_child(&empty, &child).is_none());
+        assert!(empty_text.with_last_child(&empty, child_text).is_none());
     }
 }

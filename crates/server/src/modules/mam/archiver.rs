@@ -15,10 +15,10 @@
 //! NORMAL`, a power loss may lose the last commits too, as it could before.)
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use weft_storage::{ArchiveEntry, ArchiveStore};
 
@@ -29,24 +29,49 @@ const BATCH: usize = 32_768;
 /// How long a batch gathers at most before it is written (see the module's comment).
 const LINGER: Duration = Duration::from_millis(50);
 
-pub(super) enum Job {
-    Write(ArchiveEntry),
-    /// Answered once everything queued before it is written.
-    Barrier(oneshot::Sender<()>),
+/// What routing left for the writer. A vector behind a lock rather than a channel: a push is
+/// one short critical section, and the writer takes everything queued in one swap (a
+/// channel's send and receive cost a few percent of the CPU of a routed message, twice a
+/// message with the archive on).
+#[derive(Default)]
+struct Queue {
+    entries: Vec<ArchiveEntry>,
+    /// Answered once everything queued before each is written.
+    barriers: Vec<oneshot::Sender<()>>,
+    /// The writer waits for work (and is woken by the next entry or barrier).
+    writer_idle: bool,
+    /// The writer is gone (shut down): writes are dropped with a warning.
+    writer_gone: bool,
+    /// The archiver is gone: the writer writes what is left and stops.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer: work for an idle writer, or a hurry while it gathers (the queue
+    /// half full, a barrier, the archiver gone).
+    wake_writer: Notify,
+    /// Wakes writes waiting for room: the writer took the queue in.
+    room: Notify,
+    /// Entries queued at most.
+    capacity: usize,
+    /// Entries queued at which the writer is hurried to take them in.
+    hurry_at: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A write the archive's queue had no room for.
-pub struct QueueFull(Job);
+pub struct QueueFull(ArchiveEntry);
 
 /// Gives archive ids and queues archive writes.
 pub struct Archiver {
-    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     last_id: AtomicI64,
-    /// Wakes the writer while it gathers a batch: a barrier waits (it writes at once), or
-    /// the queue is half full (it takes the queue in).
-    hurry: Arc<Notify>,
-    /// Free queue slots at or below which a write hurries the writer.
-    hurry_below: usize,
 }
 
 /// Microseconds since the Unix epoch.
@@ -59,16 +84,19 @@ pub fn now_micros() -> i64 {
 impl Archiver {
     /// Starts the writer task on `store`; ids start above `last_id` (the highest stored).
     pub fn start(store: Arc<dyn ArchiveStore>, queue: usize, last_id: i64) -> Archiver {
-        let queue = queue.max(1);
-        let (jobs, rx) = mpsc::channel(queue);
-        let hurry = Arc::new(Notify::new());
-        tokio::spawn(write_loop(store, rx, hurry.clone()));
-        Archiver {
-            jobs,
-            last_id: AtomicI64::new(last_id),
-            hurry,
+        let capacity = queue.max(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake_writer: Notify::new(),
+            room: Notify::new(),
+            capacity,
             // Half the queue taken: the writer takes it in.
-            hurry_below: queue - queue / 2,
+            hurry_at: capacity.div_ceil(2),
+        });
+        tokio::spawn(write_loop(store, shared.clone()));
+        Archiver {
+            shared,
+            last_id: AtomicI64::new(last_id),
         }
     }
 
@@ -97,92 +125,142 @@ impl Archiver {
     }
 
     /// Queues a write if the queue has room, else gives it back for [`Self::write_when_room`].
-    /// Apart from `write` so that a caller's future holds no waiting send (the router's
+    /// Apart from `write` so that a caller's future holds no waiting write (the router's
     /// hooks are boxed futures, copied whole on every message).
     pub fn try_write(&self, entry: ArchiveEntry) -> Result<(), QueueFull> {
-        match self.jobs.try_send(Job::Write(entry)) {
-            Ok(()) => {
-                if self.jobs.capacity() <= self.hurry_below {
-                    self.hurry.notify_one();
-                }
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(job)) => Err(QueueFull(job)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::warn!("the archive writer has stopped; a message was not archived");
-                Ok(())
-            }
+        let mut q = self.shared.lock();
+        if q.writer_gone {
+            drop(q);
+            tracing::warn!("the archive writer has stopped; a message was not archived");
+            return Ok(());
         }
+        if q.entries.len() >= self.shared.capacity {
+            return Err(QueueFull(entry));
+        }
+        q.entries.push(entry);
+        let wake = q.writer_idle || q.entries.len() == self.shared.hurry_at;
+        q.writer_idle = false;
+        drop(q);
+        if wake {
+            self.shared.wake_writer.notify_one();
+        }
+        Ok(())
     }
 
     /// Queues what [`Self::try_write`] gave back, waiting for room (back-pressure).
     pub async fn write_when_room(&self, full: QueueFull) {
-        self.hurry.notify_one();
-        let _ = self.jobs.send(full.0).await;
+        let mut entry = full.0;
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before the check: a take between the two still wakes this write.
+            room.as_mut().enable();
+            match self.try_write(entry) {
+                Ok(()) => return,
+                Err(QueueFull(back)) => entry = back,
+            }
+            self.shared.wake_writer.notify_one();
+            room.await;
+        }
     }
 
     /// Waits until everything queued so far is written (a query then sees it).
     pub async fn flushed(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Job::Barrier(tx)).await.is_ok() {
-            self.hurry.notify_one();
-            let _ = rx.await;
+        {
+            let mut q = self.shared.lock();
+            if q.writer_gone {
+                return;
+            }
+            q.barriers.push(tx);
+            q.writer_idle = false;
         }
+        self.shared.wake_writer.notify_one();
+        let _ = rx.await;
     }
 }
 
-async fn write_loop(store: Arc<dyn ArchiveStore>, mut rx: mpsc::Receiver<Job>, hurry: Arc<Notify>) {
-    use futures_util::FutureExt;
-    let mut jobs = Vec::with_capacity(BATCH);
-    let mut entries = Vec::new();
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake_writer.notify_one();
+    }
+}
+
+/// Everything queued, appended to `batch` (barriers to `barriers`); whether the archiver is
+/// gone. Wakes the writes waiting for room.
+fn take(
+    shared: &Shared,
+    batch: &mut Vec<ArchiveEntry>,
+    barriers: &mut Vec<oneshot::Sender<()>>,
+) -> bool {
+    let mut q = shared.lock();
+    if batch.is_empty() {
+        // The queue's memory becomes the batch's, and the batch's (empty, from the last
+        // write) the queue's: no copy, and no fresh allocation to fault in.
+        std::mem::swap(batch, &mut q.entries);
+    } else {
+        batch.append(&mut q.entries);
+    }
+    barriers.append(&mut q.barriers);
+    let closed = q.closed;
+    drop(q);
+    shared.room.notify_waiters();
+    closed
+}
+
+async fn write_loop(store: Arc<dyn ArchiveStore>, shared: Arc<Shared>) {
+    let mut batch = Vec::new();
     let mut barriers = Vec::new();
-    let mut open = true;
-    while open && rx.recv_many(&mut jobs, BATCH).await > 0 {
+    loop {
+        // Idle until an entry or a barrier comes (or the archiver goes).
+        let closed = loop {
+            let work = shared.wake_writer.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            {
+                let mut q = shared.lock();
+                if !q.entries.is_empty() || !q.barriers.is_empty() || q.closed {
+                    q.writer_idle = false;
+                    break q.closed;
+                }
+                q.writer_idle = true;
+            }
+            work.await;
+        };
         let deadline = Instant::now() + LINGER;
-        sort(&mut jobs, &mut entries, &mut barriers);
+        let mut closed = closed | take(&shared, &mut batch, &mut barriers);
         // Gathering, woken by the deadline or a hurry rather than by every entry queued; a
-        // full queue is taken in here, and routing goes on meanwhile.
-        while open && barriers.is_empty() && entries.len() < BATCH {
+        // half-full queue is taken in here, and routing goes on meanwhile.
+        while !closed && barriers.is_empty() && batch.len() < BATCH {
             let late = tokio::select! {
-                _ = hurry.notified() => false,
+                _ = shared.wake_writer.notified() => false,
                 _ = tokio::time::sleep_until(deadline) => true,
             };
-            if rx
-                .recv_many(&mut jobs, BATCH - entries.len())
-                .now_or_never()
-                == Some(0)
-            {
-                open = false; // every sender went: this batch is the last
-            }
-            sort(&mut jobs, &mut entries, &mut barriers);
+            closed |= take(&shared, &mut batch, &mut barriers);
             if late {
                 break;
             }
         }
-        if !entries.is_empty() {
-            let written = write_batch(&*store, Arc::new(std::mem::take(&mut entries))).await;
-            // The same memory for the next batch (freshly allocated, it faults in again).
+        if !batch.is_empty() {
+            let written = write_batch(&*store, Arc::new(std::mem::take(&mut batch))).await;
+            // The same memory for the queue later (freshly allocated, it faults in again).
             if let Ok(mut done) = Arc::try_unwrap(written) {
                 done.clear();
-                entries = done;
+                batch = done;
             }
         }
         for b in barriers.drain(..) {
             let _ = b.send(());
         }
-    }
-}
-
-fn sort(
-    jobs: &mut Vec<Job>,
-    entries: &mut Vec<ArchiveEntry>,
-    barriers: &mut Vec<oneshot::Sender<()>>,
-) {
-    for job in jobs.drain(..) {
-        match job {
-            Job::Write(e) => entries.push(e),
-            Job::Barrier(b) => barriers.push(b),
+        if closed && shared.lock().entries.is_empty() {
+            break;
         }
+    }
+    let mut q = shared.lock();
+    q.writer_gone = true;
+    for b in q.barriers.drain(..) {
+        let _ = b.send(());
     }
 }
 

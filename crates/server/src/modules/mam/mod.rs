@@ -274,12 +274,14 @@ impl Module for Mam {
         };
         let archived = base.base().clone();
         if incoming {
-            let stamp = Element::builder("stanza-id", NS_SID)
-                .attr(xml_ncname!("id").into(), id.to_string())
-                .attr(xml_ncname!("by").into(), owner_bare)
-                .build();
-            *text = base.with_last_child(&stanza, &stamp);
-            stanza.append_child(stamp);
+            let id = id.to_string();
+            *text = base.with_last_child(&stanza, stanza_id_text(&id, owner_bare));
+            stanza.append_child(
+                Element::builder("stanza-id", NS_SID)
+                    .attr(xml_ncname!("id").into(), id)
+                    .attr(xml_ncname!("by").into(), owner_bare)
+                    .build(),
+            );
         } else {
             *text = Some(base);
         }
@@ -585,6 +587,26 @@ fn serialise(stanza: &Element) -> Arc<str> {
     shared_text(|out| weft_xml::write_element(stanza, out))
 }
 
+/// The text of `<stanza-id id='id' by='by'/>` (XEP-0359) as [`weft_xml::write_element_in`]
+/// writes that element in a `jabber:client` parent (attributes in name order), written
+/// directly: this is done for every message a local account receives.
+fn stanza_id_text(id: &str, by: &str) -> Box<str> {
+    let by = weft_xml::escape(by);
+    let mut s = String::with_capacity(48 + by.len() + id.len());
+    for part in [
+        "<stanza-id xmlns='",
+        NS_SID,
+        "' by='",
+        &by,
+        "' id='",
+        id,
+        "'/>",
+    ] {
+        s.push_str(part);
+    }
+    s.into_boxed_str()
+}
+
 /// Drops `<stanza-id/>` elements claiming to be by `owner` (XEP-0359 §4); whether there were
 /// any.
 fn strip_stanza_ids(stanza: &mut Element, owner: &str) -> bool {
@@ -625,6 +647,22 @@ mod tests {
             assert_eq!(bare(&jid), want.as_str());
             let (node, domain) = bare_parts(bare(&jid));
             assert_eq!((domain, node), account_parts(&want));
+        }
+    }
+
+    #[test]
+    fn a_stanza_ids_text_is_the_writers() {
+        for (id, by) in [
+            ("1796673724000001", "juliet@example.org"),
+            ("7", "a'b&c@d.example"),
+        ] {
+            let el = Element::builder("stanza-id", NS_SID)
+                .attr(xml_ncname!("id").into(), id)
+                .attr(xml_ncname!("by").into(), by)
+                .build();
+            let mut want = Vec::new();
+            weft_xml::write_element_in(&el, crate::ns::CLIENT, &mut want);
+            assert_eq!(stanza_id_text(id, by).as_bytes(), want.as_slice());
         }
     }
 
