@@ -209,7 +209,25 @@ fn take(
     closed
 }
 
+/// Marks the writer gone however its task ends (returned, panicked, or dropped with the
+/// runtime): later writes are dropped with a warning rather than waiting for room forever,
+/// and waiting barriers are answered.
+struct WriterGone(Arc<Shared>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.writer_gone = true;
+        for b in q.barriers.drain(..) {
+            let _ = b.send(());
+        }
+        drop(q);
+        self.0.room.notify_waiters();
+    }
+}
+
 async fn write_loop(store: Arc<dyn ArchiveStore>, shared: Arc<Shared>) {
+    let _gone = WriterGone(shared.clone());
     let mut batch = Vec::new();
     let mut barriers = Vec::new();
     loop {
@@ -256,11 +274,6 @@ async fn write_loop(store: Arc<dyn ArchiveStore>, shared: Arc<Shared>) {
         if closed && shared.lock().entries.is_empty() {
             break;
         }
-    }
-    let mut q = shared.lock();
-    q.writer_gone = true;
-    for b in q.barriers.drain(..) {
-        let _ = b.send(());
     }
 }
 
